@@ -1,0 +1,1 @@
+"""The test rig: real nats-server, fake services, gateways and clients."""

@@ -1,0 +1,5 @@
+from twisted.application.service import ServiceMaker
+
+resgate = ServiceMaker(
+    "resgate", "resgate.tap", "Realtime API gateway for the RES protocol over NATS", "resgate"
+)
