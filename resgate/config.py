@@ -1,0 +1,512 @@
+"""The gateway's settings: Resgate's defaults, its JSON file, and the flags.
+
+Settings are layered as Resgate layers them: defaults, then the JSON file
+named by ``--config`` (same keys as Resgate's, so an existing file works),
+then the flags actually given. A ``Config`` validates itself on creation and
+computes what Resgate's ``prepare`` computes, so code holding one can trust
+it. Every problem is a ``ConfigError`` whose message is one line naming the
+setting and where its value came from.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import json
+import os
+import re
+import string
+import sys
+from collections.abc import Mapping
+from dataclasses import InitVar, dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
+from urllib.parse import urlsplit
+
+from resgate.codec import is_valid_rid, is_valid_rid_part
+
+if TYPE_CHECKING:
+    from resgate.options import Options
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_REQUEST_TIMEOUT = 3000  # milliseconds
+DEFAULT_BUFFER_SIZE = 8192
+DEFAULT_ADDR = "0.0.0.0"
+DEFAULT_PORT = 8080
+DEFAULT_METRICS_PORT = 0  # metrics disabled
+DEFAULT_WS_PATH = "/"
+DEFAULT_API_PATH = "/api"
+DEFAULT_API_ENCODING = "json"
+DEFAULT_ALLOW_ORIGIN = "*"
+
+#: Encodings of resources served over HTTP, compared case-insensitively.
+API_ENCODINGS = ("json", "jsonflat")
+#: Methods always allowed over HTTP; PUT, DELETE and PATCH join when mapped.
+BASE_ALLOW_METHODS = "GET, HEAD, OPTIONS, POST"
+MAX_PORT = 65535
+#: The largest integer setting: Go's int, which Resgate parses them into.
+MAX_INT = 2**63 - 1
+#: A requestTimeout this small is taken as seconds (Resgate's pre-1.3 unit).
+DEPRECATED_SECONDS_LIMIT = 10
+#: The port of a nats:// URL that names none.
+DEFAULT_NATS_PORT = 4222
+#: No real configuration comes near this; a larger file is refused unread.
+MAX_CONFIG_FILE_SIZE = 1024 * 1024
+#: Resgate creates a missing configuration file with this mode (umask applies).
+CONFIG_FILE_MODE = 0o664
+
+# Longest rendering of a bad value inside an error message.
+_SHOWN_VALUE_LENGTH = 80
+
+
+class ConfigError(Exception):
+    """An unusable setting or configuration file; ``str()`` is one line."""
+
+
+class ResourceMethod(NamedTuple):
+    """A resource method such as ``auth.user.login``: resource ID and method."""
+
+    rid: str
+    method: str
+
+
+class _Kind(enum.Enum):
+    STRING = "a string"
+    OPTIONAL_STRING = "a string or null"
+    INTEGER = "an integer"
+    PORT = f"an integer from 0 to {MAX_PORT}"
+    BOOLEAN = "true or false"
+    STRING_LIST = "a list of strings"
+
+
+@dataclass(frozen=True)
+class _Setting:
+    key: str  # the JSON key in Resgate's configuration file
+    attr: str  # the Config attribute
+    kind: _Kind
+    flag: str | None = None  # the long option that overrides it
+    zero_is_default: bool = False  # Resgate's SetDefault replaces 0 or "" with the default
+
+
+# In the order of Resgate's configuration structs, which is the file's order.
+SETTINGS: tuple[_Setting, ...] = (
+    _Setting("natsUrl", "nats_url", _Kind.STRING, "nats", zero_is_default=True),
+    _Setting("natsCreds", "nats_creds", _Kind.STRING, "creds"),
+    _Setting("natsCert", "nats_cert", _Kind.STRING, "natscert"),
+    _Setting("natsKey", "nats_key", _Kind.STRING, "natskey"),
+    _Setting("natsRootCAs", "nats_root_cas", _Kind.STRING_LIST, "natsrootca"),
+    _Setting(
+        "requestTimeout", "request_timeout", _Kind.INTEGER, "reqtimeout", zero_is_default=True
+    ),
+    _Setting("bufferSize", "buffer_size", _Kind.INTEGER, zero_is_default=True),
+    _Setting("debug", "debug", _Kind.BOOLEAN, "debug"),
+    _Setting("trace", "trace", _Kind.BOOLEAN, "trace"),
+    _Setting("addr", "addr", _Kind.STRING, "addr"),
+    _Setting("port", "port", _Kind.PORT, "port", zero_is_default=True),
+    _Setting("wsPath", "ws_path", _Kind.STRING, "wspath", zero_is_default=True),
+    _Setting("apiPath", "api_path", _Kind.STRING, "apipath", zero_is_default=True),
+    _Setting("metricsPort", "metrics_port", _Kind.PORT, "metricsport"),
+    _Setting("apiEncoding", "api_encoding", _Kind.STRING, "apiencoding", zero_is_default=True),
+    _Setting("headerAuth", "header_auth", _Kind.OPTIONAL_STRING, "headauth"),
+    _Setting("wsHeaderAuth", "ws_header_auth", _Kind.OPTIONAL_STRING, "wsheadauth"),
+    _Setting("allowOrigin", "allow_origin", _Kind.STRING, "alloworigin"),
+    _Setting("putMethod", "put_method", _Kind.OPTIONAL_STRING, "putmethod"),
+    _Setting("deleteMethod", "delete_method", _Kind.OPTIONAL_STRING, "deletemethod"),
+    _Setting("patchMethod", "patch_method", _Kind.OPTIONAL_STRING, "patchmethod"),
+    _Setting("tls", "tls", _Kind.BOOLEAN, "tls"),
+    _Setting("certFile", "tls_cert", _Kind.STRING, "tlscert"),
+    _Setting("keyFile", "tls_key", _Kind.STRING, "tlskey"),
+    _Setting("wsCompression", "ws_compression", _Kind.BOOLEAN, "wscompression"),
+    _Setting("resetThrottle", "reset_throttle", _Kind.INTEGER, "resetthrottle"),
+    _Setting("referenceThrottle", "reference_throttle", _Kind.INTEGER, "referencethrottle"),
+)
+
+_SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
+# Go's JSON decoder matches keys case-insensitively, so Resgate does too.
+_SETTINGS_BY_FOLDED_KEY = {setting.key.lower(): setting for setting in SETTINGS}
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# What Go's url.Parse leaves as a bare origin: scheme, host, optional port, and
+# no user, path, query or fragment. Origins are lowercased before matching.
+_ORIGIN = re.compile(
+    r"[a-z][a-z0-9+.\-]*://(?:\[[0-9a-f:.]+\]|[^\x00-\x20\x7f/?#@\[\]\\^`{|}:]+)(?::[0-9]*)?"
+)
+
+
+@dataclass
+class Config:
+    """Every setting of the gateway, validated on creation.
+
+    Field defaults are Resgate's. Creating a Config (directly, with
+    ``dataclasses.replace`` or with ``from_options``) validates it, appends
+    the slash ``api_path`` needs, and fills in the derived attributes:
+    ``header_auth_method``, ``ws_header_auth_method``, ``allowed_origins``,
+    ``allow_methods``, ``listen_host`` and ``embedded_nats_address``. Treat
+    it as read-only afterwards. ``port=0`` asks for any free port, which only
+    direct creation allows: in the file and flags, 0 means the default.
+    """
+
+    nats_url: str = DEFAULT_NATS_URL
+    nats_creds: str = ""
+    nats_cert: str = ""
+    nats_key: str = ""
+    nats_root_cas: list[str] = field(default_factory=list)
+    request_timeout: int = DEFAULT_REQUEST_TIMEOUT
+    buffer_size: int = DEFAULT_BUFFER_SIZE
+    debug: bool = False
+    trace: bool = False
+    addr: str = DEFAULT_ADDR
+    port: int = DEFAULT_PORT
+    metrics_port: int = DEFAULT_METRICS_PORT
+    ws_path: str = DEFAULT_WS_PATH
+    api_path: str = DEFAULT_API_PATH
+    header_auth: str | None = None
+    ws_header_auth: str | None = None
+    api_encoding: str = DEFAULT_API_ENCODING
+    put_method: str | None = None
+    delete_method: str | None = None
+    patch_method: str | None = None
+    ws_compression: bool = False
+    reset_throttle: int = 0
+    reference_throttle: int = 0
+    tls: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    allow_origin: str = DEFAULT_ALLOW_ORIGIN
+    embed_nats: bool = False
+    #: Where each value came from, by JSON key (" in FILE", " from --FLAG"),
+    #: so that error messages can say so.
+    origins: InitVar[Mapping[str, str] | None] = None
+
+    header_auth_method: ResourceMethod | None = field(init=False, repr=False, compare=False)
+    ws_header_auth_method: ResourceMethod | None = field(init=False, repr=False, compare=False)
+    #: Lowercased and sorted; ``["*"]`` allows every origin.
+    allowed_origins: list[str] = field(init=False, repr=False, compare=False)
+    #: The Access-Control-Allow-Methods value.
+    allow_methods: str = field(init=False, repr=False, compare=False)
+    #: The IP address to listen on in canonical form, "" for every interface.
+    listen_host: str = field(init=False, repr=False, compare=False)
+    #: (host, port) for the embedded nats-server; None unless ``embed_nats``.
+    embedded_nats_address: tuple[str, int] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self, origins: Mapping[str, str] | None) -> None:
+        origins = origins or {}
+
+        def invalid(key: str, reason: str) -> ConfigError:
+            value = getattr(self, _SETTINGS_BY_KEY[key].attr)
+            return ConfigError(f"invalid {key} {_show(value)}{origins.get(key, '')}: {reason}")
+
+        for setting in SETTINGS:
+            problem = _kind_problem(getattr(self, setting.attr), setting.kind)
+            if problem:
+                raise invalid(setting.key, problem)
+
+        if self.api_encoding.lower() not in API_ENCODINGS:
+            raise invalid("apiEncoding", f"must be {' or '.join(API_ENCODINGS)}")
+        if self.metrics_port and self.metrics_port == self.port:
+            raise invalid("metricsPort", f"must differ from port {self.port}")
+
+        listen_host = _canonical_ip(self.addr) if self.addr else ""
+        if listen_host is None:
+            raise invalid("addr", "must be empty or an IPv4 or IPv6 address")
+        self.listen_host = listen_host
+
+        self.header_auth_method = _resource_method(self.header_auth)
+        if self.header_auth is not None and self.header_auth_method is None:
+            raise invalid("headerAuth", "must be a resource method: <resource ID>.<method>")
+        self.ws_header_auth_method = _resource_method(self.ws_header_auth)
+        if self.ws_header_auth is not None and self.ws_header_auth_method is None:
+            raise invalid("wsHeaderAuth", "must be a resource method: <resource ID>.<method>")
+
+        try:
+            self.allowed_origins = _allowed_origins(self.allow_origin)
+        except ValueError as e:
+            raise invalid(
+                "allowOrigin", f"{e}; use *, or <scheme>://<host>[:<port>] origins separated by ;"
+            ) from None
+
+        methods = [BASE_ALLOW_METHODS]
+        for key, http_method, name in (
+            ("putMethod", "PUT", self.put_method),
+            ("deleteMethod", "DELETE", self.delete_method),
+            ("patchMethod", "PATCH", self.patch_method),
+        ):
+            if name is not None:
+                if not is_valid_rid_part(name):
+                    raise invalid(key, "must be a call method name, without dots or wildcards")
+                methods.append(http_method)
+        self.allow_methods = ", ".join(methods)
+
+        if self.tls:
+            for key, path, flag in (
+                ("certFile", self.tls_cert, "tlscert"),
+                ("keyFile", self.tls_key, "tlskey"),
+            ):
+                if not path:
+                    raise ConfigError(
+                        f"tls is enabled{origins.get('tls', '')} but {key} is not set:"
+                        f" set {key} or --{flag}"
+                    )
+        if bool(self.nats_cert) != bool(self.nats_key):
+            given, missing, flag = (
+                ("natsCert", "natsKey", "natskey")
+                if self.nats_cert
+                else ("natsKey", "natsCert", "natscert")
+            )
+            raise ConfigError(
+                f"{given} is set{origins.get(given, '')} but {missing} is not:"
+                f" set {missing} or --{flag}"
+            )
+
+        self.embedded_nats_address = None
+        if self.embed_nats:
+            self.embedded_nats_address = _loopback_nats_address(self.nats_url)
+            if self.embedded_nats_address is None:
+                raise invalid(
+                    "natsUrl", "--embed-nats needs one nats://<loopback host>:<port> URL"
+                )
+
+        if not self.ws_path:
+            self.ws_path = "/"
+        if not self.api_path.endswith("/"):
+            self.api_path += "/"
+
+    @property
+    def scheme(self) -> str:
+        """``https`` with TLS, else ``http``: the scheme clients connect with."""
+        return "https" if self.tls else "http"
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings under Resgate's JSON keys, in Resgate's order."""
+        document = {setting.key: getattr(self, setting.attr) for setting in SETTINGS}
+        document["natsRootCAs"] = list(self.nats_root_cas)
+        return document
+
+    @classmethod
+    def from_options(cls, options: Options, *, stderr: TextIO = sys.stderr) -> Config:
+        """Build the Config of a command line: defaults < ``--config`` file < flags given.
+
+        A missing configuration file is created holding the resulting
+        settings, as Resgate does. A requestTimeout of 10 or less is read as
+        seconds, with a warning on ``stderr``. Raises ConfigError.
+        """
+        values: dict[str, Any] = {}
+        origins: dict[str, str] = {}
+        path: str | None = options["config"]
+        create_file = False
+        if path:
+            document = _read_config_file(path)
+            if document is None:
+                create_file = True
+            else:
+                for key, value in document.items():
+                    setting = _SETTINGS_BY_FOLDED_KEY.get(key.lower())
+                    if setting is not None and value is not None:
+                        values[setting.key] = value
+                        origins[setting.key] = f" in {path}"
+
+        for setting in SETTINGS:
+            if setting.flag in options.given:
+                value = options[setting.flag]
+                if setting.kind is _Kind.PORT and value == 0:
+                    continue  # Resgate lets only a non-zero port flag override
+                if setting.kind is _Kind.OPTIONAL_STRING and value == "":
+                    value = None
+                elif setting.key == "allowOrigin":
+                    value = ";".join(value)
+                values[setting.key] = value
+                origins[setting.key] = f" from --{setting.flag}"
+
+        for setting in SETTINGS:
+            if setting.zero_is_default and _is_zero(values.get(setting.key), setting.kind):
+                del values[setting.key]
+
+        timeout = values.get("requestTimeout")
+        if type(timeout) is int and 0 < timeout <= DEPRECATED_SECONDS_LIMIT:
+            print(
+                f"[DEPRECATED] requestTimeout {timeout}{origins['requestTimeout']} is read as"
+                f" seconds; set it to {timeout * 1000} (milliseconds) to silence this warning",
+                file=stderr,
+            )
+            values["requestTimeout"] = timeout * 1000
+
+        attrs = {_SETTINGS_BY_KEY[key].attr: value for key, value in values.items()}
+        config = cls(**attrs, embed_nats=bool(options["embed-nats"]), origins=origins)
+        if create_file:
+            assert path is not None
+            _write_config_file(path, config.to_json(), stderr)
+        return config
+
+
+def _show(value: object) -> str:
+    """A value as JSON on one short line, for error messages."""
+    try:
+        shown = json.dumps(value)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    if len(shown) > _SHOWN_VALUE_LENGTH:
+        shown = shown[: _SHOWN_VALUE_LENGTH - 3] + "..."
+    return shown
+
+
+def _kind_problem(value: object, kind: _Kind) -> str | None:
+    """Why ``value`` cannot be a setting of ``kind``, or None when it can."""
+    if kind is _Kind.STRING:
+        ok = isinstance(value, str)
+    elif kind is _Kind.OPTIONAL_STRING:
+        ok = value is None or isinstance(value, str)
+    elif kind is _Kind.BOOLEAN:
+        ok = isinstance(value, bool)
+    elif kind is _Kind.STRING_LIST:
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+    else:
+        # bool is an int in Python but not in JSON or Go.
+        if type(value) is not int:
+            return f"must be {kind.value}"
+        if kind is _Kind.PORT and not 0 <= value <= MAX_PORT:
+            return f"must be {kind.value}"
+        if value < 0:
+            return "must not be negative"
+        if value > MAX_INT:
+            return f"must be at most {MAX_INT}"
+        return None
+    return None if ok else f"must be {kind.value}"
+
+
+def _is_zero(value: object, kind: _Kind) -> bool:
+    if kind in (_Kind.INTEGER, _Kind.PORT):
+        return type(value) is int and value == 0
+    return value == ""
+
+
+def _canonical_ip(addr: str) -> str | None:
+    """The IP literal ``addr`` in canonical form, or None if it is none.
+
+    IPv4-mapped IPv6 becomes IPv4 and zones are refused, as Go's ParseIP does.
+    """
+    if "%" in addr:
+        return None
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _resource_method(value: str | None) -> ResourceMethod | None:
+    """``rid.method`` split at its last dot, or None unless it is one."""
+    if value is None or not is_valid_rid(value, False):
+        return None
+    rid, dot, method = value.rpartition(".")
+    return ResourceMethod(rid, method) if dot else None
+
+
+def _allowed_origins(setting: str) -> list[str]:
+    """The origins of an allowOrigin setting, lowercased and sorted.
+
+    Raises ValueError saying what is wrong with it.
+    """
+    origins = setting.translate(_ASCII_LOWER).split(";")
+    for origin in origins:
+        if origin == "*":
+            if len(origins) > 1:
+                raise ValueError("* must not be combined with other origins")
+        elif not origin:
+            raise ValueError("an origin is empty")
+        elif not _ORIGIN.fullmatch(origin):
+            raise ValueError(f"{_show(origin)} is not a bare origin")
+    return sorted(origins)
+
+
+def _loopback_nats_address(url: str) -> tuple[str, int] | None:
+    """(host, port) of a single nats:// URL on a loopback host, else None."""
+    if "," in url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port or DEFAULT_NATS_PORT
+    except ValueError:
+        return None
+    host = parts.hostname
+    if parts.scheme != "nats" or host is None or parts.path not in ("", "/"):
+        return None
+    if host != "localhost":
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                return None
+        except ValueError:
+            return None
+    return host, port
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _parse_int(digits: str) -> int:
+    # Python refuses to convert huge digit strings with a message about its own
+    # internals; no setting needs more digits than MAX_INT has.
+    if len(digits.lstrip("-")) > len(str(MAX_INT)):
+        raise ValueError(f"number {digits[:20]}... has too many digits")
+    return int(digits)
+
+
+def _read_config_file(path: str) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None if there is no such file."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(MAX_CONFIG_FILE_SIZE + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+    if len(raw) > MAX_CONFIG_FILE_SIZE:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_FILE_SIZE} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file {path} is not UTF-8: byte 0x{raw[e.start]:02x} at offset {e.start}"
+        ) from None
+    try:
+        document = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            f"cannot parse config file {path}: {e.msg} at line {e.lineno}, column {e.colno}"
+        ) from None
+    except ValueError as e:
+        raise ConfigError(f"cannot parse config file {path}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"cannot parse config file {path}: JSON nested too deeply") from None
+    if document is None:
+        return {}  # Go decodes a bare null into an untouched struct
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"config file {path} must hold a JSON object, not {_json_type_name(document)}"
+        )
+    return document
+
+
+def _json_type_name(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+def _write_config_file(path: str, document: dict[str, Any], stderr: TextIO) -> None:
+    """Create ``path`` holding ``document`` as Resgate writes it: tab-indented JSON.
+
+    Resgate starts even when it cannot write the file; so do we, with a warning.
+    """
+    text = json.dumps(document, indent="\t", ensure_ascii=False)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, CONFIG_FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as e:
+        print(f"warning: cannot write config file {path}: {e.strerror or e}", file=stderr)

