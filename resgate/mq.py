@@ -1,0 +1,548 @@
+"""The gateway's NATS connection: requests, event subscriptions, publishes.
+
+This is the only module that knows NATS. It runs nats-py on Twisted's asyncio
+reactor (one event loop) and hands the rest of the gateway Deferreds and
+``resgate.errors.ResError`` values.
+
+Every message this client receives, replies and events alike, reaches its
+handler in the order the connection delivered it (DESIGN.md, invariant 1).
+nats-py runs one task per subscription, which reorders messages across
+subscriptions, so ``_OrderedClient`` takes over nats-py's per-message
+dispatch for this module's subscriptions and calls handlers inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import importlib.util
+import inspect
+import re
+import ssl
+from typing import Callable, Sequence
+
+import nats.aio.client
+from nats.errors import NoServersError
+from nats.protocol import command
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from resgate import errors
+
+log = Logger(namespace="resgate.mq")
+
+REQUEST_TIMEOUT = 3.0  # seconds; Resgate's default request timeout
+CONNECT_TIMEOUT = 2.0  # seconds per server; nats.go's default
+# nats-server's default max_control_line. A longer PUB or SUB line makes the
+# server close the connection, so it is refused here (system.subjectTooLong).
+MAX_CONTROL_LINE = 4096
+# Outgoing bytes queued but not yet handed to the socket. Bounded so a stalled
+# NATS connection cannot grow the gateway's memory; roomy for bursts such as a
+# client subscribing to thousands of resources at once.
+MAX_PENDING_BYTES = 8 * 1024 * 1024
+
+NOT_CONNECTED = errors.internal_error("not connected to NATS")
+BUFFER_FULL = errors.internal_error("NATS outgoing buffer full")
+
+# A reply whose first byte is an ASCII letter is a pre-response (Resgate's rule).
+_A, _Z = ord("a"), ord("z")
+# One key:"value" pair of a pre-response, in Go struct-tag syntax.
+_META_PAIR = re.compile(rb' *([^\x00-\x20\x7f":]+):"((?:[^"\\]|\\.)*)"')
+_INTEGER = re.compile(rb"[+-]?[0-9]+")
+_NO_RESPONDERS = b"NATS/1.0 503"
+# Dot-separated non-empty tokens without whitespace; a subscription may also
+# use "*" tokens and a last ">" token.
+_SUBJECT = re.compile(r"[^ \t\r\n.]+(?:\.[^ \t\r\n.]+)*")
+_PATTERN = re.compile(r"(?:[^ \t\r\n.*>]+|\*)(?:\.(?:[^ \t\r\n.*>]+|\*))*(?:\.>)?|>")
+_USERINFO = re.compile(r"(^|//)[^/@]*@")
+
+Route = Callable[[bytes, bytes, "bytes | None"], None]
+
+_HOOK_PARAMS = ("self", "sid", "subject", "reply", "data", "headers")
+_CLIENT_STATE = ("_sid", "_pending", "_pending_data_size", "_max_pending_size", "_flush_queue")
+
+
+class MQConnectError(Exception):
+    """The NATS connection could not be made; the message is one line."""
+
+
+def check_nats_hook(client_class: type = nats.aio.client.Client) -> None:
+    """Fail loudly unless nats-py has the private hooks this module relies on.
+
+    ``_OrderedClient`` overrides ``Client._process_msg`` and writes to the
+    client's pending buffer directly; a nats-py release that changes those
+    would otherwise break message order silently.
+    """
+    hook = getattr(client_class, "_process_msg", None)
+    state = vars(client_class()) if hook is not None else {}
+    if (
+        hook is None
+        or not inspect.iscoroutinefunction(hook)
+        or tuple(inspect.signature(hook).parameters) != _HOOK_PARAMS
+        or not all(name in state for name in _CLIENT_STATE)
+    ):
+        raise ImportError(
+            f"resgate.mq overrides nats-py's Client._process_msg{_HOOK_PARAMS[1:]} and uses "
+            f"its pending buffer, which nats-py {nats.aio.client.__version__} does not have; "
+            "install the nats-py version pinned in setup.cfg"
+        )
+
+
+check_nats_hook()
+
+
+class _OrderedClient(nats.aio.client.Client):
+    """nats-py's client, with ordered inline dispatch and synchronous writes.
+
+    Messages for sids in ``routes`` go straight to their route, in socket
+    order, and never enter nats-py's per-subscription queues. PUB, SUB and
+    UNSUB are appended to nats-py's pending buffer without awaiting, so a
+    SUB queued before a request's PUB reaches the server first.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.routes: dict[int, Route] = {}
+        self.dispatched = 0
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        route = self.routes.get(sid)
+        if route is None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        self.dispatched += 1
+        try:
+            route(subject, data, headers)
+        except Exception:
+            # An exception here would end nats-py's read loop for good.
+            log.failure("NATS message handler failed for {subject}", subject=subject.decode(errors="replace"))
+
+    def publish_now(self, subject: str, reply: str, payload: bytes) -> None:
+        """Queue a PUB; raises ResError instead of blocking or sending what the server rejects."""
+        if len(payload) > self.max_payload:
+            raise errors.internal_error(
+                f"payload of {len(payload)} bytes exceeds NATS max_payload of {self.max_payload} bytes"
+            )
+        cmd = command.pub_cmd(subject, reply, payload)
+        if len(cmd) - len(payload) - 2 > MAX_CONTROL_LINE:
+            raise errors.SUBJECT_TOO_LONG
+        if self._pending_data_size + len(cmd) > self._max_pending_size:
+            raise BUFFER_FULL
+        self._queue(cmd)
+
+    def subscribe_now(self, subject: str, route: Route) -> int:
+        """Queue a SUB whose messages go to ``route``; returns its sid."""
+        cmd = command.sub_cmd(subject, "", self._sid + 1)
+        if len(cmd) > MAX_CONTROL_LINE:
+            raise errors.SUBJECT_TOO_LONG
+        self._queue(cmd)
+        self._sid += 1
+        self.routes[self._sid] = route
+        return self._sid
+
+    def unsubscribe_now(self, sid: int) -> None:
+        """Stop routing ``sid`` at once and queue its UNSUB."""
+        if self.routes.pop(sid, None) is not None and self.is_connected:
+            self._queue(command.unsub_cmd(sid, 0))
+
+    def _queue(self, cmd: bytes) -> None:
+        # As nats-py's _send_command and _flush_pending do, minus the awaits:
+        # the flusher task writes everything pending once kicked.
+        if not self.is_connected:
+            raise NOT_CONNECTED
+        self._pending.append(cmd)
+        self._pending_data_size += len(cmd)
+        if self._flush_queue.empty():
+            self._flush_queue.put_nowait(asyncio.get_running_loop().create_future())
+
+
+class _Request:
+    """A request waiting for its reply."""
+
+    __slots__ = ("token", "inbox", "deferred", "deadline", "extension")
+
+    def __init__(self, token: int, inbox: str, deferred: Deferred[bytes], deadline: float) -> None:
+        self.token = token
+        self.inbox = inbox
+        self.deferred = deferred
+        # None once the request left the shared deadline queue (answered or extended).
+        self.deadline: float | None = deadline
+        # Own timer once a pre-response set a timeout of its own.
+        self.extension: IDelayedCall | None = None
+
+
+class Subscription:
+    """Interest in a subject; its messages reach the handler in connection order."""
+
+    __slots__ = ("subject", "_client", "_nc", "_handler", "_sid")
+
+    def __init__(
+        self, client: MessageClient, nc: _OrderedClient, subject: str, handler: Callable[[str, bytes], None]
+    ) -> None:
+        self.subject = subject
+        self._client = client
+        self._nc = nc
+        self._handler = handler
+        self._sid = nc.subscribe_now(subject, self._deliver)
+
+    def unsubscribe(self) -> None:
+        """Stop delivery at once; safe to call more than once or after the connection is gone."""
+        if self._client.trace:
+            log.debug("U=> {subject}", subject=self.subject, resgate_trace=True)
+        self._nc.unsubscribe_now(self._sid)
+
+    def _deliver(self, subject: bytes, data: bytes, headers: bytes | None) -> None:
+        name = subject.decode()
+        if self._client.trace:
+            log.debug("=>> {subject}: {payload}", subject=name, payload=_text(data), resgate_trace=True)
+        self._handler(name, data)
+
+
+class MessageClient:
+    """The gateway's one NATS connection.
+
+    There is no automatic reconnect (as Resgate, which uses NoReconnect):
+    when the connection is lost, cached resources are stale, pending requests
+    fail and ``on_lost`` is called; the owner decides when to connect again.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        creds: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+        root_cas: Sequence[str] = (),
+        request_timeout: float = REQUEST_TIMEOUT,
+        reactor: IReactorTime | None = None,
+        trace: bool = False,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.url = url
+        self.request_timeout = request_timeout
+        self.trace = trace
+        self.on_lost: Callable[[str], None] | None = None
+        self._creds = creds
+        self._cert = cert
+        self._key = key
+        self._root_cas = tuple(root_cas)
+        self._clock = reactor
+        self._nc: _OrderedClient | None = None
+        self._inbox_prefix = ""
+        self._last_token = 0
+        self._requests: dict[int, _Request] = {}
+        # All requests share one timeout, so arrival order is deadline order.
+        self._deadlines: collections.deque[_Request] = collections.deque()
+        self._timer: IDelayedCall | None = None
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether requests can be sent now (False before connect, after close or loss)."""
+        return self._nc is not None and self._nc.is_connected
+
+    @property
+    def dispatched(self) -> int:
+        """Messages the ordered dispatcher delivered on the current connection."""
+        return self._nc.dispatched if self._nc is not None else 0
+
+    def connect(self) -> Deferred[None]:
+        """Connect to one of the servers of ``url`` (comma-separated).
+
+        The servers are tried in random order, as Resgate's NATS client does,
+        to spread gateways over a cluster. Fails with MQConnectError.
+        """
+        from twisted.internet import reactor
+        from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+        # nats-py needs the asyncio loop to run; under any other reactor it never would.
+        if not isinstance(reactor, AsyncioSelectorReactor):
+            return fail(MQConnectError("NATS needs Twisted's asyncio reactor"))
+        if self._nc is not None:
+            return fail(MQConnectError(f"already connected to NATS at {self._safe_url()}"))
+        return Deferred.fromFuture(asyncio.ensure_future(self._connect()))
+
+    def request(self, subject: str, payload: bytes) -> Deferred[bytes]:
+        """Send a request; fires with the reply payload or fails with a ResError.
+
+        TIMEOUT after ``request_timeout`` (or a pre-response's timeout),
+        NOT_FOUND when nobody listens, SUBJECT_TOO_LONG when the PUB would
+        not fit NATS's control line.
+        """
+        nc = self._nc
+        if nc is None:
+            return fail(NOT_CONNECTED)
+        try:
+            _check_subject(subject)
+        except errors.ResError as e:
+            return fail(e)
+        self._last_token += 1
+        token = self._last_token
+        inbox = f"{self._inbox_prefix}{token}"
+        try:
+            nc.publish_now(subject, inbox, payload)
+        except errors.ResError as e:
+            return fail(e)
+        if self.trace:
+            log.debug("<== ({inbox}) {subject}: {payload}", inbox=inbox[-6:], subject=subject,
+                      payload=_text(payload), resgate_trace=True)
+        request = _Request(token, inbox, Deferred(lambda _: self._forget(token)),
+                           self._clock.seconds() + self.request_timeout)
+        self._requests[token] = request
+        self._deadlines.append(request)
+        if self._timer is None:
+            self._timer = self._clock.callLater(self.request_timeout, self._on_deadline)
+        return request.deferred
+
+    def subscribe(self, subject: str, handler: Callable[[str, bytes], None]) -> Subscription:
+        """Subscribe at once: the SUB is queued before this returns, ahead of any later request.
+
+        ``handler(subject, payload)`` runs inline, in connection order.
+        Raises ResError.
+        """
+        nc = self._nc
+        if nc is None:
+            raise NOT_CONNECTED
+        _check_subject(subject, wildcards=True)
+        subscription = Subscription(self, nc, subject, handler)
+        if self.trace:
+            log.debug("S=> {subject}", subject=subject, resgate_trace=True)
+        return subscription
+
+    def publish(self, subject: str, payload: bytes, reply: str | None = None) -> None:
+        """Queue a message for the server; raises ResError."""
+        nc = self._nc
+        if nc is None:
+            raise NOT_CONNECTED
+        _check_subject(subject)
+        if reply is not None:
+            _check_subject(reply)
+        nc.publish_now(subject, reply or "", payload)
+        if self.trace:
+            log.debug("<== {subject}: {payload}", subject=subject, payload=_text(payload), resgate_trace=True)
+
+    def close(self) -> Deferred[None]:
+        """Close the connection; pending requests fail with DISPOSING. Idempotent."""
+        nc = self._nc
+        if nc is None:
+            return succeed(None)
+        self._drop(nc, errors.DISPOSING)
+        return Deferred.fromFuture(asyncio.ensure_future(nc.close()))
+
+    async def _connect(self) -> None:
+        nc = _OrderedClient()
+        last_error: BaseException | None = None
+
+        async def on_error(error: Exception) -> None:
+            nonlocal last_error
+            last_error = error
+            if nc is self._nc:
+                log.warn("NATS error: {error}", error=_describe(error))
+
+        async def on_closed() -> None:
+            self._on_closed(nc)
+
+        credentials = self._user_credentials()
+        tls = self._tls_context()
+        try:
+            await nc.connect(
+                servers=[server.strip() for server in self.url.split(",")],
+                error_cb=on_error,
+                closed_cb=on_closed,
+                allow_reconnect=False,
+                # nats-py tries each server of the list up to twice, then gives up.
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0,
+                connect_timeout=CONNECT_TIMEOUT,
+                pending_size=MAX_PENDING_BYTES,
+                user_credentials=credentials,
+                tls=tls,
+            )
+        except Exception as e:
+            if nc.is_connecting:
+                # The socket is open but the handshake failed.
+                await nc.close()
+            cause = last_error if isinstance(e, NoServersError) and last_error is not None else e
+            reason = _describe(cause)
+            raise MQConnectError(f"cannot connect to NATS at {self._safe_url()}: {reason}") from None
+        self._nc = nc
+        self._inbox_prefix = nc.new_inbox() + "."
+        nc.subscribe_now(self._inbox_prefix + "*", self._on_reply)
+        log.info("Connected to NATS at {url}", url=self._safe_url())
+
+    def _user_credentials(self) -> str | None:
+        if self._creds and importlib.util.find_spec("nkeys") is None:
+            raise MQConnectError("a NATS creds file needs the nkeys package (pip install nkeys)")
+        return self._creds
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """A client TLS context from cert/key/root CAs, or None for nats-py's default."""
+        if not (self._cert or self._key or self._root_cas):
+            return None
+        if bool(self._cert) != bool(self._key):
+            missing = "key" if self._cert else "certificate"
+            raise MQConnectError(
+                f"NATS client TLS needs both a certificate and a key; the {missing} is missing"
+            )
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            if self._root_cas:
+                for ca in self._root_cas:
+                    context.load_verify_locations(cafile=ca)
+            else:
+                context.load_default_certs()
+            if self._cert:
+                context.load_cert_chain(self._cert, self._key)
+        except (OSError, ssl.SSLError) as e:
+            raise MQConnectError(f"cannot load NATS TLS files: {_describe(e)}") from None
+        return context
+
+    def _safe_url(self) -> str:
+        """The server list without user, password or token."""
+        return ",".join(_USERINFO.sub(r"\1***@", server.strip()) for server in self.url.split(","))
+
+    def _on_reply(self, subject: bytes, data: bytes, headers: bytes | None) -> None:
+        try:
+            token = int(subject[len(self._inbox_prefix):])
+        except ValueError:
+            return
+        request = self._requests.get(token)
+        if request is None:
+            return
+        no_responders = not data and headers is not None and headers.startswith(_NO_RESPONDERS)
+        if self.trace:
+            if no_responders:
+                log.debug("x=> ({inbox}) No responders", inbox=request.inbox[-6:], resgate_trace=True)
+            else:
+                log.debug("==> ({inbox}): {payload}", inbox=request.inbox[-6:], payload=_text(data),
+                          resgate_trace=True)
+        if data and _A <= (data[0] | 32) <= _Z:
+            self._apply_pre_response(request, data)
+            return
+        self._forget(token)
+        if no_responders:
+            request.deferred.errback(errors.NOT_FOUND)
+        else:
+            request.deferred.callback(data)
+
+    def _apply_pre_response(self, request: _Request, meta: bytes) -> None:
+        """Give the request the pre-response's timeout, counted from now; ignore bad meta."""
+        milliseconds = _meta_timeout(meta)
+        if milliseconds is None:
+            return
+        delay = max(milliseconds, 0) / 1000
+        if request.extension is None:
+            request.deadline = None
+            request.extension = self._clock.callLater(delay, self._time_out, request)
+        else:
+            request.extension.reset(delay)
+
+    def _forget(self, token: int) -> None:
+        """Stop tracking a request (answered or cancelled by its caller)."""
+        request = self._requests.pop(token, None)
+        if request is None:
+            return
+        request.deadline = None
+        if request.extension is not None and request.extension.active():
+            request.extension.cancel()
+        # Replies mostly come in request order, so this keeps the queue short.
+        queue = self._deadlines
+        while queue and queue[0].deadline is None:
+            queue.popleft()
+        if not queue and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        now = self._clock.seconds()
+        queue = self._deadlines
+        expired = []
+        while queue and (queue[0].deadline is None or queue[0].deadline <= now):
+            request = queue.popleft()
+            if request.deadline is not None:
+                expired.append(request)
+        if queue:
+            self._timer = self._clock.callLater(queue[0].deadline - now, self._on_deadline)
+        for request in expired:
+            self._time_out(request)
+
+    def _time_out(self, request: _Request) -> None:
+        # A callback of an earlier timeout may have closed the client.
+        if self._requests.pop(request.token, None) is not request:
+            return
+        request.deadline = None
+        if self.trace:
+            log.debug("x=> ({inbox}) Request timeout", inbox=request.inbox[-6:], resgate_trace=True)
+        request.deferred.errback(errors.TIMEOUT)
+
+    def _on_closed(self, nc: _OrderedClient) -> None:
+        """nats-py closed a connection; if it was the live one, it was lost."""
+        if nc is not self._nc:
+            return
+        reason = f"lost NATS connection: {_describe(nc.last_error)}"
+        log.warn("{reason}", reason=reason)
+        self._drop(nc, errors.internal_error(reason))
+        if self.on_lost is not None:
+            try:
+                self.on_lost(reason)
+            except Exception:
+                log.failure("on_lost handler failed")
+
+    def _drop(self, nc: _OrderedClient, error: errors.ResError) -> None:
+        """Forget the connection and fail every pending request with ``error``."""
+        self._nc = None
+        nc.routes.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadlines.clear()
+        requests, self._requests = self._requests, {}
+        for request in requests.values():
+            if request.extension is not None and request.extension.active():
+                request.extension.cancel()
+            request.deferred.errback(error)
+
+
+def _check_subject(subject: str, wildcards: bool = False) -> None:
+    """Refuse subjects nats-server would reject.
+
+    The server answers those with -ERR, and nats-py closes the connection on any -ERR.
+    """
+    if (_PATTERN if wildcards else _SUBJECT).fullmatch(subject) is None:
+        raise errors.internal_error(f"invalid NATS subject {subject!r:.80}")
+
+
+def _meta_timeout(meta: bytes) -> int | None:
+    """The ``timeout:"ms"`` value of a pre-response, read as Go reads a struct tag."""
+    position = 0
+    while True:
+        pair = _META_PAIR.match(meta, position)
+        if pair is None:
+            return None
+        if pair[1] == b"timeout":
+            return int(pair[2]) if _INTEGER.fullmatch(pair[2]) else None
+        position = pair.end()
+
+
+def _describe(error: BaseException | None) -> str:
+    """What went wrong, on one line, without nats-py's prefix."""
+    if error is None:
+        return "connection closed"
+    if isinstance(error, ConnectionRefusedError) or getattr(error, "errno", None) == errno.ECONNREFUSED:
+        return "connection refused"
+    if isinstance(error, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error).removeprefix("nats: ").strip("'") or type(error).__name__
+    return " ".join(text.split())
+
+
+def _text(payload: bytes) -> str:
+    return payload.decode(errors="replace")
