@@ -1,5 +1,9 @@
 import pytest
+import pytest_twisted
 
+from resgate.config import Config
+from resgate.service import GatewayService
+from tests.rig.aio import within
 from tests.rig.nats import NatsServer
 
 
@@ -17,3 +21,26 @@ def private_nats_server():
     server = NatsServer().start()
     yield server
     server.cleanup()
+
+
+@pytest_twisted.async_yield_fixture
+async def gateway_factory(nats_server):
+    """Start in-process gateways on free loopback ports; all stop after the test.
+
+    ``await gateway_factory(**config)`` returns a started GatewayService whose
+    config has the shared nats-server's URL unless the test names another.
+    """
+    gateways = []
+
+    async def start(**settings):
+        settings.setdefault("nats_url", nats_server.url)
+        config = Config(addr="127.0.0.1", port=0, **settings)
+        gateway = GatewayService(config)
+        gateways.append(gateway)
+        gateway.startService()
+        await within(gateway.when_started(), 15)
+        return gateway
+
+    yield start
+    for gateway in reversed(gateways):
+        await within(gateway.stopService(), 15)

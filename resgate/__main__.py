@@ -1,0 +1,3 @@
+from resgate.cli import main
+
+main()

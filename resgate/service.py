@@ -1,0 +1,246 @@
+"""GatewayService: the gateway as one Twisted service.
+
+Start-up order matters: the embedded nats-server (when asked for), then the
+NATS connection, then the listening port, so no client is accepted before
+the gateway can serve it. Stopping runs in reverse. The service never stops
+the reactor: a process that wants to exit when the gateway fails (twistd, the
+``resgate`` script) sets ``on_fatal``; an application that hosts the gateway
+keeps running whatever happens to it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer
+from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import resource, server
+
+import resgate
+from resgate import errors
+from resgate.config import Config
+from resgate.embedded import EmbeddedNatsService
+from resgate.mq import MessageClient
+
+log = Logger(namespace="resgate")
+
+_PENDING = object()
+
+
+def listen_description(config: Config) -> str:
+    """The Twisted endpoint string for the configured address, port and TLS."""
+    # An empty addr means every interface: "::" listens on IPv6 and IPv4 alike.
+    host = config.listen_host or "::"
+    parts = [f"port={config.port}", f"interface={quoteStringArgument(host)}"]
+    if config.tls:
+        parts.append(f"privateKey={quoteStringArgument(config.tls_key)}")
+        parts.append(f"certKey={quoteStringArgument(config.tls_cert)}")
+        return "ssl:" + ":".join(parts)
+    return "tcp:" + ":".join(parts)
+
+
+class NotFoundResource(resource.Resource):
+    """Answers every path with Resgate's not-found error object."""
+
+    isLeaf = True
+
+    def render(self, request: server.Request) -> bytes:
+        request.setResponseCode(404)
+        request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        return b'{"code":"system.notFound","message":"Not found"}'
+
+
+class GatewaySite(server.Site):
+    """The HTTP site, quiet as Resgate is: no access log, no factory chatter."""
+
+    noisy = False
+
+    def log(self, request: server.Request) -> None:
+        pass
+
+
+class MessagingService(Service):
+    """Holds the NATS connection open while running."""
+
+    name = "nats"
+
+    def __init__(self, client: MessageClient) -> None:
+        self.client = client
+
+    def startService(self) -> defer.Deferred:
+        super().startService()
+        return self.client.connect()
+
+    def stopService(self) -> defer.Deferred:
+        super().stopService()
+        return self.client.close()
+
+
+class ListeningService(Service):
+    """Listens on a Twisted endpoint; ``startService`` fires once listening."""
+
+    name = "listener"
+
+    def __init__(self, description: str, factory, reactor) -> None:
+        self.description = description
+        self.factory = factory
+        self.reactor = reactor
+        self.port = None
+
+    def startService(self) -> defer.Deferred:
+        super().startService()
+        endpoint = serverFromString(self.reactor, self.description)
+        return endpoint.listen(self.factory).addCallback(self._listening)
+
+    def _listening(self, port) -> None:
+        self.port = port
+        address = port.getHost()
+        log.info("Listening on {host}:{port}", host=address.host, port=address.port)
+
+    def stopService(self) -> defer.Deferred:
+        super().stopService()
+        port, self.port = self.port, None
+        if port is None:
+            return defer.succeed(None)
+        return defer.maybeDeferred(port.stopListening)
+
+
+class GatewayService(MultiService):
+    """One RES gateway: NATS connection, resource cache and client endpoint.
+
+    ``listen`` overrides the endpoint built from the config (tests listen on
+    ``tcp:0:interface=127.0.0.1``; operators may use any Twisted endpoint).
+    ``on_fatal`` is called with a one-line reason when the gateway fails to
+    start or loses NATS; by default the failure is only logged.
+    """
+
+    name = "resgate"
+
+    def __init__(self, config: Config, *, reactor=None, listen: str | None = None) -> None:
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor
+        self.config = config
+        self.reactor = reactor
+        self.on_fatal: Callable[[str], None] | None = None
+        self.embedded_nats: EmbeddedNatsService | None = None
+        if config.embedded_nats_address is not None:
+            host, port = config.embedded_nats_address
+            self.embedded_nats = EmbeddedNatsService(host, port, reactor=reactor, debug=config.debug)
+            self.embedded_nats.setServiceParent(self)
+        self.mq = MessageClient(
+            config.nats_url,
+            creds=config.nats_creds or None,
+            cert=config.nats_cert or None,
+            key=config.nats_key or None,
+            root_cas=config.nats_root_cas,
+            request_timeout=config.request_timeout / 1000,
+            reactor=reactor,
+            trace=config.trace,
+        )
+        self.mq.on_lost = self._nats_lost
+        MessagingService(self.mq).setServiceParent(self)
+        self.site = GatewaySite(NotFoundResource())
+        self.listener = ListeningService(listen or listen_description(config), self.site, reactor)
+        self.listener.setServiceParent(self)
+        self._starting: defer.Deferred | None = None
+        self._start_outcome: object = _PENDING
+        self._start_waiters: list[defer.Deferred] = []
+
+    @property
+    def port(self) -> int | None:
+        """The port clients connect to, once listening."""
+        return self.listener.port.getHost().port if self.listener.port is not None else None
+
+    def startService(self) -> None:
+        """Start the children one after another (see ``when_started``)."""
+        Service.startService(self)
+        log.info(
+            "Starting resgate version {version} (RES protocol {protocol})",
+            version=resgate.__version__,
+            protocol=resgate.PROTOCOL_VERSION,
+        )
+        self._start_outcome = _PENDING
+        self._starting = defer.ensureDeferred(self._start_children())
+        self._starting.addBoth(self._started)
+
+    def when_started(self) -> defer.Deferred:
+        """A Deferred that fires when started, or fails with why it could not."""
+        d: defer.Deferred = defer.Deferred()
+        if self._start_outcome is _PENDING:
+            self._start_waiters.append(d)
+        else:
+            self._fire_waiter(d, self._start_outcome)
+        return d
+
+    def _started(self, outcome) -> None:
+        self._start_outcome = outcome
+        waiters, self._start_waiters = self._start_waiters, []
+        for d in waiters:
+            self._fire_waiter(d, outcome)
+
+    @staticmethod
+    def _fire_waiter(d: defer.Deferred, outcome) -> None:
+        if isinstance(outcome, Failure):
+            d.errback(outcome)
+        else:
+            d.callback(outcome)
+
+    async def _start_children(self) -> None:
+        started: list[Service] = []
+        try:
+            for child in self:
+                await defer.maybeDeferred(child.startService)
+                started.append(child)
+                if not self.running:
+                    raise defer.CancelledError("stopped while starting")
+        except BaseException as failure:
+            for child in reversed(started):
+                await defer.maybeDeferred(child.stopService).addErrback(
+                    log.failure, "Stopping {child}", child=child.name
+                )
+            self.running = False
+            reason = describe_failure(failure)
+            log.error("Failed to start server: {reason}", reason=reason)
+            self._fatal(reason)
+            raise
+
+    def stopService(self) -> defer.Deferred:
+        """Stop the children in reverse order of starting."""
+        was_running = self.running
+        Service.stopService(self)
+        if not was_running:
+            return defer.succeed(None)
+        return defer.ensureDeferred(self._stop_children())
+
+    async def _stop_children(self) -> None:
+        if self._starting is not None and not self._starting.called:
+            await self.when_started().addErrback(lambda _: None)
+        for child in reversed(list(self)):
+            if child.running:
+                await defer.maybeDeferred(child.stopService).addErrback(
+                    log.failure, "Stopping {child}", child=child.name
+                )
+        log.info("Server stopped")
+
+    def _nats_lost(self, reason: str) -> None:
+        # Every cached resource is stale once NATS is gone; until reconnection
+        # exists (see the operations issue) the gateway stops, as Resgate does.
+        self._fatal(reason)
+        if self.running:
+            self.stopService()
+
+    def _fatal(self, reason: str) -> None:
+        if self.on_fatal is not None:
+            self.on_fatal(reason)
+
+
+def describe_failure(failure: BaseException) -> str:
+    """One line for an operator: the message of a known error, else its type."""
+    if isinstance(failure, errors.ResError):
+        return failure.message
+    text = str(failure).strip()
+    return text.splitlines()[0] if text else type(failure).__name__

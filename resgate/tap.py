@@ -1,0 +1,93 @@
+"""twistd plugin support: ``twistd -n resgate [options]``.
+
+The options class is shared with the ``resgate`` console script, so both
+accept exactly the same flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import sys
+
+from resgate.config import Config, ConfigError
+from resgate.options import Options
+from resgate.service import GatewayService
+
+__all__ = ["Options", "makeService"]
+
+#: Exit status of a process whose gateway failed (Resgate exits with 1).
+EXIT_FAILURE = 1
+
+
+class ReactorError(Exception):
+    """The installed reactor cannot run the gateway."""
+
+
+def install_reactor():
+    """Install Twisted's asyncio reactor unless one is installed; return it.
+
+    nats-py runs on asyncio, so the gateway needs the asyncio reactor. twistd
+    installs its default reactor only after makeService, which leaves room to
+    install this one; an explicit ``--reactor`` of another kind is refused.
+    """
+    if "twisted.internet.reactor" not in sys.modules:
+        from twisted.internet import asyncioreactor
+
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        asyncioreactor.install(loop)
+    from twisted.internet import reactor
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    if not isinstance(reactor, AsyncioSelectorReactor):
+        raise ReactorError(
+            f"resgate needs Twisted's asyncio reactor, not {type(reactor).__name__}: "
+            "run twistd --reactor=asyncio or leave --reactor out"
+        )
+    return reactor
+
+
+class ProcessExit:
+    """Ends the process with a failure status when its gateway fails.
+
+    twistd has no way to set its exit status, so a fatal gateway failure stops
+    the reactor and records the status; an atexit hook, run after twistd has
+    cleaned up, exits with it. Supervisors (systemd) then see the failure.
+    """
+
+    def __init__(self, reactor) -> None:
+        self.reactor = reactor
+        self.status = 0
+
+    def __call__(self, reason: str) -> None:
+        self.status = EXIT_FAILURE
+        if self.reactor.running:
+            self.reactor.stop()
+
+    def apply(self) -> None:
+        if self.status:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(self.status)
+
+
+def build_gateway(options: Options) -> tuple[GatewayService, ProcessExit]:
+    """Config, reactor and gateway for a standalone process; exits on bad config."""
+    try:
+        config = Config.from_options(options)
+        reactor = install_reactor()
+    except (ConfigError, ReactorError) as e:
+        print(f"resgate: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILURE) from None
+    gateway = GatewayService(config, reactor=reactor)
+    exit_on_fatal = ProcessExit(reactor)
+    gateway.on_fatal = exit_on_fatal
+    return gateway, exit_on_fatal
+
+
+def makeService(options: Options) -> GatewayService:
+    gateway, exit_on_fatal = build_gateway(options)
+    atexit.register(exit_on_fatal.apply)
+    return gateway

@@ -1,0 +1,88 @@
+"""The gateway as a separate process: the console script or twistd."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 15.0
+_LISTENING = re.compile(r"Listening on (\S+):(\d+)")
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def refuses_connections(port: int) -> bool:
+    """True when nothing listens on the loopback port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+class GatewayProcess:
+    """Runs ``python -m resgate ARGS`` (or ``twistd -n resgate ARGS``).
+
+    Output goes to a file, so the process can never block on a full pipe;
+    ``output()`` reads it. ``wait_listening()`` returns the port it listens on.
+    """
+
+    def __init__(self, *args: str, twistd: bool = False, cwd: str | None = None) -> None:
+        self._dir = tempfile.mkdtemp(prefix="resgate-proc-")
+        self.output_path = os.path.join(self._dir, "output.log")
+        if twistd:
+            twistd_script = os.path.join(sysconfig.get_path("scripts"), "twistd")
+            command = [twistd_script, "--pidfile=", "-n", "resgate", *args]
+        else:
+            command = [sys.executable, "-m", "resgate", *args]
+        self._output = open(self.output_path, "wb")
+        self.process = subprocess.Popen(command, stdout=self._output, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, cwd=cwd or self._dir)
+
+    def output(self) -> str:
+        with open(self.output_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def wait_listening(self, timeout: float = START_TIMEOUT) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = _LISTENING.search(self.output())
+            if match:
+                return int(match.group(2))
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.output()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"gateway not listening after {timeout}s:\n{self.output()}")
+
+    def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+            raise RuntimeError(f"gateway did not exit within {timeout}s:\n{self.output()}")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int:
+        """Send ``signum`` and wait (bounded) for the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        return self.wait_exit(timeout)
+
+    def cleanup(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self._output.close()

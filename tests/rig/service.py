@@ -1,0 +1,111 @@
+"""A scripted fake RES service over a real NATS connection.
+
+It subscribes to the request subjects a RES service answers (get, access,
+call, auth) and records every request. A test either scripts answers up
+front (``on(subject, handler)``) or takes requests as they come
+(``await next_request()``) and answers each as the scenario demands, the way
+Resgate's own test suite plays services.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import nats
+from twisted.internet import defer
+
+from tests.rig.aio import WAIT_TIMEOUT, as_deferred, within
+
+REQUEST_SUBJECTS = ("get.>", "access.>", "call.>", "auth.>")
+
+
+@dataclass
+class ServiceRequest:
+    """One request the fake service received."""
+
+    subject: str
+    raw: bytes
+    reply: str
+    service: "FakeService" = field(repr=False)
+
+    @property
+    def payload(self) -> Any:
+        """The request payload parsed as JSON (None for an empty payload)."""
+        return json.loads(self.raw) if self.raw else None
+
+    def respond(self, payload: Any) -> None:
+        """Send a reply: bytes as they are, anything else JSON-encoded."""
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.service.publish(self.reply, data)
+
+    def respond_result(self, result: Any) -> None:
+        self.respond({"result": result})
+
+    def respond_error(self, code: str, message: str, data: Any = None) -> None:
+        error = {"code": code, "message": message}
+        if data is not None:
+            error["data"] = data
+        self.respond({"error": error})
+
+
+class FakeService:
+    """A RES service played by a test."""
+
+    def __init__(self, nats_url: str) -> None:
+        self.nats_url = nats_url
+        self.requests: list[ServiceRequest] = []
+        self._handlers: dict[str, Callable[[ServiceRequest], None]] = {}
+        self._unhandled: list[ServiceRequest] = []
+        self._waiting: list[defer.Deferred] = []
+        self._nc: nats.NATS | None = None
+
+    async def start(self) -> "FakeService":
+        self._nc = await as_deferred(nats.connect(self.nats_url))
+        for subject in REQUEST_SUBJECTS:
+            await as_deferred(self._nc.subscribe(subject, cb=self._received))
+        await as_deferred(self._nc.flush())
+        return self
+
+    async def stop(self) -> None:
+        if self._nc is not None:
+            await as_deferred(self._nc.close())
+            self._nc = None
+
+    def on(self, subject: str, handler: Callable[[ServiceRequest], None]) -> None:
+        """Answer every request on ``subject`` with ``handler``."""
+        self._handlers[subject] = handler
+
+    def next_request(self, timeout: float = WAIT_TIMEOUT) -> defer.Deferred:
+        """The oldest request no handler answered, waiting for one if needed."""
+        if self._unhandled:
+            return defer.succeed(self._unhandled.pop(0))
+        d: defer.Deferred = defer.Deferred()
+        self._waiting.append(d)
+        return within(d, timeout)
+
+    def publish(self, subject: str, payload: Any) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        as_deferred(self._nc.publish(subject, data))
+
+    def event(self, rid: str, event: str, payload: Any = None) -> None:
+        """Publish a resource event, ``event.<rid>.<event>``."""
+        self.publish(f"event.{rid}.{event}", payload if payload is not None else {})
+
+    def flush(self) -> defer.Deferred:
+        return as_deferred(self._nc.flush())
+
+    async def _received(self, msg) -> None:
+        request = ServiceRequest(msg.subject, msg.data, msg.reply, self)
+        self.requests.append(request)
+        handler = self._handlers.get(msg.subject)
+        if handler is not None:
+            handler(request)
+            return
+        while self._waiting:
+            d = self._waiting.pop(0)
+            if not d.called:
+                d.callback(request)
+                return
+        self._unhandled.append(request)

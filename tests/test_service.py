@@ -1,0 +1,186 @@
+"""GatewayService: start order, stop order, failures, and life inside a host application."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import pytest
+import pytest_twisted
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService
+from twisted.internet import reactor, threads
+
+from resgate.config import Config
+from resgate.service import GatewayService, listen_description
+from tests.rig.aio import sleep, within
+from tests.rig.http import http_request
+from tests.rig.process import free_port, refuses_connections
+from tests.rig.tls import write_self_signed_cert
+
+
+class Ticker(TimerService):
+    """The host application's own service: counts ticks while it runs."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        super().__init__(0.02, self._tick)
+
+    def _tick(self) -> None:
+        self.ticks += 1
+
+    async def ticks_on(self) -> None:
+        before = self.ticks
+        for _ in range(100):
+            await sleep(0.02)
+            if self.ticks > before + 2:
+                return
+        raise AssertionError("the host's own service stopped ticking")
+
+
+@pytest_twisted.ensureDeferred
+async def test_listens_after_nats_is_connected_and_stops_in_reverse(gateway_factory):
+    gateway = await gateway_factory()
+    assert gateway.mq.is_connected
+    response = await http_request("GET", f"http://127.0.0.1:{gateway.port}/")
+    assert response.status == 404
+    assert response.json() == {"code": "system.notFound", "message": "Not found"}
+    port = gateway.port
+
+    await within(gateway.stopService())
+    assert refuses_connections(port)
+    assert not gateway.mq.is_connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreachable_nats_fails_start_without_listening():
+    dead = free_port()
+    listen_port = free_port()
+    config = Config(nats_url=f"nats://127.0.0.1:{dead}", addr="127.0.0.1", port=listen_port)
+    gateway = GatewayService(config)
+    reasons = []
+    gateway.on_fatal = reasons.append
+    gateway.startService()
+    with pytest.raises(Exception) as caught:
+        await within(gateway.when_started(), 15)
+    assert str(dead) in str(caught.value)
+    assert len(reasons) == 1 and "\n" not in reasons[0] and str(dead) in reasons[0]
+    assert not gateway.running
+    assert gateway.port is None
+    assert refuses_connections(listen_port)
+    await within(gateway.stopService())
+
+
+class HostApplication(MultiService):
+    """Someone else's Twisted application: its own Ticker, plus a gateway."""
+
+    def __init__(self, nats_url: str) -> None:
+        super().__init__()
+        self.ticker = Ticker()
+        self.ticker.setServiceParent(self)
+        self.gateway = GatewayService(Config(nats_url=nats_url, addr="127.0.0.1", port=0))
+        self.fatal_reasons: list[str] = []
+        self.gateway.on_fatal = self.fatal_reasons.append
+        self.gateway.setServiceParent(self)
+
+
+@pytest_twisted.ensureDeferred
+async def test_host_application_outlives_a_gateway_that_cannot_start():
+    host = HostApplication(f"nats://127.0.0.1:{free_port()}")
+    gateway, ticker = host.gateway, host.ticker
+    host.startService()
+    try:
+        with pytest.raises(Exception):
+            await within(gateway.when_started(), 15)
+        assert reactor.running and host.running and ticker.running
+        await ticker.ticks_on()
+    finally:
+        await within(host.stopService())
+
+
+@pytest_twisted.ensureDeferred
+async def test_host_application_outlives_stopping_the_gateway(nats_server):
+    host = HostApplication(nats_server.url)
+    gateway, ticker = host.gateway, host.ticker
+    host.startService()
+    try:
+        await within(gateway.when_started(), 15)
+        port = gateway.port
+        await within(gateway.disownServiceParent())
+        assert refuses_connections(port)
+        assert reactor.running and host.running
+        await ticker.ticks_on()
+    finally:
+        await within(host.stopService())
+
+
+@pytest_twisted.ensureDeferred
+async def test_host_application_outlives_losing_nats(private_nats_server):
+    host = HostApplication(private_nats_server.url)
+    gateway, ticker, reasons = host.gateway, host.ticker, host.fatal_reasons
+    host.startService()
+    try:
+        await within(gateway.when_started(), 15)
+        private_nats_server.kill()
+        for _ in range(250):
+            if reasons and not gateway.running:
+                break
+            await sleep(0.02)
+        assert reasons and reasons[0].startswith("lost NATS connection")
+        assert not gateway.running
+        assert reactor.running and host.running
+        await ticker.ticks_on()
+    finally:
+        await within(host.stopService())
+
+
+@pytest_twisted.ensureDeferred
+async def test_embedded_nats_starts_first_and_stops_last():
+    nats_port = free_port()
+    config = Config(nats_url=f"nats://127.0.0.1:{nats_port}", embed_nats=True, addr="127.0.0.1", port=0)
+    gateway = GatewayService(config)
+    gateway.startService()
+    await within(gateway.when_started(), 20)
+    assert gateway.mq.is_connected
+    assert not refuses_connections(nats_port)
+    await within(gateway.stopService(), 20)
+    assert refuses_connections(nats_port)
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_serves_https(nats_server, tmp_path):
+    cert, key = write_self_signed_cert(tmp_path)
+    gateway = GatewayService(
+        Config(nats_url=nats_server.url, addr="127.0.0.1", port=0, tls=True, tls_cert=cert, tls_key=key)
+    )
+    gateway.startService()
+    await within(gateway.when_started(), 15)
+    context = ssl.create_default_context(cafile=cert)
+
+    def fetch() -> bytes:
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                return tls.recv(64)
+
+    try:
+        head = await within(threads.deferToThread(fetch), 10)
+        assert head.startswith(b"HTTP/1.1 404")
+    finally:
+        await within(gateway.stopService())
+
+
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        ({"addr": "127.0.0.1", "port": 8080}, "tcp:port=8080:interface=127.0.0.1"),
+        ({"addr": "::1", "port": 8080}, r"tcp:port=8080:interface=\:\:1"),
+        ({"addr": "", "port": 80}, r"tcp:port=80:interface=\:\:"),
+        (
+            {"addr": "0.0.0.0", "port": 443, "tls": True, "tls_cert": "/c:x.pem", "tls_key": "k.pem"},
+            r"ssl:port=443:interface=0.0.0.0:privateKey=k.pem:certKey=/c\:x.pem",
+        ),
+    ],
+)
+def test_listen_description(settings, expected):
+    assert listen_description(Config(**settings)) == expected
