@@ -155,6 +155,17 @@ class GatewayService(MultiService):
         """The port clients connect to, once listening."""
         return self.listener.port.getHost().port if self.listener.port is not None else None
 
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket URL of this gateway, once listening (loopback view)."""
+        scheme = "wss" if self.config.tls else "ws"
+        return f"{scheme}://127.0.0.1:{self.port}{self.config.ws_path}"
+
+    @property
+    def api_url(self) -> str:
+        """The URL prefix of resources over HTTP, once listening (loopback view)."""
+        return f"{self.config.scheme}://127.0.0.1:{self.port}{self.config.api_path}"
+
     def startService(self) -> None:
         """Start the children one after another (see ``when_started``)."""
         Service.startService(self)

@@ -5,6 +5,7 @@ from resgate.config import Config
 from resgate.service import GatewayService
 from tests.rig.aio import within
 from tests.rig.nats import NatsServer
+from tests.rig.service import FakeService
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +45,17 @@ async def gateway_factory(nats_server):
     yield start
     for gateway in reversed(gateways):
         await within(gateway.stopService(), 15)
+
+
+@pytest_twisted.async_yield_fixture
+async def fake_service(nats_server):
+    """A scripted RES service on the shared nats-server."""
+    service = await FakeService(nats_server.url).start()
+    yield service
+    await service.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def gateway(gateway_factory):
+    """A gateway with default settings on a free loopback port."""
+    yield await gateway_factory()

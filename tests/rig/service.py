@@ -85,6 +85,27 @@ class FakeService:
         self._waiting.append(d)
         return within(d, timeout)
 
+    async def take(self, *subjects: str, timeout: float = WAIT_TIMEOUT) -> dict[str, ServiceRequest]:
+        """The next requests on exactly these subjects, in whatever order they came.
+
+        A gateway sends some requests in parallel (access and get for a
+        subscribe), so a scenario must not depend on their order. Fails if a
+        request on another subject comes first.
+        """
+        taken: dict[str, ServiceRequest] = {}
+        while len(taken) < len(subjects):
+            request = await self.next_request(timeout)
+            if request.subject not in subjects or request.subject in taken:
+                raise AssertionError(f"unexpected request {request.subject} {request.raw!r}; "
+                                     f"expected {sorted(set(subjects) - set(taken))}")
+            taken[request.subject] = request
+        return taken
+
+    def assert_no_request(self) -> None:
+        """Fail if a request came that no handler or test took."""
+        if self._unhandled:
+            raise AssertionError(f"unexpected requests: {[r.subject for r in self._unhandled]}")
+
     def publish(self, subject: str, payload: Any) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         as_deferred(self._nc.publish(subject, data))
