@@ -9,6 +9,11 @@ at the first ``?`` after a complete part and may hold anything.
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import orjson
+
+from resgate import errors
 
 # Printable ASCII (33..126) except the NATS wildcards, the token separator and
 # the query mark; everything else, including non-ASCII, is rejected.
@@ -34,3 +39,383 @@ def is_valid_rid_part(part: str) -> bool:
     Method names (call, auth) and the HTTP method mappings must be one part.
     """
     return _RID_PART.fullmatch(part) is not None
+
+
+# --- Values: what models and collections hold --------------------------------
+
+VALUE_DELETE = 1
+VALUE_PRIMITIVE = 2
+VALUE_REFERENCE = 3
+VALUE_SOFT_REFERENCE = 4
+VALUE_DATA = 5
+
+_INVALID_RESPONSE = errors.internal_error("invalid service response")
+_MISSING_RESULT = errors.internal_error("response missing result")
+_INVALID_VALUE = errors.internal_error("invalid value")
+_EMPTY_RID = errors.internal_error('invalid value: resource references requires a non-empty "rid" value')
+_AMBIGUOUS = errors.internal_error("invalid value: ambiguous value type")
+_NESTED_OBJECT = errors.internal_error("invalid value: nested json object must be wrapped as a data value")
+_NESTED_ARRAY = errors.internal_error("invalid value: nested json array must be wrapped as a data value")
+#: What a pre-1.2.1 client sees instead of a data value.
+LEGACY_DATA_PLACEHOLDER = "[Data]"
+
+
+class Value:
+    """One model property or collection item.
+
+    ``raw`` is the JSON value sent on to clients: the primitive itself, or the
+    object the service sent for references and data values (a data value
+    wrapping a primitive becomes that primitive, as in Resgate).
+    """
+
+    __slots__ = ("type", "raw", "rid")
+
+    def __init__(self, type: int, raw: Any, rid: str | None = None) -> None:
+        self.type = type
+        self.raw = raw
+        self.rid = rid
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Value) or self.type != other.type:
+            return False
+        if self.type == VALUE_REFERENCE or self.type == VALUE_SOFT_REFERENCE:
+            return self.rid == other.rid
+        return self.type == VALUE_DELETE or _same_json(self.raw, other.raw)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def is_proper(self) -> bool:
+        """A value a resource may hold (not a delete action)."""
+        return self.type != VALUE_DELETE
+
+    def legacy(self) -> Any:
+        """The value as a client of protocol 1.2.0 or older expects it."""
+        if self.type == VALUE_SOFT_REFERENCE:
+            return self.rid
+        if self.type == VALUE_DATA:
+            return LEGACY_DATA_PLACEHOLDER
+        return self.raw
+
+    def __repr__(self) -> str:
+        return f"Value({self.type}, {self.raw!r})"
+
+
+DELETE_VALUE = Value(VALUE_DELETE, {"action": "delete"})
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    # 1 == True and 1 == 1.0 in Python, but not in JSON.
+    return type(a) is type(b) and a == b
+
+
+def decode_value(raw: Any) -> Value:
+    """Classify a JSON value from a service; raises ResError when it is not allowed."""
+    if isinstance(raw, dict):
+        rid = raw.get("rid")
+        if rid is not None or "rid" in raw:
+            if not isinstance(rid, str) or rid == "":
+                raise _EMPTY_RID
+            if "action" in raw or "data" in raw:
+                raise _AMBIGUOUS
+            if not is_valid_rid(rid, True):
+                raise errors.internal_error(f'invalid value: resource reference rid "{rid}" is invalid')
+            return Value(VALUE_SOFT_REFERENCE if raw.get("soft") is True else VALUE_REFERENCE, raw, rid)
+        if "action" in raw:
+            if "data" in raw:
+                raise _AMBIGUOUS
+            if raw["action"] != "delete":
+                raise errors.internal_error(f'invalid value: unknown action "{raw["action"]}"')
+            return DELETE_VALUE
+        if "data" in raw:
+            data = raw["data"]
+            if isinstance(data, (dict, list)):
+                return Value(VALUE_DATA, raw)
+            return Value(VALUE_PRIMITIVE, data)
+        raise _NESTED_OBJECT
+    if isinstance(raw, list):
+        raise _NESTED_ARRAY
+    return Value(VALUE_PRIMITIVE, raw)
+
+
+def decode_proper_value(raw: Any) -> Value:
+    value = decode_value(raw)
+    if not value.is_proper:
+        raise _INVALID_VALUE
+    return value
+
+
+# --- Service responses ---------------------------------------------------------
+
+
+def _decode_json(payload: bytes) -> Any:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        raise errors.internal_error(e) from None
+
+
+def _response_error(message: dict) -> errors.ResError | None:
+    """The error object of a service response, if it has one."""
+    error = message.get("error")
+    if error is None:
+        return None
+    if not isinstance(error, dict) or not isinstance(error.get("code"), str):
+        return _INVALID_RESPONSE
+    text = error.get("message")
+    return errors.ResError(error["code"], text if isinstance(text, str) else "", error.get("data"))
+
+
+def _response(payload: bytes) -> dict:
+    message = _decode_json(payload)
+    if not isinstance(message, dict):
+        raise _INVALID_RESPONSE
+    return message
+
+
+class GetResult:
+    """A get response: a model or a collection, and the normalized query."""
+
+    __slots__ = ("model", "collection", "query")
+
+    def __init__(self, model: dict[str, Value] | None, collection: list[Value] | None, query: str) -> None:
+        self.model = model
+        self.collection = collection
+        self.query = query
+
+
+def _decode_resource(result: dict) -> tuple[dict[str, Value] | None, list[Value] | None]:
+    model = result.get("model")
+    collection = result.get("collection")
+    if model is not None:
+        if collection is not None or not isinstance(model, dict):
+            raise _INVALID_RESPONSE
+        values = {}
+        for key, raw in model.items():
+            value = decode_value(raw)
+            if not value.is_proper:
+                raise _INVALID_RESPONSE
+            values[key] = value
+        return values, None
+    if collection is not None:
+        if not isinstance(collection, list):
+            raise _INVALID_RESPONSE
+        items = [decode_value(raw) for raw in collection]
+        if not all(item.is_proper for item in items):
+            raise _INVALID_RESPONSE
+        return None, items
+    return None, None
+
+
+def decode_get_response(payload: bytes) -> GetResult:
+    """Decode a get response; raises the service's error or ``system.internalError``."""
+    message = _response(payload)
+    error = _response_error(message)
+    if error is not None:
+        raise error
+    result = message.get("result")
+    if result is None:
+        raise _MISSING_RESULT
+    if not isinstance(result, dict):
+        raise _INVALID_RESPONSE
+    model, collection = _decode_resource(result)
+    if model is None and collection is None:
+        raise _INVALID_RESPONSE
+    query = result.get("query", "")
+    return GetResult(model, collection, query if isinstance(query, str) else "")
+
+
+class Access:
+    """An access response: ``get`` and the ``call`` methods, or the error."""
+
+    __slots__ = ("get", "call", "error")
+
+    def __init__(self, get: bool = False, call: str | None = None, error: errors.ResError | None = None) -> None:
+        self.get = get
+        self.call = call
+        self.error = error
+
+    def can_get(self) -> errors.ResError | None:
+        if self.error is not None:
+            return self.error
+        return None if self.get else errors.ACCESS_DENIED
+
+    def can_call(self, method: str) -> errors.ResError | None:
+        if self.error is not None:
+            return self.error
+        if self.call == "*" or (self.call and method in self.call.split(",")):
+            return None
+        return errors.ACCESS_DENIED
+
+
+def decode_meta(message: dict) -> dict | None:
+    """The ``meta`` object of a response (status and header), for HTTP requests."""
+    meta = message.get("meta")
+    return meta if isinstance(meta, dict) else None
+
+
+def decode_access_response(payload: bytes) -> tuple[Access, dict | None]:
+    """Decode an access response; an invalid one becomes an Access with an error."""
+    try:
+        message = _response(payload)
+    except errors.ResError as e:
+        return Access(error=e), None
+    meta = decode_meta(message)
+    error = _response_error(message)
+    if error is not None:
+        return Access(error=error), meta
+    result = message.get("result")
+    if result is None:
+        return Access(error=_MISSING_RESULT), meta
+    if not isinstance(result, dict):
+        return Access(error=_INVALID_RESPONSE), meta
+    get = result.get("get", False)
+    call = result.get("call")
+    if not isinstance(get, bool) or not (call is None or isinstance(call, str)):
+        return Access(error=errors.internal_error("invalid access response")), meta
+    return Access(get, call), meta
+
+
+_NO_RESULT = object()
+
+
+def decode_call_response(payload: bytes) -> tuple[Any, str | None, dict | None]:
+    """Decode a call or auth response: (result, resource RID or None, meta).
+
+    Raises the service's error, or ``system.internalError`` for a broken response.
+    """
+    message = _response(payload)
+    error = _response_error(message)
+    if error is not None:
+        raise error
+    meta = decode_meta(message)
+    resource = message.get("resource")
+    if resource is not None:
+        rid = resource.get("rid") if isinstance(resource, dict) else None
+        if not isinstance(rid, str) or not is_valid_rid(rid, True):
+            raise _INVALID_RESPONSE
+        return None, rid, meta
+    result = message.get("result", _NO_RESULT)
+    if result is _NO_RESULT:
+        raise _MISSING_RESULT
+    return result, None, meta
+
+
+def legacy_new_rid(result: Any) -> str | None:
+    """The rid of a pre-1.1 ``new`` call result (``{"rid": ...}`` alone), if it is one."""
+    if isinstance(result, dict) and len(result) == 1 and isinstance(result.get("rid"), str):
+        if not is_valid_rid(result["rid"], True):
+            raise _INVALID_RESPONSE
+        return result["rid"]
+    return None
+
+
+# --- Events ------------------------------------------------------------------------
+
+
+def decode_event(payload: bytes) -> Any:
+    """The JSON payload of an event (None when empty); raises ResError when malformed."""
+    return _decode_json(payload) if payload else None
+
+
+def is_legacy_change_event(data: Any) -> bool:
+    """Whether a change event is pre-1.0 style: the changed values without ``values``."""
+    return not (isinstance(data, dict) and len(data) == 1 and isinstance(data.get("values"), dict))
+
+
+def decode_change_event(data: Any) -> dict[str, Value]:
+    values = data if is_legacy_change_event(data) else data["values"]
+    if not isinstance(values, dict):
+        raise _INVALID_VALUE
+    return {key: decode_value(raw) for key, raw in values.items()}
+
+
+def decode_add_event(data: Any) -> tuple[int, Value]:
+    if not isinstance(data, dict) or not _is_int(data.get("idx")):
+        raise errors.internal_error("invalid add event")
+    return data["idx"], decode_proper_value(data.get("value"))
+
+
+def decode_remove_event(data: Any) -> int:
+    if not isinstance(data, dict) or not _is_int(data.get("idx")):
+        raise errors.internal_error("invalid remove event")
+    return data["idx"]
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+def decode_conn_token_event(payload: bytes) -> tuple[Any, str]:
+    """(token, tid) of a ``conn.<cid>.token`` event."""
+    message = _decode_json(payload)
+    if not isinstance(message, dict):
+        raise errors.internal_error("invalid token event")
+    tid = message.get("tid")
+    return message.get("token"), tid if isinstance(tid, str) else ""
+
+
+def decode_system_reset(payload: bytes) -> tuple[list[str], list[str]]:
+    """(resource patterns, access patterns) of a ``system.reset`` event."""
+    message = decode_event(payload) or {}
+    if not isinstance(message, dict):
+        raise errors.internal_error("invalid system reset event")
+    return _strings(message.get("resources")), _strings(message.get("access"))
+
+
+def decode_system_token_reset(payload: bytes) -> tuple[list[str], str]:
+    """(tids, subject) of a ``system.tokenReset`` event."""
+    message = decode_event(payload) or {}
+    if not isinstance(message, dict):
+        raise errors.internal_error("invalid system token reset event")
+    subject = message.get("subject")
+    return _strings(message.get("tids")), subject if isinstance(subject, str) else ""
+
+
+def _strings(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise errors.internal_error("expected a list of strings")
+    return value
+
+
+# --- Requests to services ------------------------------------------------------------
+
+_NO_QUERY_GET_REQUEST = b"{}"
+
+
+def create_request(cid: str, token: Any, *, query: str = "", params: Any = _NO_RESULT,
+                   is_http: bool = False, http: dict | None = None) -> bytes:
+    """The payload of an access, call or auth request.
+
+    ``token`` is always present (null without one); ``params`` when the caller
+    passes it; ``query`` and ``isHttp`` only when set; ``http`` adds the auth
+    request's header, host, remoteAddr and uri.
+    """
+    message: dict[str, Any] = {}
+    if params is not _NO_RESULT:
+        message["params"] = params
+    message["token"] = token
+    if query:
+        message["query"] = query
+    message["cid"] = cid
+    if is_http:
+        message["isHttp"] = True
+    if http:
+        message.update(http)
+    return orjson.dumps(message)
+
+
+def create_get_request(query: str) -> bytes:
+    return orjson.dumps({"query": query}) if query else _NO_QUERY_GET_REQUEST
+
+
+def create_event_query_request(query: str) -> bytes:
+    return orjson.dumps({"query": query})
+
+
+def split_rid(rid: str) -> tuple[str, str]:
+    """(resource name, query) of a resource ID."""
+    name, _, query = rid.partition("?")
+    return name, query

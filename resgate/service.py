@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from autobahn.twisted.resource import WebSocketResource
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
@@ -23,7 +24,11 @@ import resgate
 from resgate import errors
 from resgate.config import Config
 from resgate.embedded import EmbeddedNatsService
+from resgate.cache import UNSUBSCRIBE_DELAY, ResourceCache
+from resgate.conn import GatewayContext
 from resgate.mq import MessageClient
+from resgate.work import WorkQueue
+from resgate.ws import ClientFactory
 
 log = Logger(namespace="resgate")
 
@@ -42,12 +47,19 @@ def listen_description(config: Config) -> str:
     return "tcp:" + ":".join(parts)
 
 
-class NotFoundResource(resource.Resource):
-    """Answers every path with Resgate's not-found error object."""
+class GatewayRoot(resource.Resource):
+    """Routes by the whole path, as Resgate does: the WebSocket path, else not found."""
 
     isLeaf = True
 
+    def __init__(self, ws_path: str, websocket: resource.Resource) -> None:
+        super().__init__()
+        self.ws_path = ws_path.encode()
+        self.websocket = websocket
+
     def render(self, request: server.Request) -> bytes:
+        if request.path == self.ws_path:
+            return self.websocket.render(request)
         request.setResponseCode(404)
         request.setHeader(b"content-type", b"application/json; charset=utf-8")
         return b'{"code":"system.notFound","message":"Not found"}'
@@ -77,6 +89,29 @@ class MessagingService(Service):
     def stopService(self) -> defer.Deferred:
         super().stopService()
         return self.client.close()
+
+
+class CacheService(Service):
+    """The resource cache, between the NATS connection and the clients.
+
+    Stopping it closes every client connection (1001, going away): their
+    resources cannot stay current without it.
+    """
+
+    name = "cache"
+
+    def __init__(self, cache: ResourceCache, clients: ClientFactory) -> None:
+        self.cache = cache
+        self.clients = clients
+
+    def startService(self) -> None:
+        super().startService()
+        self.cache.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.clients.close_all()
+        self.cache.stop()
 
 
 class ListeningService(Service):
@@ -119,7 +154,8 @@ class GatewayService(MultiService):
 
     name = "resgate"
 
-    def __init__(self, config: Config, *, reactor=None, listen: str | None = None) -> None:
+    def __init__(self, config: Config, *, reactor=None, listen: str | None = None,
+                 unsubscribe_delay: float = UNSUBSCRIBE_DELAY) -> None:
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
@@ -143,7 +179,13 @@ class GatewayService(MultiService):
         )
         self.mq.on_lost = self._nats_lost
         MessagingService(self.mq).setServiceParent(self)
-        self.site = GatewaySite(NotFoundResource())
+        self.work = WorkQueue()
+        self.cache = ResourceCache(self.mq, self.work, reactor=reactor, unsubscribe_delay=unsubscribe_delay,
+                                   reset_throttle=config.reset_throttle)
+        self.context = GatewayContext(self.cache, config, debug=config.debug, trace=config.trace)
+        self.clients = ClientFactory(self.context, compression=config.ws_compression)
+        CacheService(self.cache, self.clients).setServiceParent(self)
+        self.site = GatewaySite(GatewayRoot(config.ws_path, WebSocketResource(self.clients)))
         self.listener = ListeningService(listen or listen_description(config), self.site, reactor)
         self.listener.setServiceParent(self)
         self._starting: defer.Deferred | None = None
@@ -210,9 +252,7 @@ class GatewayService(MultiService):
                     raise defer.CancelledError("stopped while starting")
         except BaseException as failure:
             for child in reversed(started):
-                await defer.maybeDeferred(child.stopService).addErrback(
-                    log.failure, "Stopping {child}", child=child.name
-                )
+                await defer.maybeDeferred(child.stopService).addErrback(_log_stop_failure, child)
             self.running = False
             reason = describe_failure(failure)
             log.error("Failed to start server: {reason}", reason=reason)
@@ -232,9 +272,7 @@ class GatewayService(MultiService):
             await self.when_started().addErrback(lambda _: None)
         for child in reversed(list(self)):
             if child.running:
-                await defer.maybeDeferred(child.stopService).addErrback(
-                    log.failure, "Stopping {child}", child=child.name
-                )
+                await defer.maybeDeferred(child.stopService).addErrback(_log_stop_failure, child)
         log.info("Server stopped")
 
     def _nats_lost(self, reason: str) -> None:
@@ -247,6 +285,10 @@ class GatewayService(MultiService):
     def _fatal(self, reason: str) -> None:
         if self.on_fatal is not None:
             self.on_fatal(reason)
+
+
+def _log_stop_failure(failure: Failure, child: Service) -> None:
+    log.failure("Stopping {child}", failure, child=child.name)
 
 
 def describe_failure(failure: BaseException) -> str:

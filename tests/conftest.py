@@ -33,10 +33,11 @@ async def gateway_factory(nats_server):
     """
     gateways = []
 
-    async def start(**settings):
+    async def start(unsubscribe_delay=None, **settings):
         settings.setdefault("nats_url", nats_server.url)
         config = Config(addr="127.0.0.1", port=0, **settings)
-        gateway = GatewayService(config)
+        options = {} if unsubscribe_delay is None else {"unsubscribe_delay": unsubscribe_delay}
+        gateway = GatewayService(config, **options)
         gateways.append(gateway)
         gateway.startService()
         await within(gateway.when_started(), 15)

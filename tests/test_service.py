@@ -42,7 +42,7 @@ class Ticker(TimerService):
 async def test_listens_after_nats_is_connected_and_stops_in_reverse(gateway_factory):
     gateway = await gateway_factory()
     assert gateway.mq.is_connected
-    response = await http_request("GET", f"http://127.0.0.1:{gateway.port}/")
+    response = await http_request("GET", f"http://127.0.0.1:{gateway.port}/nothing")
     assert response.status == 404
     assert response.json() == {"code": "system.notFound", "message": "Not found"}
     port = gateway.port
@@ -160,7 +160,7 @@ async def test_tls_serves_https(nats_server, tmp_path):
     def fetch() -> bytes:
         with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as raw:
             with context.wrap_socket(raw, server_hostname="localhost") as tls:
-                tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                tls.sendall(b"GET /nothing HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
                 return tls.recv(64)
 
     try:

@@ -1,0 +1,437 @@
+"""Connection: one client's state, whatever carries its messages.
+
+A connection has an ID (cid), a token, its subscriptions by resource ID and
+the access it was granted. The WebSocket protocol (ws.py) owns one per
+socket; it hands requests in through the methods here and gets bytes out
+through ``send``. Requests and their callbacks run on the gateway's work
+queue, so a connection's state only changes between pieces of work.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any, Callable
+
+import orjson
+from twisted.logger import Logger
+
+from resgate import codec, errors
+from resgate.cache import ResourceCache, Throttle
+from resgate.codec import Access
+from resgate.subscription import (
+    GC_DELETE, GC_KEEP, GC_NONE, GC_ROOT, GC_STOP, GC_UNSEND, VERSION_CALL_RESOURCE_RESPONSE,
+    VERSION_LEGACY, Subscription, encode_event,
+)
+
+log = Logger(namespace="resgate.conn")
+
+#: Resgate's limit of direct subscriptions of one resource by one connection.
+SUBSCRIPTION_COUNT_LIMIT = 256
+#: The placeholder services see replaced by the connection ID.
+CID_PLACEHOLDER = "{cid}"
+
+SUBSCRIPTION_LIMIT_EXCEEDED = errors.ResError(
+    "system.subscriptionLimitExceeded", "Subscription limit exceeded"
+)
+INVALID_NEW_RESPONSE = errors.internal_error("non-resource response on new request")
+
+ResultCallback = Callable[[Any, "errors.ResError | None"], None]
+
+
+def new_cid() -> str:
+    """A connection ID: 20 characters of [0-9a-v], like Resgate's xids."""
+    return base64.b32hexencode(os.urandom(12)).decode("ascii").lower()[:20]
+
+
+class GatewayContext:
+    """What connections share: the cache, the work queue, settings."""
+
+    def __init__(self, cache: ResourceCache, config, *, debug: bool = False, trace: bool = False) -> None:
+        self.cache = cache
+        self.mq = cache.mq
+        self.work = cache.work
+        self.config = config
+        self.debug = debug
+        self.trace = trace
+        self.conns: dict[str, Connection] = {}
+
+
+class Connection:
+    """A client connection; ``send(bytes)`` writes one message to the client."""
+
+    def __init__(self, context: GatewayContext, send: Callable[[bytes], None],
+                 http_info: dict[str, Any] | None = None) -> None:
+        self.context = context
+        self.cache = context.cache
+        self.cid = new_cid()
+        self.send = send
+        self.http_info = http_info or {}
+        self.token: Any = None
+        self._token_set = False
+        self.tid = ""
+        self.protocol_version = VERSION_LEGACY
+        self.subs: dict[str, Subscription] = {}
+        self.disposing = False
+        self._conn_sub = None
+        context.conns[self.cid] = self
+        self.cache.add_conn(self)
+        try:
+            work = context.work
+            self._conn_sub = context.mq.subscribe(
+                f"conn.{self.cid}.*",
+                lambda subject, payload: work.enqueue(lambda: self._on_conn_event(subject, payload)),
+            )
+        except errors.ResError as e:
+            self.log_error(f"Error subscribing to conn events: {e.message}")
+
+    def __repr__(self) -> str:
+        return f"[{self.cid}]"
+
+    def log_error(self, message: str) -> None:
+        log.error("[{cid}] {message}", cid=self.cid, message=message)
+
+    def expand_cid(self, rid: str) -> str:
+        return rid.replace(CID_PLACEHOLDER, self.cid) if CID_PLACEHOLDER in rid else rid
+
+    def send_event(self, rid: str, event: str, data: Any) -> None:
+        if self.disposing:
+            return
+        self.send(encode_event(rid, event, data))
+
+    # -- client requests
+
+    def set_version(self, protocol: str) -> str:
+        """Agree on a protocol version; raises ResError."""
+        if protocol == "":
+            return _protocol_string()
+        parts = protocol.split(".")
+        if len(parts) != 3:
+            raise errors.INVALID_PARAMS
+        version = 0
+        for part in parts:
+            if not part.isascii() or not part.isdigit() or int(part) >= 1000:
+                raise errors.INVALID_PARAMS
+            version = version * 1000 + int(part)
+        if version < 1000000 or version >= 2000000:
+            raise errors.UNSUPPORTED_PROTOCOL
+        self.protocol_version = version
+        return _protocol_string()
+
+    def get_resource(self, rid: str, callback: ResultCallback) -> None:
+        try:
+            sub = self.subscribe(rid, direct=True)
+        except errors.ResError as e:
+            callback(None, e)
+            return
+
+        def checked(error: errors.ResError | None) -> None:
+            if error is not None:
+                callback(None, error)
+                self.unsubscribe(sub, direct=True, sent=False, count=1, try_delete=True)
+                return
+
+            def ready() -> None:
+                error = sub.current_error()
+                if error is not None:
+                    callback(None, error)
+                    return
+                callback(sub.resources().add_to({}), None)
+                sub.release_resources()
+                self.unsubscribe(sub, direct=True, sent=False, count=1, try_delete=True)
+
+            sub.on_ready(ready)
+
+        sub.can_get(checked)
+
+    def subscribe_resource(self, rid: str, callback: ResultCallback) -> None:
+        try:
+            sub = self.subscribe(rid, direct=True)
+        except errors.ResError as e:
+            callback(None, e)
+            return
+
+        def checked(error: errors.ResError | None) -> None:
+            if error is not None:
+                callback(None, error)
+                self.unsubscribe(sub, direct=True, sent=False, count=1, try_delete=True)
+                return
+
+            def ready() -> None:
+                error = sub.current_error()
+                if error is not None:
+                    callback(None, error)
+                    self.unsubscribe(sub, direct=True, sent=False, count=1, try_delete=True)
+                    return
+                callback(sub.resources().add_to({}), None)
+                sub.release_resources()
+
+            sub.on_ready(ready)
+
+        sub.can_get(checked)
+
+    def unsubscribe_resource(self, rid: str, count: int) -> bool:
+        if self.disposing:
+            return False
+        sub = self.subs.get(rid)
+        if sub is None or sub.direct < count:
+            return False
+        self._remove_count(sub, True, False, count, True)
+        return True
+
+    def call_resource(self, rid: str, method: str, params: Any, callback: ResultCallback) -> None:
+        def answered(result: Any, ref_rid: str | None, error: errors.ResError | None) -> None:
+            self._call_auth_response(result, ref_rid, error, callback)
+
+        self._call(rid, method, params, answered)
+
+    def new_resource(self, rid: str, params: Any, callback: ResultCallback) -> None:
+        def answered(result: Any, ref_rid: str | None, error: errors.ResError | None) -> None:
+            if error is not None:
+                callback(None, error)
+                return
+            if ref_rid is None:
+                try:
+                    ref_rid = codec.legacy_new_rid(result)
+                except errors.ResError as e:
+                    callback(None, e)
+                    return
+            if ref_rid is None:
+                callback(None, INVALID_NEW_RESPONSE)
+                return
+            self._resource_result(ref_rid, callback)
+
+        self._call(rid, "new", params, answered)
+
+    def auth_resource(self, rid: str, method: str, params: Any, callback: ResultCallback) -> None:
+        name, query = codec.split_rid(self.expand_cid(rid))
+        payload = codec.create_request(self.cid, self.token, query=query, params=params, http=self.http_info)
+
+        def answered(result: Any, ref_rid: str | None, _meta: Any, error: errors.ResError | None) -> None:
+            self._call_auth_response(result, ref_rid, error, callback)
+
+        self.cache.call(f"auth.{name}.{method}", payload, answered)
+
+    def _call(self, rid: str, method: str, params: Any,
+              callback: Callable[[Any, str | None, errors.ResError | None], None]) -> None:
+        sub = self.subs.get(rid) or Subscription(self, rid, None)
+
+        def checked(error: errors.ResError | None) -> None:
+            if error is not None:
+                callback(None, None, error)
+                return
+            payload = codec.create_request(self.cid, self.token, query=sub.resource_query, params=params)
+            self.cache.call(
+                f"call.{sub.resource_name}.{method}", payload,
+                lambda result, ref_rid, _meta, error: callback(result, ref_rid, error),
+            )
+
+        sub.can_call(method, checked)
+
+    def _call_auth_response(self, result: Any, ref_rid: str | None, error: errors.ResError | None,
+                            callback: ResultCallback) -> None:
+        if error is not None:
+            callback(None, error)
+            return
+        if self.protocol_version < VERSION_CALL_RESOURCE_RESPONSE:
+            callback({"rid": ref_rid} if ref_rid is not None else result, None)
+            return
+        if ref_rid is None:
+            callback({"payload": result}, None)
+            return
+        self._resource_result(ref_rid, callback)
+
+    def _resource_result(self, ref_rid: str, callback: ResultCallback) -> None:
+        try:
+            sub = self.subscribe(ref_rid, direct=True)
+        except errors.ResError as e:
+            callback(None, e)
+            return
+
+        def checked(error: errors.ResError | None) -> None:
+            if error is not None:
+                callback({"rid": sub.rid, "errors": {sub.rid: error.to_dict()}}, None)
+                self.unsubscribe(sub, direct=True, sent=False, count=1, try_delete=True)
+                return
+
+            def ready() -> None:
+                callback(sub.resources().add_to({"rid": sub.rid}), None)
+                sub.release_resources()
+
+            sub.on_ready(ready)
+
+        sub.can_get(checked)
+
+    # -- subscriptions
+
+    def subscribe(self, rid: str, *, direct: bool, throttle: Throttle | None = None) -> Subscription:
+        """The connection's subscription of ``rid``, counted; raises ResError."""
+        if self.disposing:
+            raise errors.DISPOSING
+        sub = self.subs.get(rid)
+        if sub is not None:
+            self._add_count(sub, direct)
+            return sub
+        if throttle is None:
+            limit = self.context.config.reference_throttle
+            if limit > 0:
+                throttle = Throttle(limit)
+        sub = Subscription(self, rid, throttle)
+        self._add_count(sub, direct)
+        self.subs[rid] = sub
+        self.cache.subscribe(sub, throttle)
+        return sub
+
+    def unsubscribe(self, sub: Subscription, *, direct: bool, sent: bool, count: int, try_delete: bool) -> None:
+        if self.disposing:
+            return
+        self._remove_count(sub, direct, sent, count, try_delete)
+
+    def request_access(self, sub: Subscription, callback: Callable[[Access, Any], None]) -> None:
+        self.cache.access(sub, self.token, False, callback)
+
+    def _add_count(self, sub: Subscription, direct: bool) -> None:
+        if direct:
+            if sub.direct >= SUBSCRIPTION_COUNT_LIMIT:
+                raise SUBSCRIPTION_LIMIT_EXCEEDED
+            sub.direct += 1
+        else:
+            sub.indirect += 1
+
+    def _remove_count(self, sub: Subscription, direct: bool, sent: bool, count: int, try_delete: bool) -> None:
+        if sub.direct + sub.indirect + sub.indirect_sent == 0:
+            return
+        if direct:
+            sub.direct -= count
+        else:
+            sub.indirect -= count
+            if sent:
+                sub.indirect_sent -= count
+        if try_delete:
+            self._try_delete(sub)
+
+    def _try_delete(self, root: Subscription) -> None:
+        """Dispose ``root`` and what only it kept alive; cycles included.
+
+        A reference kept by something outside the released tree survives; one
+        the client no longer holds through any sent resource is marked unsent,
+        so it is sent again if referenced again.
+        """
+        if root.direct > 0:
+            return
+        sent = root.is_sent
+        sent_diff = 1 if sent else 0
+        # rid -> [subscription, indirect left, indirect sent left, state]
+        counts: dict[str, list] = {root.rid: [root, root.indirect, root.indirect_sent, GC_NONE]}
+
+        def count_refs(sub: Subscription, state: int) -> int:
+            if state == GC_ROOT:
+                return GC_NONE
+            entry = counts.get(sub.rid)
+            if entry is not None:
+                entry[1] -= 1
+                entry[2] -= sent_diff
+                return GC_STOP
+            counts[sub.rid] = [sub, sub.indirect - 1, sub.indirect_sent - sent_diff, GC_NONE]
+            return GC_NONE
+
+        root.traverse(GC_ROOT, count_refs)
+        entry = counts[root.rid]
+        if entry[1] > 0 and not (sent and entry[2] == 0):
+            return
+
+        def mark(sub: Subscription, state: int) -> int:
+            entry = counts[sub.rid]
+            if entry[3] >= GC_KEEP:
+                return GC_STOP
+            if entry[1] > 0 or state == GC_KEEP:
+                entry[3] = GC_UNSEND if sent and entry[2] == 0 else GC_KEEP
+                return GC_KEEP
+            if entry[3] != GC_NONE:
+                return GC_STOP
+            entry[3] = GC_DELETE
+            return GC_DELETE
+
+        root.traverse(GC_DELETE, mark)
+        for rid, (sub, _indirect, _sent, state) in counts.items():
+            if state == GC_DELETE:
+                sub.dispose()
+                if self.subs.get(rid) is sub:
+                    del self.subs[rid]
+            elif state == GC_UNSEND:
+                sub.unsend()
+
+    # -- connection events
+
+    def _on_conn_event(self, subject: str, payload: bytes) -> None:
+        event = subject[len(self.cid) + 6:]
+        if event != "token":
+            return
+        try:
+            token, tid = codec.decode_conn_token_event(payload)
+        except errors.ResError as e:
+            self.log_error(f"Error processing token event: malformed event payload: {e.message}")
+            return
+        self.set_token(token, tid)
+
+    def set_token(self, token: Any, tid: str) -> None:
+        """A new token: every subscription checks its access again.
+
+        As in Resgate, the first token event only sets the token.
+        """
+        self.tid = tid
+        self.token = token
+        if not self._token_set:
+            self._token_set = True
+            return
+        for sub in list(self.subs.values()):
+            sub.reaccess(None)
+
+    def token_reset(self, tids: set[str], subject: str) -> None:
+        """system.tokenReset: ask ``subject`` for a new token if ours has a listed tid."""
+        if not self.tid or self.tid not in tids:
+            return
+        payload = codec.create_request(self.cid, self.token, http=self.http_info)
+
+        def answered(_result: Any, _rid: Any, _meta: Any, error: errors.ResError | None) -> None:
+            if error is not None and error.code == errors.CODE_TIMEOUT:
+                self.log_error(f"Token reset auth request timeout on subject: {subject}")
+
+        self.cache.call(subject, payload, answered)
+
+    # -- end
+
+    def dispose(self) -> None:
+        """The client is gone: release every subscription."""
+        if self.disposing:
+            return
+        self.disposing = True
+        self.cache.remove_conn(self)
+        self.context.conns.pop(self.cid, None)
+        if self._conn_sub is not None:
+            self._conn_sub.unsubscribe()
+            self._conn_sub = None
+        subs, self.subs = self.subs, {}
+        for sub in subs.values():
+            sub.dispose()
+
+
+def _protocol_string() -> str:
+    from resgate import PROTOCOL_VERSION
+
+    return PROTOCOL_VERSION
+
+
+#: The result of a request that has none (unsubscribe): the response leaves it out.
+NO_RESULT = object()
+
+
+def encode_result(request_id: Any, result: Any) -> bytes:
+    """A success response; NO_RESULT is left out, as Resgate does, None is null."""
+    if result is NO_RESULT:
+        return orjson.dumps({"id": request_id})
+    return orjson.dumps({"result": result, "id": request_id})
+
+
+def encode_error(request_id: Any, error: errors.ResError) -> bytes:
+    return orjson.dumps({"error": error.to_dict(), "id": request_id})
