@@ -156,14 +156,21 @@ def _decode_json(payload: bytes) -> Any:
 
 
 def _response_error(message: dict) -> errors.ResError | None:
-    """The error object of a service response, if it has one."""
+    """The error object of a service response, if it has one.
+
+    As Resgate reads it: a missing code or message is empty, one of the
+    wrong type makes the whole response invalid.
+    """
     error = message.get("error")
     if error is None:
         return None
-    if not isinstance(error, dict) or not isinstance(error.get("code"), str):
+    if not isinstance(error, dict):
         return _INVALID_RESPONSE
-    text = error.get("message")
-    return errors.ResError(error["code"], text if isinstance(text, str) else "", error.get("data"))
+    code = error.get("code", "")
+    text = error.get("message", "")
+    if not isinstance(code, str) or not isinstance(text, str):
+        return _INVALID_RESPONSE
+    return errors.ResError(code, text, error.get("data"))
 
 
 def _response(payload: bytes) -> dict:
@@ -346,13 +353,19 @@ def _is_int(value: Any) -> bool:
     return type(value) is int
 
 
-def decode_conn_token_event(payload: bytes) -> tuple[Any, str]:
-    """(token, tid) of a ``conn.<cid>.token`` event."""
+def decode_conn_token_event(payload: bytes) -> tuple[Any, str, bool]:
+    """(token, tid, whether a token was given) of a ``conn.<cid>.token`` event.
+
+    A JSON null payload, or one without ``token``, gives no token at all,
+    which Resgate tells apart from ``"token": null``.
+    """
     message = _decode_json(payload)
+    if message is None:
+        return None, "", False
     if not isinstance(message, dict):
         raise errors.internal_error("invalid token event")
     tid = message.get("tid")
-    return message.get("token"), tid if isinstance(tid, str) else ""
+    return message.get("token"), tid if isinstance(tid, str) else "", "token" in message
 
 
 def decode_system_reset(payload: bytes) -> tuple[list[str], list[str]]:

@@ -368,21 +368,23 @@ class Connection:
         if event != "token":
             return
         try:
-            token, tid = codec.decode_conn_token_event(payload)
+            token, tid, given = codec.decode_conn_token_event(payload)
         except errors.ResError as e:
             self.log_error(f"Error processing token event: malformed event payload: {e.message}")
             return
-        self.set_token(token, tid)
+        self.set_token(token, tid, given)
 
-    def set_token(self, token: Any, tid: str) -> None:
+    def set_token(self, token: Any, tid: str, given: bool = True) -> None:
         """A new token: every subscription checks its access again.
 
-        As in Resgate, the first token event only sets the token.
+        As in Resgate, a token event while the connection has no token at all
+        only sets it; ``given`` False (no token in the event) clears it.
         """
+        had_token = self._token_set
         self.tid = tid
         self.token = token
-        if not self._token_set:
-            self._token_set = True
+        self._token_set = given
+        if not had_token:
             return
         for sub in list(self.subs.values()):
             sub.reaccess(None)

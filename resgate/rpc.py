@@ -83,7 +83,9 @@ def handle_request(conn: Connection, data: bytes | str, reply) -> None:
 def _version(conn: Connection, params: Any, respond) -> None:
     protocol = ""
     if params is not _MISSING and params is not None:
-        value = params.get("protocol", "") if isinstance(params, dict) else _MISSING
+        value = params.get("protocol") if isinstance(params, dict) else _MISSING
+        if value is None:
+            value = ""
         if not isinstance(value, str):
             respond(None, errors.INVALID_PARAMS)
             return

@@ -65,10 +65,23 @@ class GatewayRoot(resource.Resource):
         return b'{"code":"system.notFound","message":"Not found"}'
 
 
+class GatewayRequest(server.Request):
+    """A request to the gateway; ``*`` as target is a bad request, as in Resgate."""
+
+    def process(self) -> None:
+        if self.path == b"*":
+            self.setResponseCode(400)
+            self.setHeader(b"connection", b"close")
+            self.finish()
+            return
+        super().process()
+
+
 class GatewaySite(server.Site):
     """The HTTP site, quiet as Resgate is: no access log, no factory chatter."""
 
     noisy = False
+    requestFactory = GatewayRequest
 
     def log(self, request: server.Request) -> None:
         pass

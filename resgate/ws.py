@@ -50,11 +50,13 @@ class ClientProtocol(WebSocketServerProtocol):
     def _describe_upgrade(self, request) -> dict[str, Any]:
         header: dict[str, list[str]] = {}
         for name, value in request.headers.items():
-            header[canonical_header_name(name)] = [value]
+            # Go's net/http keeps Host apart from the headers; services see it as "host".
+            if name != "host":
+                header[canonical_header_name(name)] = [value]
         peer = self.transport.getPeer()
         host = getattr(peer, "host", "")
         remote = f"[{host}]:{peer.port}" if ":" in host else f"{host}:{getattr(peer, 'port', '')}"
-        return {"header": header, "host": request.host, "remoteAddr": remote,
+        return {"header": header, "host": request.headers.get("host", ""), "remoteAddr": remote,
                 "uri": self.http_request_uri}
 
     def onOpen(self) -> None:
