@@ -84,7 +84,8 @@ class ClientProtocol(WebSocketServerProtocol):
                 log.debug("[{cid}] Disconnected ({code})", cid=conn.cid, code=code)
 
     def _send(self, data: bytes) -> None:
-        if self.conn is None:
+        # A closing socket takes no more messages; the connection is disposed on close.
+        if self.conn is None or self.state != self.STATE_OPEN:
             return
         if self.factory.context.trace:
             log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=data.decode("utf-8", "replace"),
