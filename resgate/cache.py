@@ -161,6 +161,8 @@ class ResourcePattern:
         return cls(pattern)
 
     def match(self, name: str) -> bool:
+        if not name:
+            return False
         tokens = name.split(".")
         if len(tokens) < len(self.parts) + (1 if self.tail else 0):
             return False
@@ -608,7 +610,8 @@ class EventSubscription:
                 raise errors.internal_error("response missing result")
             events = result.get("events")
             if events is not None:
-                if not isinstance(events, list):
+                if not isinstance(events, list) or result.get("model") is not None \
+                        or result.get("collection") is not None:
                     raise errors.internal_error("invalid service response")
                 for item in events:
                     if isinstance(item, dict) and isinstance(item.get("event"), str):

@@ -119,52 +119,39 @@ class Connection:
         return _protocol_string()
 
     def get_resource(self, rid: str, callback: ResultCallback) -> None:
-        try:
-            sub = self.subscribe(rid, direct=True)
-        except errors.ResError as e:
-            callback(None, e)
-            return
-
-        def checked(error: errors.ResError | None) -> None:
-            if error is not None:
-                callback(None, error)
-                self.unsubscribe(sub, direct=True, sent=False, count=1, try_delete=True)
-                return
-
-            def ready() -> None:
-                error = sub.current_error()
-                if error is not None:
-                    callback(None, error)
-                    return
-                callback(sub.resources().add_to({}), None)
-                sub.release_resources()
-                self.unsubscribe(sub, direct=True, sent=False, count=1, try_delete=True)
-
-            sub.on_ready(ready)
-
-        sub.can_get(checked)
+        """A get: the resource set once, without keeping a subscription."""
+        self._send_resource(rid, callback, keep=False)
 
     def subscribe_resource(self, rid: str, callback: ResultCallback) -> None:
+        """A subscribe: the resource set, and events from now on."""
+        self._send_resource(rid, callback, keep=True)
+
+    def _send_resource(self, rid: str, callback: ResultCallback, *, keep: bool) -> None:
         try:
             sub = self.subscribe(rid, direct=True)
         except errors.ResError as e:
             callback(None, e)
             return
 
+        def release() -> None:
+            self.unsubscribe(sub, direct=True, sent=False, count=1, try_delete=True)
+
         def checked(error: errors.ResError | None) -> None:
             if error is not None:
                 callback(None, error)
-                self.unsubscribe(sub, direct=True, sent=False, count=1, try_delete=True)
+                release()
                 return
 
             def ready() -> None:
                 error = sub.current_error()
                 if error is not None:
                     callback(None, error)
-                    self.unsubscribe(sub, direct=True, sent=False, count=1, try_delete=True)
+                    release()
                     return
                 callback(sub.resources().add_to({}), None)
                 sub.release_resources()
+                if not keep:
+                    release()
 
             sub.on_ready(ready)
 
