@@ -1,0 +1,1 @@
+"""The gateway's benchmark suite: ``python -m bench`` (see bench/README.md)."""

@@ -1,0 +1,364 @@
+// The benchmark's load generator: RES clients over WebSocket (Node `ws`).
+//
+//   node loadgen.mjs SCENARIO '{"url": "ws://127.0.0.1:PORT/", ...options}'
+//
+// Runs one scenario, bounded in time, and prints one JSON line of results on
+// stdout. Scenarios: echo, fanout, burst, paced, calls, idle, refs (README.md).
+// A scenario still running after LIMIT_SECONDS exits with status 3.
+// Times are wall-clock milliseconds (performance.timeOrigin + now()), the
+// same clock the fake service stamps events with.
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import WebSocket from 'ws';
+
+const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const MODEL = 'bench.model';
+const LIMIT_SECONDS = 110; // the runner gives up at 120
+
+// One RES client: requests with ids, events to a callback.
+class Client {
+  constructor(ws) {
+    this.ws = ws;
+    this.nextId = 1;
+    this.pending = new Map();
+    this.onEvent = null;
+    ws.on('message', (data) => this.received(data));
+  }
+
+  static open(url) {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { perMessageDeflate: false });
+      ws.once('open', () => resolve(new Client(ws)));
+      ws.once('error', reject);
+    });
+  }
+
+  received(data) {
+    const msg = JSON.parse(data.toString());
+    if (msg.id !== undefined) {
+      const resolve = this.pending.get(msg.id);
+      this.pending.delete(msg.id);
+      if (resolve) resolve(msg);
+    } else if (msg.event !== undefined && this.onEvent) {
+      this.onEvent(msg);
+    }
+  }
+
+  request(method, params) {
+    const id = this.nextId++;
+    const message = params === undefined ? { id, method } : { id, method, params };
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      this.ws.send(JSON.stringify(message));
+    });
+  }
+
+  // request() that throws on an error response; returns the result.
+  async call(method, params) {
+    const msg = await this.request(method, params);
+    if (msg.error) throw new Error(`${method}: ${JSON.stringify(msg.error)}`);
+    return msg.result;
+  }
+
+  close() {
+    this.ws.terminate();
+  }
+}
+
+// A client that agreed on the protocol version, as ResClient does.
+async function resClient(url) {
+  const client = await Client.open(url);
+  await client.call('version', { protocol: '1.2.3' });
+  return client;
+}
+
+// `count` clients, each connected and set up by `setup`, `concurrency` at a time.
+async function openMany(url, count, concurrency, setup) {
+  const clients = new Array(count);
+  let next = 0;
+  async function worker() {
+    while (next < count) {
+      const i = next++;
+      const client = await resClient(url);
+      if (setup) await setup(client, i);
+      clients[i] = client;
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  return clients;
+}
+
+// Resolves true when `done()` holds, false at the deadline.
+async function until(done, timeoutMs) {
+  const deadline = now() + timeoutMs;
+  while (!done()) {
+    if (now() > deadline) return false;
+    await sleep(1);
+  }
+  return true;
+}
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+function vmRssKiB(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)[1]);
+}
+
+// CPU use over a window, in % of one core: the gateway (from /proc), this
+// process, and the whole machine (all processes, up to 100% x cores).
+function cpuMeter(pid) {
+  const procTicks = () => {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]); // utime + stime, 1/100 s
+  };
+  const machine = () => {
+    const ticks = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const total = ticks.reduce((a, b) => a + b, 0);
+    return { busy: total - ticks[3] - ticks[4], total };
+  };
+  const start = now();
+  const gateway0 = pid ? procTicks() : 0;
+  const machine0 = machine();
+  const own0 = process.cpuUsage();
+  return () => {
+    const seconds = (now() - start) / 1000;
+    const own = process.cpuUsage(own0);
+    const m = machine();
+    return {
+      gateway: pid ? (procTicks() - gateway0) / seconds : null,
+      loadgen: (own.user + own.system) / 1e4 / seconds,
+      machine: ((m.busy - machine0.busy) / (m.total - machine0.total)) * 100 * cpus().length,
+    };
+  };
+}
+
+// Count `client`'s change events of the model, checking their order:
+// `tracker` counts deliveries, backwards steps and gaps in `seq`.
+function follow(client, tracker, last) {
+  client.onEvent = (msg) => {
+    if (msg.event !== `${MODEL}.change`) return;
+    const values = msg.data.values;
+    const seq = values.seq;
+    if (seq <= last) tracker.outOfOrder++;
+    else if (seq !== last + 1) tracker.gaps++;
+    last = seq;
+    tracker.received++;
+    tracker.event(values, client);
+  };
+}
+
+async function subscribeModel(client, tracker) {
+  const result = await client.call(`subscribe.${MODEL}`);
+  follow(client, tracker, result.models[MODEL].seq);
+}
+
+function newTracker(event = () => {}) {
+  return { received: 0, outOfOrder: 0, gaps: 0, event };
+}
+
+const scenarios = {
+  // Ceiling: round trips through a trivial echo server, many in flight.
+  async echo({ url, clients = 64, inflight = 32, seconds = 3 }) {
+    const sockets = await Promise.all(Array.from({ length: clients }, () => Client.open(url)));
+    const message = JSON.stringify({ event: `${MODEL}.change`, data: { values: { seq: 1, t: now() } } });
+    let received = 0;
+    let stop = false;
+    const cpu = cpuMeter(null);
+    const start = now();
+    for (const client of sockets) {
+      client.ws.removeAllListeners('message');
+      client.ws.on('message', () => {
+        received++;
+        if (!stop) client.ws.send(message);
+      });
+      for (let i = 0; i < inflight; i++) client.ws.send(message);
+    }
+    await sleep(seconds * 1000);
+    stop = true;
+    const elapsed = (now() - start) / 1000;
+    const usage = cpu();
+    sockets.forEach((c) => c.close());
+    return { received, seconds: elapsed, rate: received / elapsed, cpu: usage };
+  },
+
+  // Ceiling: the burst scenario's receiving side, against echo.mjs, which
+  // sends `count` events to every client at once.
+  async fanout({ url, clients = 200, count = 2000, timeout = 60 }) {
+    let first = null;
+    let lastArrival = 0;
+    const tracker = newTracker((values) => {
+      if (first === null) first = values.t;
+      lastArrival = now();
+    });
+    const sockets = await Promise.all(Array.from({ length: clients }, () => Client.open(url)));
+    sockets.forEach((c) => follow(c, tracker, 0));
+    const cpu = cpuMeter(null);
+    sockets[0].ws.send(JSON.stringify({ burst: count }));
+    const complete = await until(() => tracker.received >= clients * count, timeout * 1000);
+    const usage = cpu();
+    sockets.forEach((c) => c.close());
+    const ms = lastArrival - first;
+    return { complete, received: tracker.received, ms, rate: tracker.received / (ms / 1000), cpu: usage };
+  },
+
+  // 200 clients on one model; `count` change events published at once.
+  async burst({ url, pid, clients = 200, count = 2000, timeout = 60 }) {
+    let first = null;
+    let lastArrival = 0;
+    const tracker = newTracker((values) => {
+      if (first === null) first = values.t;
+      lastArrival = now();
+    });
+    const sockets = await openMany(url, clients, 50, (c) => subscribeModel(c, tracker));
+    const expected = clients * count;
+    const cpu = cpuMeter(pid);
+    await sockets[0].call(`call.${MODEL}.burst`, { count });
+    const complete = await until(() => tracker.received >= expected, timeout * 1000);
+    const usage = cpu();
+    sockets.forEach((c) => c.close());
+    const ms = lastArrival - first;
+    return {
+      complete, expected, received: tracker.received, outOfOrder: tracker.outOfOrder,
+      gaps: tracker.gaps, ms, rate: tracker.received / (ms / 1000), cpu: usage,
+    };
+  },
+
+  // 200 clients on one model; `count` events at `rate` per second; latency.
+  async paced({ url, pid, clients = 200, count = 300, rate = 100, timeout = 30 }) {
+    const latencies = new Float64Array(clients * count);
+    const tracker = newTracker((values) => {
+      latencies[tracker.received - 1] = now() - values.t;
+    });
+    const sockets = await openMany(url, clients, 50, (c) => subscribeModel(c, tracker));
+    const expected = clients * count;
+    const cpu = cpuMeter(pid);
+    await sockets[0].call(`call.${MODEL}.paced`, { count, rate });
+    const complete = await until(() => tracker.received >= expected, timeout * 1000);
+    const usage = cpu();
+    sockets.forEach((c) => c.close());
+    const sorted = latencies.subarray(0, Math.min(tracker.received, expected)).sort();
+    return {
+      complete, expected, received: tracker.received, outOfOrder: tracker.outOfOrder, gaps: tracker.gaps,
+      p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: percentile(sorted, 100), cpu: usage,
+    };
+  },
+
+  // Call round trips: `clients` x `inflight` outstanding calls, for `seconds`.
+  async calls({ url, pid, clients = 16, inflight = 4, seconds = 5, warmup = 1 }) {
+    // Subscribed first, as a client calling a resource usually is: access is then cached.
+    const sockets = await openMany(url, clients, clients, (c) => c.call(`subscribe.${MODEL}`));
+    const latencies = [];
+    let errors = 0;
+    let cpu = null;
+    const measureFrom = now() + warmup * 1000;
+    const deadline = measureFrom + seconds * 1000;
+    setTimeout(() => { cpu = cpuMeter(pid); }, warmup * 1000);
+    async function loop(client) {
+      for (let n = 0; now() < deadline; n++) {
+        const sent = now();
+        const msg = await client.request(`call.${MODEL}.ping`, { n });
+        if (msg.error) errors++;
+        else if (sent >= measureFrom) latencies.push(now() - sent);
+      }
+    }
+    await Promise.all(sockets.flatMap((c) => Array.from({ length: inflight }, () => loop(c))));
+    const usage = cpu();
+    sockets.forEach((c) => c.close());
+    const sorted = Float64Array.from(latencies).sort();
+    return {
+      calls: sorted.length, errors, seconds, rate: sorted.length / seconds,
+      p50: percentile(sorted, 50), p99: percentile(sorted, 99), cpu: usage,
+    };
+  },
+
+  // Many idle subscribed connections: gateway RSS growth, one event to all.
+  async idle({ url, pid, clients = 5000, concurrency = 100, timeout = 60 }) {
+    let arrived = 0;
+    let lastArrival = 0;
+    let eventTime = null;
+    const tracker = newTracker((values) => {
+      arrived++;
+      lastArrival = now();
+      eventTime = values.t;
+    });
+    // One client first, so the model is cached and the code paths are warm.
+    const first = await resClient(url);
+    await subscribeModel(first, tracker);
+    await sleep(500);
+    const before = vmRssKiB(pid);
+    const connectCpu = cpuMeter(pid);
+    const connectStart = now();
+    const sockets = await openMany(url, clients, concurrency, (c) => subscribeModel(c, tracker));
+    const connectSeconds = (now() - connectStart) / 1000;
+    const connectUsage = connectCpu();
+    await sleep(1000);
+    const after = vmRssKiB(pid);
+    const cpu = cpuMeter(pid);
+    await first.call(`call.${MODEL}.burst`, { count: 1 });
+    const complete = await until(() => arrived >= clients + 1, timeout * 1000);
+    const usage = cpu();
+    sockets.forEach((c) => c.close());
+    first.close();
+    return {
+      complete, clients, arrived: arrived - 1, rssBeforeKiB: before, rssAfterKiB: after,
+      kibPerConn: (after - before) / clients, connectSeconds, connectCpu: connectUsage,
+      allMs: lastArrival - eventTime, outOfOrder: tracker.outOfOrder, gaps: tracker.gaps, cpu: usage,
+    };
+  },
+
+  // Subscribe a collection of 1,000 references: cold (new tags), then warm.
+  async refs({ url, tag, cold = 3, warm = 5 }) {
+    async function timedSubscribe(rid) {
+      const client = await resClient(url);
+      const start = now();
+      const result = await client.call(`subscribe.${rid}`);
+      const ms = now() - start;
+      const resources = Object.keys(result.collections || {}).length + Object.keys(result.models || {}).length;
+      return { client, ms, resources };
+    }
+    const holders = [];
+    const coldMs = [];
+    const warmMs = [];
+    const resources = [];
+    for (let i = 0; i < cold; i++) {
+      const r = await timedSubscribe(`bench.refs.${tag}-${i}`);
+      holders.push(r.client); // keeps the tree cached
+      coldMs.push(r.ms);
+      resources.push(r.resources);
+    }
+    for (let i = 0; i < warm; i++) {
+      const r = await timedSubscribe(`bench.refs.${tag}-0`);
+      r.client.close();
+      warmMs.push(r.ms);
+      resources.push(r.resources);
+    }
+    holders.forEach((c) => c.close());
+    const median = (xs) => Float64Array.from(xs).sort()[Math.floor(xs.length / 2)];
+    return { coldMs, warmMs, coldMedian: median(coldMs), warmMedian: median(warmMs), resources };
+  },
+};
+
+const [name, json] = process.argv.slice(2);
+const scenario = scenarios[name];
+if (!scenario) {
+  console.error(`usage: node loadgen.mjs (${Object.keys(scenarios).join('|')}) '{"url": ...}'`);
+  process.exit(2);
+}
+setTimeout(() => {
+  console.error(`${name}: no result after ${LIMIT_SECONDS} s (a response or event never came)`);
+  process.exit(3);
+}, LIMIT_SECONDS * 1000).unref();
+try {
+  const result = await scenario(JSON.parse(json || '{}'));
+  console.log(JSON.stringify(result));
+  process.exit(0);
+} catch (error) {
+  console.error(error.stack || String(error));
+  process.exit(1);
+}
