@@ -1,9 +1,11 @@
 import pytest
 import pytest_twisted
+from twisted.logger import globalLogPublisher
 
 from resgate.config import Config
 from resgate.service import GatewayService
 from tests.rig.aio import within
+from tests.rig.logs import ErrorLog
 from tests.rig.nats import NatsServer
 from tests.rig.service import FakeService
 
@@ -60,3 +62,23 @@ async def fake_service(nats_server):
 async def gateway(gateway_factory):
     """A gateway with default settings on a free loopback port."""
     yield await gateway_factory()
+
+
+@pytest.fixture
+def logged_errors(gateway_factory):
+    """The errors the gateway logs during the test (a ``tests.rig.logs.ErrorLog``).
+
+    The test counts the errors it expects with ``await logged_errors.expect(n)``
+    or ``logged_errors.assert_logged(n)``; any other error fails the test at
+    teardown, the way Resgate's teardown does. It depends on
+    ``gateway_factory`` so its check runs before the gateways stop. A module
+    whose every test should be watched says so with
+    ``pytestmark = pytest.mark.usefixtures("logged_errors")``.
+    """
+    log = ErrorLog()
+    globalLogPublisher.addObserver(log)
+    try:
+        yield log
+    finally:
+        globalLogPublisher.removeObserver(log)
+    assert log.messages == [], f"the gateway logged errors: {log.messages}"

@@ -17,11 +17,21 @@ gets a short request timeout and the fake service does not answer.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
-
 import pytest
 import pytest_twisted
 
+from tests.rig.replies import (
+    INTERNAL,
+    Error,
+    ErrorCode,
+    Result,
+    check_response,
+    error,
+    no_reply,
+    raw,
+    result,
+    start_gateway,
+)
 from tests.rig.resources import (
     ERR_INVALID_PARAMS,
     ERR_SUBJECT_TOO_LONG,
@@ -30,55 +40,9 @@ from tests.rig.resources import (
     get_cid,
 )
 
-#: Request timeout (ms) of gateways in scenarios where a request times out.
-TIMEOUT_MS = 200
-
-Reply = Callable[[Any], None]
-
-
-def result(value: Any) -> Reply:
-    return lambda request: request.respond_result(value)
-
-
-def error(err: dict) -> Reply:
-    return lambda request: request.respond({"error": err})
-
-
-def raw(data: bytes) -> Reply:
-    return lambda request: request.respond(data)
-
-
-def no_reply(request) -> None:
-    """Leave the request unanswered so that the gateway times it out."""
-
-
-class Result(NamedTuple):
-    value: Any
-
-
-class Error(NamedTuple):
-    error: dict
-
-
-class ErrorCode(NamedTuple):
-    code: str
-
-
-def check_response(response: dict, expected) -> None:
-    if isinstance(expected, Result):
-        assert "error" not in response, response
-        assert response.get("result") == expected.value, response
-    elif isinstance(expected, Error):
-        assert response.get("error") == expected.error, response
-    else:
-        assert "error" in response, response
-        assert response["error"].get("code", "") == expected.code, response
-
-
 PARAMS = {"value": 42}
 SUCCESS = result({"foo": "bar"})
 SUCCESS_RESULT = Result({"payload": {"foo": "bar"}})
-INTERNAL = ErrorCode("system.internalError")
 
 AUTH_CASES = [
     (None, SUCCESS, SUCCESS_RESULT),
@@ -105,10 +69,7 @@ async def test_auth_on_resource(gateway_factory, fake_service, params, reply, ex
     """An auth request goes to the service without an access check, carrying
     the connection's cid, its (null) token, the upgrade request and the params;
     the answer reaches the client as ``{"payload": ...}`` or an error."""
-    if reply is no_reply:
-        gateway = await gateway_factory(request_timeout=TIMEOUT_MS)
-    else:
-        gateway = await gateway_factory()
+    gateway = await start_gateway(gateway_factory, reply)
     client = await connect_client(gateway)
 
     pending = client.request("auth.test.model.method", params)

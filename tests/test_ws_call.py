@@ -26,11 +26,26 @@ All ported. Notes:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 import pytest_twisted
 
+from tests.rig.replies import (
+    INTERNAL,
+    NO_REQUEST,
+    Error,
+    ErrorCode,
+    Reply,
+    Result,
+    check_response,
+    error,
+    model_get,
+    no_reply,
+    raw,
+    result,
+    start_gateway,
+)
 from tests.rig.resources import (
     ERR_ACCESS_DENIED,
     ERR_INTERNAL_ERROR,
@@ -43,67 +58,6 @@ from tests.rig.resources import (
     get_response,
     subscribe_to,
 )
-
-#: Request timeout (ms) of gateways in scenarios where a request times out.
-TIMEOUT_MS = 200
-
-# ---------------------------------------------------------------------------
-# How the fake service answers a request, and what the client should get.
-
-Reply = Callable[[Any], None]
-
-
-def result(value: Any) -> Reply:
-    """Answer ``{"result": value}``."""
-    return lambda request: request.respond_result(value)
-
-
-def error(err: dict) -> Reply:
-    """Answer ``{"error": err}``."""
-    return lambda request: request.respond({"error": err})
-
-
-def raw(data: bytes) -> Reply:
-    """Answer with these exact bytes."""
-    return lambda request: request.respond(data)
-
-
-def no_reply(request) -> None:
-    """Leave the request unanswered so that the gateway times it out."""
-
-
-#: The request is not expected at all.
-NO_REQUEST = None
-
-
-class Result(NamedTuple):
-    value: Any
-
-
-class Error(NamedTuple):
-    error: dict
-
-
-class ErrorCode(NamedTuple):
-    code: str
-
-
-def check_response(response: dict, expected) -> None:
-    if isinstance(expected, Result):
-        assert "error" not in response, response
-        assert response.get("result") == expected.value, response
-    elif isinstance(expected, Error):
-        assert response.get("error") == expected.error, response
-    else:
-        assert "error" in response, response
-        assert response["error"].get("code", "") == expected.code, response
-
-
-async def start_gateway(gateway_factory, *replies):
-    """A gateway with a short request timeout if any reply is ``no_reply``."""
-    if any(r is no_reply for r in replies):
-        return await gateway_factory(request_timeout=TIMEOUT_MS)
-    return await gateway_factory()
 
 
 def check_request_payload(payload: dict, params: Any) -> None:
@@ -123,7 +77,6 @@ MULTI_METHOD_CALL_ACCESS = result({"get": True, "call": "foo,method"})
 MISSING_METHOD_CALL_ACCESS = result({"get": True, "call": "foo,bar"})
 NO_CALL_ACCESS = result({"get": True})
 BOTH_RESULT_AND_ERROR = raw(b'{"result":{"foo":"bar"},"error":{"code":"system.custom","message":"Custom"}}')
-INTERNAL = ErrorCode("system.internalError")
 
 
 class CallCase(NamedTuple):
@@ -222,11 +175,6 @@ class ResourceResponseCase(NamedTuple):
     get: Reply
     access: Reply
     expected: dict
-
-
-def model_get(request) -> None:
-    """Answer a get request with test.model."""
-    request.respond(get_response("test.model"))
 
 
 MODEL_RESULT = {"rid": "test.model", **client_result("test.model")}

@@ -19,13 +19,11 @@ import pytest_twisted
 from tests.rig.resources import (
     client_data,
     connect_client,
+    event,
     get_response,
+    resubscribe_from_cache,
     subscribe_to,
 )
-
-
-def event(name: str, data) -> dict:
-    return {"event": name, "data": data}
 
 
 @pytest_twisted.ensureDeferred
@@ -77,13 +75,7 @@ async def test_add_remove_event_updates_cached_collection(gateway, fake_service,
     fake_service.event(rid, name, payload)
     assert await client.next_message() == event(f"{rid}.{name}", expected_event or payload)
 
-    response = await client.request(f"unsubscribe.{rid}")
-    assert "error" not in response, response
-    pending = client.request(f"subscribe.{rid}")
-    access = (await fake_service.take(f"access.{rid}"))[f"access.{rid}"]
-    access.respond_result({"get": True})
-
-    assert (await pending)["result"] == {"collections": {rid: expected_collection}}
+    assert await resubscribe_from_cache(client, fake_service, rid) == {"collections": {rid: expected_collection}}
     fake_service.assert_no_request()
 
 

@@ -27,52 +27,25 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from tests.rig.resources import (
-    CUSTOM_EVENT,
     ERR_ACCESS_DENIED,
     UNSUBSCRIBE_REASON_ACCESS_DENIED,
     assert_no_event,
-    client_result,
     connect_client,
+    expect_custom_event,
+    expect_no_custom_event,
     flush_requests,
     get_cid,
-    subscribe_to,
+    subscribe_parent_and_collection,
 )
 
 TOKEN = {"user": "foo"}
 
+pytestmark = pytest.mark.usefixtures("logged_errors")
+
 # ---------------------------------------------------------------------------
 # Helpers
-
-
-class ErrorLog:
-    """Error (and worse) log events of the gateway's loggers (``resgate.*``)."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def __call__(self, event: dict) -> None:
-        level = event.get("log_level")
-        namespace = str(event.get("log_namespace", ""))
-        if level in (LogLevel.error, LogLevel.critical) and namespace.startswith("resgate"):
-            self.messages.append(formatEvent(event))
-
-
-@pytest.fixture(autouse=True)
-def logged_errors(gateway_factory):
-    """Fails the test if the gateway logged an error (the way Resgate's teardown does).
-
-    It depends on ``gateway_factory`` so its check runs before the gateway stops.
-    """
-    log = ErrorLog()
-    globalLogPublisher.addObserver(log)
-    try:
-        yield log
-    finally:
-        globalLogPublisher.removeObserver(log)
-    assert log.messages == [], f"the gateway logged errors: {log.messages}"
 
 
 def send_token(service, cid: str, token: Any, **extra: Any) -> None:
@@ -89,6 +62,30 @@ async def handled(client, service) -> None:
     await flush_requests(client, service)
 
 
+async def set_token(client, service, cid: str, token: Any) -> None:
+    """Send the token event and wait until the gateway has handled it."""
+    send_token(service, cid, token)
+    await handled(client, service)
+
+
+async def client_with_token(gateway, service) -> tuple:
+    """A new client whose connection has the token ``TOKEN``; ``(client, cid)``."""
+    client = await connect_client(gateway)
+    cid = await get_cid(client, service)
+    await set_token(client, service, cid, TOKEN)
+    return client, cid
+
+
+async def token_change_access_requests(gateway, service) -> tuple:
+    """A client with a token, subscribed to test.model.parent (with test.model)
+    and test.collection, gets a new token; ``(client, the access requests of
+    the two direct subscriptions by subject)``."""
+    client, cid = await client_with_token(gateway, service)
+    await subscribe_parent_and_collection(client, service)
+    send_token(service, cid, TOKEN)
+    return client, await service.take("access.test.model.parent", "access.test.collection")
+
+
 async def call_is_denied(client, service, rid: str, token: Any) -> None:
     """A call on ``rid`` asks for access with ``token``; access without call is denied."""
     pending = client.request(f"call.{rid}.method")
@@ -99,24 +96,13 @@ async def call_is_denied(client, service, rid: str, token: Any) -> None:
     assert response.get("error") == ERR_ACCESS_DENIED, response
 
 
-async def subscribe_parent_and_collection(client, service) -> None:
-    """Subscribe to test.model.parent (with its child test.model) and test.collection."""
-    response, _ = await subscribe_to(client, service, "test.model.parent")
-    assert response["result"] == client_result("test.model.parent", "test.model")
-    response, _ = await subscribe_to(client, service, "test.collection")
-    assert response["result"] == client_result("test.collection")
-
-
 # ---------------------------------------------------------------------------
 # Scenarios
 
 
 @pytest_twisted.ensureDeferred
 async def test_token_event_is_accepted(gateway, fake_service):
-    client = await connect_client(gateway)
-    cid = await get_cid(client, fake_service)
-    send_token(fake_service, cid, TOKEN)
-    await handled(client, fake_service)
+    client, cid = await client_with_token(gateway, fake_service)
     # The connection carries on, with the token in its next request.
     pending = client.request("auth.test.method")
     auth = (await fake_service.take("auth.test.method"))["auth.test.method"]
@@ -129,10 +115,7 @@ async def test_token_event_is_accepted(gateway, fake_service):
 
 @pytest_twisted.ensureDeferred
 async def test_token_is_sent_on_access_requests(gateway, fake_service):
-    client = await connect_client(gateway)
-    cid = await get_cid(client, fake_service)
-    send_token(fake_service, cid, TOKEN)
-    await handled(client, fake_service)
+    client, cid = await client_with_token(gateway, fake_service)
 
     pending = client.request("subscribe.test.model")
     requests = await fake_service.take("access.test.model", "get.test.model")
@@ -152,12 +135,10 @@ async def test_latest_token_is_sent_on_access_requests(gateway, fake_service):
     client = await connect_client(gateway)
     cid = await get_cid(client, fake_service)
 
-    send_token(fake_service, cid, first)
-    await handled(client, fake_service)
+    await set_token(client, fake_service, cid, first)
     await call_is_denied(client, fake_service, "test.model1", first)
 
-    send_token(fake_service, cid, second)
-    await handled(client, fake_service)
+    await set_token(client, fake_service, cid, second)
     await call_is_denied(client, fake_service, "test.model2", second)
 
     # A token event whose payload is JSON null clears the token.
@@ -168,35 +149,20 @@ async def test_latest_token_is_sent_on_access_requests(gateway, fake_service):
 
 @pytest_twisted.ensureDeferred
 async def test_token_change_rechecks_access_and_keeps_granted_subscriptions(gateway, fake_service):
-    client = await connect_client(gateway)
-    cid = await get_cid(client, fake_service)
-    send_token(fake_service, cid, TOKEN)
-    await handled(client, fake_service)
-    await subscribe_parent_and_collection(client, fake_service)
-
     # A new token: access is asked again for each directly subscribed resource.
-    send_token(fake_service, cid, TOKEN)
-    requests = await fake_service.take("access.test.model.parent", "access.test.collection")
+    client, requests = await token_change_access_requests(gateway, fake_service)
     for request in requests.values():
         assert request.payload["token"] == TOKEN
         request.respond_result({"get": True})
 
     for rid in ("test.model", "test.model.parent", "test.collection"):
-        fake_service.event(rid, "custom", CUSTOM_EVENT)
-        assert await client.next_message() == {"event": f"{rid}.custom", "data": CUSTOM_EVENT}
+        await expect_custom_event(client, fake_service, rid)
     await assert_no_event(client, fake_service)
 
 
 @pytest_twisted.ensureDeferred
 async def test_token_change_unsubscribes_where_access_is_denied(gateway, fake_service):
-    client = await connect_client(gateway)
-    cid = await get_cid(client, fake_service)
-    send_token(fake_service, cid, TOKEN)
-    await handled(client, fake_service)
-    await subscribe_parent_and_collection(client, fake_service)
-
-    send_token(fake_service, cid, TOKEN)
-    requests = await fake_service.take("access.test.model.parent", "access.test.collection")
+    client, requests = await token_change_access_requests(gateway, fake_service)
     # Denied one way and the other: no get access, or an access denied error.
     requests["access.test.model.parent"].respond_result({"get": False})
     requests["access.test.collection"].respond_error(**ERR_ACCESS_DENIED)
@@ -208,5 +174,4 @@ async def test_token_change_unsubscribes_where_access_is_denied(gateway, fake_se
     ]
 
     for rid in ("test.model", "test.model.parent", "test.collection"):
-        fake_service.event(rid, "custom", CUSTOM_EVENT)
-        await assert_no_event(client, fake_service, rid)
+        await expect_no_custom_event(client, fake_service, rid)

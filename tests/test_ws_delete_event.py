@@ -25,11 +25,12 @@ import pytest
 import pytest_twisted
 
 from tests.rig.resources import (
-    CUSTOM_EVENT,
     UNSUBSCRIBE_REASON_DELETED,
     assert_no_event,
     client_result,
     connect_client,
+    expect_custom_event,
+    expect_no_custom_event,
     get_result,
     subscribe_to,
 )
@@ -46,10 +47,6 @@ async def assert_deleted(client, rid: str) -> None:
     """The client gets the delete event (without data), then unsubscribe for deletion."""
     assert await client.next_message() == {"event": f"{rid}.delete"}
     assert await client.next_message() == {"event": f"{rid}.unsubscribe", "data": UNSUBSCRIBE_REASON_DELETED}
-
-
-def custom_event(rid: str) -> dict:
-    return {"event": f"{rid}.custom", "data": CUSTOM_EVENT}
 
 
 @pytest.mark.parametrize("rid", RESOURCES, ids=RESOURCE_IDS)
@@ -70,8 +67,7 @@ async def test_events_after_delete_are_not_sent(gateway, fake_service, rid):
     delete(fake_service, rid)
     await assert_deleted(client, rid)
 
-    fake_service.event(rid, "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, rid)
+    await expect_no_custom_event(client, fake_service, rid)
 
 
 @pytest_twisted.ensureDeferred
@@ -86,8 +82,7 @@ async def test_delete_event_before_get_response_is_discarded(gateway, fake_servi
     assert (await pending)["result"] == client_result("test.model")
     await assert_no_event(client, fake_service, "test.model")
 
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    assert await client.next_message() == custom_event("test.model")
+    await expect_custom_event(client, fake_service, "test.model")
 
 
 @pytest_twisted.ensureDeferred
@@ -100,8 +95,7 @@ async def test_subscribe_after_delete_gets_resource_anew(gateway, fake_service):
 
     # Not from the cache: access and get again.
     await subscribe_to(second, fake_service, "test.model")
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    assert await second.next_message() == custom_event("test.model")
+    await expect_custom_event(second, fake_service, "test.model")
     await assert_no_event(first, fake_service, "test.model")
 
 
@@ -111,12 +105,10 @@ async def test_resubscribe_after_delete_gets_resource_anew(gateway, fake_service
     await subscribe_to(client, fake_service, "test.model")
     delete(fake_service, "test.model")
     await assert_deleted(client, "test.model")
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, "test.model")
+    await expect_no_custom_event(client, fake_service, "test.model")
 
     await subscribe_to(client, fake_service, "test.model")
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    assert await client.next_message() == custom_event("test.model")
+    await expect_custom_event(client, fake_service, "test.model")
 
 
 @pytest.mark.parametrize("rid", RESOURCES, ids=RESOURCE_IDS)

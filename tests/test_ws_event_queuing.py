@@ -27,29 +27,19 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from tests.rig.aio import sleep
 from tests.rig.resources import (
+    assert_quiet,
     client_data,
     connect_client,
+    event,
     get_response,
     resource_data,
     subscribe_to,
 )
 
-#: How long "nothing arrives" is watched for (seconds).
-QUIET = 0.2
 
 MODEL = resource_data("test.model")
 MODEL_CLIENT = client_data("test.model")
-
-
-def event(name: str, data) -> dict:
-    return {"event": name, "data": data}
-
-
-async def assert_no_event(client) -> None:
-    await sleep(QUIET)
-    assert client.inbox == [], f"unexpected messages: {client.inbox}"
 
 
 async def take_one(fake_service, subject: str):
@@ -70,7 +60,7 @@ async def test_event_waits_behind_event_loading_reference(gateway, fake_service)
     get = await take_one(fake_service, "get.test.model")
 
     fake_service.event("test.collection", "add", {"idx": 2, "value": "newValue"})
-    await assert_no_event(client)
+    await assert_quiet(client)
 
     get.respond(get_response("test.model"))
     assert await client.next_message() == event("test.collection.add", {
@@ -96,7 +86,7 @@ async def test_queued_event_with_new_reference_loads_in_turn(gateway, fake_servi
         "idx": 1, "value": {"rid": "test.model"}, "models": {"test.model": MODEL_CLIENT}})
 
     get_model2 = await take_one(fake_service, "get.test.model2")
-    await assert_no_event(client)
+    await assert_quiet(client)
 
     answer_with_model(get_model2)
     assert await client.next_message() == event("test.collection.add", {
@@ -146,7 +136,7 @@ async def test_queues_are_per_resource_and_resources_sent_once(gateway, fake_ser
 
     fake_service.event("test.collection", "add", {"idx": 1, "value": {"rid": "test.model.b"}})
     fake_service.event("test.collection", "add", {"idx": 2, "value": {"rid": "test.model.a"}})
-    await assert_no_event(client)
+    await assert_quiet(client)
 
     answer_with_model(gets["get.test.model.b"])
     assert await client.next_message() == event("test.collection.add", {
@@ -179,4 +169,4 @@ async def test_event_after_get_response_follows_subscribe_response(gateway, fake
     change = event("test.model.change", {"values": {"string": "bar"}})
     assert await client.next_message() == change
     assert client.messages[-2:] == [response, change], "the event must follow the response"
-    await assert_no_event(client)
+    await assert_quiet(client)

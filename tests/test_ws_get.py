@@ -16,15 +16,12 @@ All ported.
 import pytest_twisted
 
 from tests.rig.resources import (
-    CUSTOM_EVENT,
     ERR_SUBJECT_TOO_LONG,
-    assert_no_event,
-    client_data,
     client_result,
     connect_client,
+    expect_no_custom_event,
     flush_requests,
-    get_cid,
-    get_result,
+    request_with_cid_placeholder,
     respond_get,
 )
 
@@ -43,8 +40,7 @@ async def test_get_model_sends_no_events(gateway, fake_service):
     response = await pending
     assert response["result"] == client_result("test.model")
 
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, "test.model")
+    await expect_no_custom_event(client, fake_service, "test.model")
 
 
 @pytest_twisted.ensureDeferred
@@ -59,26 +55,16 @@ async def test_get_linked_model_sends_no_events(gateway, fake_service):
     response = await pending
     assert response["result"] == client_result("test.model.parent", "test.model")
 
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, "test.model")
-    fake_service.event("test.model.parent", "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, "test.model.parent")
+    await expect_no_custom_event(client, fake_service, "test.model")
+    await expect_no_custom_event(client, fake_service, "test.model.parent")
 
 
 @pytest_twisted.ensureDeferred
 async def test_get_with_cid_placeholder(gateway, fake_service):
     client = await connect_client(gateway)
-    cid = await get_cid(client, fake_service)
+    cid = await request_with_cid_placeholder(client, fake_service, "get")
 
-    pending = client.request("get.test.{cid}.model")
-    reqs = await fake_service.take(f"access.test.{cid}.model", f"get.test.{cid}.model")
-    reqs[f"access.test.{cid}.model"].respond_result({"get": True})
-    reqs[f"get.test.{cid}.model"].respond_result(get_result("test.model"))
-    response = await pending
-    assert response["result"] == {"models": {"test.{cid}.model": client_data("test.model")}}
-
-    fake_service.event(f"test.{cid}.model", "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, f"test.{cid}.model")
+    await expect_no_custom_event(client, fake_service, f"test.{cid}.model")
 
 
 @pytest_twisted.ensureDeferred

@@ -22,10 +22,10 @@ import pytest
 import pytest_twisted
 
 from tests.rig.resources import (
-    CUSTOM_EVENT,
     client_data,
     client_result,
     connect_client,
+    expect_custom_event,
     get_result,
     subscribe_to,
 )
@@ -183,8 +183,7 @@ async def test_change_event_contains_resource_lost_meanwhile(gateway, fake_servi
         "models": {"test.model": MODEL, "test.model.delayedparent": DELAYED_PARENT, "test.model.delayed": DELAYED},
     }}
     # The client is subscribed to the new parent.
-    fake_service.event("test.model.delayedparent", "custom", CUSTOM_EVENT)
-    assert await client.next_message() == {"event": "test.model.delayedparent.custom", "data": CUSTOM_EVENT}
+    await expect_custom_event(client, fake_service, "test.model.delayedparent")
 
 
 @pytest.mark.parametrize("hold, lose", HOLD_AND_LOSE)
@@ -211,8 +210,7 @@ async def test_add_event_contains_resource_lost_meanwhile(gateway, fake_service,
         **added,
         "models": {"test.model": MODEL, "test.model.delayedparent": DELAYED_PARENT, "test.model.delayed": DELAYED},
     }}
-    fake_service.event("test.model.delayedparent", "custom", CUSTOM_EVENT)
-    assert await client.next_message() == {"event": "test.model.delayedparent.custom", "data": CUSTOM_EVENT}
+    await expect_custom_event(client, fake_service, "test.model.delayedparent")
 
 
 @pytest_twisted.ensureDeferred

@@ -21,26 +21,17 @@ would contradict the rows' legacy expectations).
 
 import pytest
 import pytest_twisted
-from twisted.logger import globalLogPublisher
 
 from tests.rig.resources import (
-    CUSTOM_EVENT,
     assert_no_event,
     client_data,
     connect_client,
+    expect_custom_event,
     get_result,
+    resubscribe_from_cache,
 )
-from tests.test_ws_query_event import ErrorLog
 
 LEGACY_VERSION = "1.2.0"
-
-
-@pytest.fixture
-def error_log():
-    log = ErrorLog()
-    globalLogPublisher.addObserver(log)
-    yield log
-    globalLogPublisher.removeObserver(log)
 
 
 async def subscribe_legacy(client, service, rid: str) -> dict:
@@ -48,16 +39,6 @@ async def subscribe_legacy(client, service, rid: str) -> dict:
     reqs = await service.take(f"access.{rid}", f"get.{rid}")
     reqs[f"access.{rid}"].respond_result({"get": True})
     reqs[f"get.{rid}"].respond_result(get_result(rid))
-    response = await pending
-    assert "result" in response, response
-    return response["result"]
-
-
-async def resubscribe_from_cache(client, service, rid: str) -> dict:
-    """Unsubscribe and subscribe again: only access is asked, the resource comes from the cache."""
-    assert "error" not in await client.request(f"unsubscribe.{rid}")
-    pending = client.request(f"subscribe.{rid}")
-    (await service.take(f"access.{rid}"))[f"access.{rid}"].respond_result({"get": True})
     response = await pending
     assert "result" in response, response
     return response["result"]
@@ -82,7 +63,7 @@ CHANGE_EVENTS = [
                          ids=["add-soft-reference", "soft-reference-to-null", "soft-reference-deleted",
                               "soft-reference-unchanged"])
 @pytest_twisted.ensureDeferred
-async def test_change_event_on_cached_model(gateway, fake_service, error_log, rid, event, expected_event,
+async def test_change_event_on_cached_model(gateway, fake_service, logged_errors, rid, event, expected_event,
                                             expected_model):
     client = await connect_client(gateway, version=LEGACY_VERSION)
     assert await subscribe_legacy(client, fake_service, rid) == {"models": {rid: client_data(rid, legacy=True)}}
@@ -94,7 +75,7 @@ async def test_change_event_on_cached_model(gateway, fake_service, error_log, ri
         assert await client.next_message() == {"event": f"{rid}.change", "data": expected_event}
 
     assert await resubscribe_from_cache(client, fake_service, rid) == {"models": {rid: expected_model}}
-    error_log.assert_logged(0)
+    logged_errors.assert_logged(0)
 
 
 @pytest_twisted.ensureDeferred
@@ -110,8 +91,7 @@ async def test_soft_reference_replaced_by_reference_subscribes_it(gateway, fake_
     }}
 
     # The client is now subscribed to the referenced model.
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    assert await client.next_message() == {"event": "test.model.custom", "data": CUSTOM_EVENT}
+    await expect_custom_event(client, fake_service, "test.model")
 
 
 # (rid, event name, event payload, what the legacy client gets, collection it gets afterwards)

@@ -30,20 +30,10 @@ test_meta_in_call_response_is_ignored_on_websocket.
 
 import pytest
 import pytest_twisted
-from twisted.logger import globalLogPublisher
 
 from tests.rig.resources import client_result, connect_client, get_result
-from tests.test_ws_query_event import ErrorLog
 
 CUSTOM_ERROR = {"code": "system.custom", "message": "Custom"}
-
-
-@pytest.fixture
-def error_log():
-    log = ErrorLog()
-    globalLogPublisher.addObserver(log)
-    yield log
-    globalLogPublisher.removeObserver(log)
 
 
 NULL_RESULT = {"result": {"payload": None}}
@@ -68,7 +58,7 @@ AUTH_WITH_META = [
 
 @pytest.mark.parametrize("response, expected", [r[1:] for r in AUTH_WITH_META], ids=[r[0] for r in AUTH_WITH_META])
 @pytest_twisted.ensureDeferred
-async def test_meta_in_auth_response_is_ignored_on_websocket(gateway, fake_service, error_log, response, expected):
+async def test_meta_in_auth_response_is_ignored_on_websocket(gateway, fake_service, logged_errors, response, expected):
     client = await connect_client(gateway)
     pending = client.request("auth.vault.method")
     (await fake_service.take("auth.vault.method"))["auth.vault.method"].respond(response)
@@ -80,11 +70,11 @@ async def test_meta_in_auth_response_is_ignored_on_websocket(gateway, fake_servi
     pending = client.request("auth.vault.method")
     (await fake_service.take("auth.vault.method"))["auth.vault.method"].respond_result(None)
     assert (await pending)["result"] == {"payload": None}
-    error_log.assert_logged(0)
+    logged_errors.assert_logged(0)
 
 
 @pytest_twisted.ensureDeferred
-async def test_meta_in_access_response_is_ignored_on_websocket(gateway, fake_service, error_log):
+async def test_meta_in_access_response_is_ignored_on_websocket(gateway, fake_service, logged_errors):
     client = await connect_client(gateway)
     pending = client.request("subscribe.test.model")
     reqs = await fake_service.take("access.test.model", "get.test.model")
@@ -92,11 +82,11 @@ async def test_meta_in_access_response_is_ignored_on_websocket(gateway, fake_ser
     reqs["access.test.model"].respond({"result": {"get": True}, "meta": {"status": 403, "header": {"X-Foo": ["bar"]}}})
     reqs["get.test.model"].respond_result(get_result("test.model"))
     assert (await pending)["result"] == client_result("test.model")
-    error_log.assert_logged(0)
+    logged_errors.assert_logged(0)
 
 
 @pytest_twisted.ensureDeferred
-async def test_meta_in_call_response_is_ignored_on_websocket(gateway, fake_service, error_log):
+async def test_meta_in_call_response_is_ignored_on_websocket(gateway, fake_service, logged_errors):
     client = await connect_client(gateway)
     pending = client.request("call.test.model.method", {"foo": "bar"})
     access = (await fake_service.take("access.test.model"))["access.test.model"]
@@ -104,4 +94,4 @@ async def test_meta_in_call_response_is_ignored_on_websocket(gateway, fake_servi
     call = (await fake_service.take("call.test.model.method"))["call.test.model.method"]
     call.respond({"result": {"zoo": "baz"}, "meta": {"status": 601, "header": {"Set-Cookie": ["id=foo"]}}})
     assert (await pending)["result"] == {"payload": {"zoo": "baz"}}
-    error_log.assert_logged(0)
+    logged_errors.assert_logged(0)

@@ -6,9 +6,9 @@
 | TestChangeEventPriorToGetResponseIsDiscarded | test_change_event_before_get_response_is_discarded |
 | TestChangeEventOnCachedModel | test_change_event_updates_cached_model |
 | TestChangeEventWithNewResourceReference | test_change_event_with_new_reference_includes_resource |
-| TestChangeEventWithRemovedResourceReference | test_change_event_removing_reference_stops_its_events |
+| TestChangeEventWithRemovedResourceReference | test_change_event_dropping_reference_stops_its_events[removed] |
 | TestChangeEventWithChangedResourceReference | test_change_event_replacing_reference_moves_subscription |
-| TestChangeEvent_WithResourceReferenceReplacedBySoftReference_UnsubscribesReference | test_change_event_to_soft_reference_stops_its_events |
+| TestChangeEvent_WithResourceReferenceReplacedBySoftReference_UnsubscribesReference | test_change_event_dropping_reference_stops_its_events[soft] |
 | TestChangeEvent_WithSoftReferenceReplacedByResourceReference_SubscribesReference | test_change_event_from_soft_reference_subscribes_it |
 
 All ported, except the count of errors Resgate logs for legacy (v1.0)
@@ -23,27 +23,34 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from tests.rig.aio import sleep
 from tests.rig.resources import (
     CUSTOM_EVENT,
+    assert_quiet,
     client_data,
+    client_result,
     connect_client,
+    event,
+    expect_custom_event,
     get_response,
     resource_data,
+    resubscribe_from_cache,
     subscribe_to,
 )
 
-#: How long "nothing arrives" is watched for (seconds).
-QUIET = 0.2
+
+async def expect_no_custom_event_within_quiet(client, service, rid: str) -> None:
+    """Send a custom event on ``rid``; nothing reaches the client for ``QUIET`` seconds."""
+    service.event(rid, "custom", CUSTOM_EVENT)
+    await assert_quiet(client)
 
 
-def event(name: str, data) -> dict:
-    return {"event": name, "data": data}
-
-
-async def assert_no_event(client) -> None:
-    await sleep(QUIET)
-    assert client.inbox == [], f"unexpected messages: {client.inbox}"
+async def change_with_new_reference(client, service, rid: str, values: dict, ref: str) -> None:
+    """A change event on ``rid`` whose ``values`` reference ``ref`` anew: the
+    gateway gets ``ref`` (served from the fixture) and the client's change
+    event carries it."""
+    service.event(rid, "change", {"values": values})
+    (await service.take(f"get.{ref}"))[f"get.{ref}"].respond(get_response(ref))
+    assert await client.next_message() == event(f"{rid}.change", {"values": values, **client_result(ref)})
 
 
 @pytest_twisted.ensureDeferred
@@ -73,7 +80,7 @@ async def test_change_event_before_get_response_is_discarded(gateway, fake_servi
 
     response = await pending
     assert response["result"] == {"models": {"test.model": client_data("test.model")}}
-    await assert_no_event(client)
+    await assert_quiet(client)
 
 
 _DELETE = object()
@@ -151,17 +158,11 @@ async def test_change_event_updates_cached_model(gateway, fake_service, rid, cha
 
     fake_service.event(rid, "change", change)
     if expected_event is None:
-        await assert_no_event(client)
+        await assert_quiet(client)
     else:
         assert await client.next_message() == event(f"{rid}.change", expected_event)
 
-    response = await client.request(f"unsubscribe.{rid}")
-    assert "error" not in response, response
-    pending = client.request(f"subscribe.{rid}")
-    access = (await fake_service.take(f"access.{rid}"))[f"access.{rid}"]
-    access.respond_result({"get": True})
-
-    assert (await pending)["result"] == {"models": {rid: expected_model}}
+    assert await resubscribe_from_cache(client, fake_service, rid) == {"models": {rid: expected_model}}
     fake_service.assert_no_request()
 
 
@@ -172,32 +173,26 @@ async def test_change_event_with_new_reference_includes_resource(gateway, fake_s
     client = await connect_client(gateway)
     await subscribe_to(client, fake_service, "test.model")
 
-    fake_service.event("test.model", "change", {"values": {"ref": {"rid": "test.collection"}}})
-    get = (await fake_service.take("get.test.collection"))["get.test.collection"]
-    get.respond(get_response("test.collection"))
-
-    assert await client.next_message() == event("test.model.change", {
-        "values": {"ref": {"rid": "test.collection"}},
-        "collections": {"test.collection": client_data("test.collection")},
-    })
-
-    fake_service.event("test.collection", "custom", CUSTOM_EVENT)
-    assert await client.next_message() == event("test.collection.custom", CUSTOM_EVENT)
+    await change_with_new_reference(client, fake_service, "test.model", {"ref": {"rid": "test.collection"}},
+                                    "test.collection")
+    await expect_custom_event(client, fake_service, "test.collection")
 
 
+@pytest.mark.parametrize("child", [None, {"rid": "test.model", "soft": True}], ids=["removed", "soft"])
 @pytest_twisted.ensureDeferred
-async def test_change_event_removing_reference_stops_its_events(gateway, fake_service):
+async def test_change_event_dropping_reference_stops_its_events(gateway, fake_service, child):
+    """A change that removes test.model.parent's reference to test.model, or
+    makes it soft, ends the events of test.model."""
     client = await connect_client(gateway)
     await subscribe_to(client, fake_service, "test.model.parent")
 
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    assert await client.next_message() == event("test.model.custom", CUSTOM_EVENT)
+    await expect_custom_event(client, fake_service, "test.model")
 
-    fake_service.event("test.model.parent", "change", {"values": {"child": None}})
-    assert await client.next_message() == event("test.model.parent.change", {"values": {"child": None}})
+    change = {"values": {"child": child}}
+    fake_service.event("test.model.parent", "change", change)
+    assert await client.next_message() == event("test.model.parent.change", change)
 
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    await assert_no_event(client)
+    await expect_no_custom_event_within_quiet(client, fake_service, "test.model")
 
 
 @pytest_twisted.ensureDeferred
@@ -205,36 +200,10 @@ async def test_change_event_replacing_reference_moves_subscription(gateway, fake
     client = await connect_client(gateway)
     await subscribe_to(client, fake_service, "test.model.parent")
 
-    fake_service.event("test.model.parent", "change", {"values": {"child": {"rid": "test.collection"}}})
-    get = (await fake_service.take("get.test.collection"))["get.test.collection"]
-    get.respond(get_response("test.collection"))
-
-    assert await client.next_message() == event("test.model.parent.change", {
-        "values": {"child": {"rid": "test.collection"}},
-        "collections": {"test.collection": client_data("test.collection")},
-    })
-
-    fake_service.event("test.collection", "custom", CUSTOM_EVENT)
-    assert await client.next_message() == event("test.collection.custom", CUSTOM_EVENT)
-
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    await assert_no_event(client)
-
-
-@pytest_twisted.ensureDeferred
-async def test_change_event_to_soft_reference_stops_its_events(gateway, fake_service):
-    client = await connect_client(gateway)
-    await subscribe_to(client, fake_service, "test.model.parent")
-
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    assert await client.next_message() == event("test.model.custom", CUSTOM_EVENT)
-
-    soft_child = {"values": {"child": {"rid": "test.model", "soft": True}}}
-    fake_service.event("test.model.parent", "change", soft_child)
-    assert await client.next_message() == event("test.model.parent.change", soft_child)
-
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    await assert_no_event(client)
+    await change_with_new_reference(client, fake_service, "test.model.parent", {"child": {"rid": "test.collection"}},
+                                    "test.collection")
+    await expect_custom_event(client, fake_service, "test.collection")
+    await expect_no_custom_event_within_quiet(client, fake_service, "test.model")
 
 
 @pytest_twisted.ensureDeferred
@@ -242,15 +211,6 @@ async def test_change_event_from_soft_reference_subscribes_it(gateway, fake_serv
     client = await connect_client(gateway)
     await subscribe_to(client, fake_service, "test.model.soft")
 
-    hard_child = {"values": {"child": {"rid": "test.model", "soft": False}}}
-    fake_service.event("test.model.soft", "change", hard_child)
-    get = (await fake_service.take("get.test.model"))["get.test.model"]
-    get.respond(get_response("test.model"))
-
-    assert await client.next_message() == event("test.model.soft.change", {
-        **hard_child,
-        "models": {"test.model": client_data("test.model")},
-    })
-
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    assert await client.next_message() == event("test.model.custom", CUSTOM_EVENT)
+    await change_with_new_reference(client, fake_service, "test.model.soft",
+                                    {"child": {"rid": "test.model", "soft": False}}, "test.model")
+    await expect_custom_event(client, fake_service, "test.model")

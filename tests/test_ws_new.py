@@ -18,72 +18,33 @@ resource as ``{"rid": ..., "models"/"errors": ...}``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 import pytest_twisted
 
+from tests.rig.replies import (
+    INTERNAL,
+    NO_REQUEST,
+    Error,
+    ErrorCode,
+    Reply,
+    Result,
+    check_response,
+    error,
+    model_get,
+    no_reply,
+    raw,
+    result,
+    start_gateway,
+)
 from tests.rig.resources import (
     ERR_ACCESS_DENIED,
     ERR_INVALID_PARAMS,
     ERR_TIMEOUT,
     client_result,
     connect_client,
-    get_response,
 )
-
-#: Request timeout (ms) of gateways in scenarios where a request times out.
-TIMEOUT_MS = 200
-
-Reply = Callable[[Any], None]
-
-
-def result(value: Any) -> Reply:
-    return lambda request: request.respond_result(value)
-
-
-def error(err: dict) -> Reply:
-    return lambda request: request.respond({"error": err})
-
-
-def raw(data: bytes) -> Reply:
-    return lambda request: request.respond(data)
-
-
-def no_reply(request) -> None:
-    """Leave the request unanswered so that the gateway times it out."""
-
-
-def model_get(request) -> None:
-    request.respond(get_response("test.model"))
-
-
-#: The request is not expected at all.
-NO_REQUEST = None
-
-
-class Result(NamedTuple):
-    value: Any
-
-
-class Error(NamedTuple):
-    error: dict
-
-
-class ErrorCode(NamedTuple):
-    code: str
-
-
-def check_response(response: dict, expected) -> None:
-    if isinstance(expected, Result):
-        assert "error" not in response, response
-        assert response.get("result") == expected.value, response
-    elif isinstance(expected, Error):
-        assert response.get("error") == expected.error, response
-    else:
-        assert "error" in response, response
-        assert response["error"].get("code", "") == expected.code, response
-
 
 PARAMS = {"value": 42}
 NEW_RESULT = result({"rid": "test.model"})
@@ -92,7 +53,6 @@ METHOD_CALL_ACCESS = result({"get": True, "call": "new"})
 MULTI_METHOD_CALL_ACCESS = result({"get": True, "call": "foo,new"})
 MISSING_METHOD_CALL_ACCESS = result({"get": True, "call": "foo,bar"})
 NO_CALL_ACCESS = result({"get": True})
-INTERNAL = ErrorCode("system.internalError")
 
 MODEL_RESULT = Result({"rid": "test.model", **client_result("test.model")})
 
@@ -174,10 +134,7 @@ NEW_CASES = [
 async def test_legacy_new_on_resource(gateway_factory, fake_service, case: NewCase):
     """``new.test.collection``: access, then ``call.test.collection.new``, then
     the get and access of the created test.model, in that order of stages."""
-    if no_reply in (case.call_access, case.call, case.get, case.model_access):
-        gateway = await gateway_factory(request_timeout=TIMEOUT_MS)
-    else:
-        gateway = await gateway_factory()
+    gateway = await start_gateway(gateway_factory, case.call_access, case.call, case.get, case.model_access)
     client = await connect_client(gateway)
 
     pending = client.request("new.test.collection", case.params)

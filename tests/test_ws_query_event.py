@@ -48,14 +48,15 @@ name wait until every query answer has been handled.
 All ported. The fake service of this module also answers the query
 request subjects (``_EVENT_01_``, ``_EVENT_02_``), so that "no request was
 sent" covers them. Upstream's count of logged errors is read here from the
-gateway's error-level log events (namespace ``resgate*``).
+gateway's error-level log events (namespace ``resgate*``) by the
+``logged_errors`` fixture, which also fails a test that requests it on
+errors it did not count.
 """
 
 import json
 
 import pytest
 import pytest_twisted
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from tests.rig.aio import as_deferred
 from tests.rig.resources import (
@@ -63,13 +64,14 @@ from tests.rig.resources import (
     ERR_NOT_FOUND,
     UNSUBSCRIBE_REASON_DELETED,
     assert_no_event,
+    assert_no_nats_request,
     client_data,
     connect_client,
     resource_data,
+    subscribe_query,
     subscribe_to,
 )
 from tests.rig.service import FakeService
-from tests.test_ws_query_subscribe import assert_no_nats_request, subscribe_query
 
 #: The reply subjects the scenarios' query events name.
 QUERY_SUBJECT = "_EVENT_01_"
@@ -99,31 +101,6 @@ async def fake_service(nats_server):
     service = await QueryEventService(nats_server.url).start()
     yield service
     await service.stop()
-
-
-class ErrorLog:
-    """Counts the error-level log events of the gateway, like Resgate's CountLogger."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-
-    def __call__(self, event) -> None:
-        namespace = str(event.get("log_namespace", ""))
-        if namespace.startswith("resgate") and event.get("log_level") in (LogLevel.error, LogLevel.critical):
-            self.errors.append(formatEvent(event))
-
-    def assert_logged(self, count: int) -> None:
-        """Exactly ``count`` errors were logged since the last check; forgets them."""
-        found, self.errors = self.errors, []
-        assert len(found) == count, f"expected {count} logged error(s), got {found}"
-
-
-@pytest.fixture
-def error_log():
-    log = ErrorLog()
-    globalLogPublisher.addObserver(log)
-    yield log
-    globalLogPublisher.removeObserver(log)
 
 
 def query_event(service, rid: str, subject: str = QUERY_SUBJECT) -> None:
@@ -166,6 +143,35 @@ def same_events(got: list, expected: list) -> bool:
     return sorted(map(key, got)) == sorted(map(key, expected))
 
 
+async def client_with_query(gateway, service, rid: str, *queries: str):
+    """A new client subscribed to ``rid`` with each query (``q=foo&f=bar`` if none),
+    which the service keeps as it is (already normalized)."""
+    client = await connect_client(gateway)
+    for query in queries or ("q=foo&f=bar",):
+        await subscribe_query(client, service, rid, query, query)
+    return client
+
+
+async def query_event_request(service, rid: str):
+    """Send a query event on ``rid``; the next request the service gets (not checked)."""
+    query_event(service, rid)
+    return await service.next_request()
+
+
+async def expect_query_request(service, query: str = "q=foo&f=bar"):
+    """The next request: a query request on ``QUERY_SUBJECT`` for ``query`` only."""
+    request = await service.next_request()
+    assert request.subject == QUERY_SUBJECT
+    assert request.payload == {"query": query}
+    return request
+
+
+async def expect_events(client, rid: str, events) -> None:
+    """The client gets these (name, data) events on ``rid``, in this order."""
+    for name, data in events:
+        assert await client.next_message() == event_of(rid, name, data)
+
+
 # Events a query response carries for each resource, what the client gets,
 # and the cached resource after them.
 QUERY_EVENTS = {
@@ -180,38 +186,30 @@ QUERY_EVENTS = {
 @pytest.mark.parametrize("rid", RESOURCES, ids=RESOURCE_IDS)
 @pytest_twisted.ensureDeferred
 async def test_query_event_sends_query_request(gateway, fake_service, rid):
-    client = await connect_client(gateway)
-    await subscribe_query(client, fake_service, rid, "q=foo&f=bar", "q=foo&f=bar")
+    await client_with_query(gateway, fake_service, rid)
 
     query_event(fake_service, rid)
-    request = await fake_service.next_request()
-    assert request.subject == QUERY_SUBJECT
-    assert request.payload == {"query": "q=foo&f=bar"}
+    request = await expect_query_request(fake_service)
     request.respond_result({"events": []})
 
 
 @pytest.mark.parametrize("rid", RESOURCES, ids=RESOURCE_IDS)
 @pytest_twisted.ensureDeferred
-async def test_query_response_without_events_changes_nothing(gateway, fake_service, error_log, rid):
-    client = await connect_client(gateway)
-    await subscribe_query(client, fake_service, rid, "q=foo&f=bar", "q=foo&f=bar")
+async def test_query_response_without_events_changes_nothing(gateway, fake_service, logged_errors, rid):
+    client = await client_with_query(gateway, fake_service, rid)
 
     query_event(fake_service, rid)
-    request = await fake_service.next_request()
-    assert request.subject == QUERY_SUBJECT
-    assert request.payload == {"query": "q=foo&f=bar"}
+    request = await expect_query_request(fake_service)
     request.respond_result({})
 
     await assert_no_event(client, fake_service, rid)
-    error_log.assert_logged(0)
+    logged_errors.assert_logged(0)
 
 
 @pytest.mark.parametrize("rid", RESOURCES, ids=RESOURCE_IDS)
 @pytest_twisted.ensureDeferred
-async def test_query_event_sends_a_request_per_query(gateway, fake_service, error_log, rid):
-    client = await connect_client(gateway)
-    await subscribe_query(client, fake_service, rid, "q=foo&f=bar", "q=foo&f=bar")
-    await subscribe_query(client, fake_service, rid, "q=foo&f=baz", "q=foo&f=baz")
+async def test_query_event_sends_a_request_per_query(gateway, fake_service, logged_errors, rid):
+    client = await client_with_query(gateway, fake_service, rid, "q=foo&f=bar", "q=foo&f=baz")
 
     query_event(fake_service, rid)
     requests = await query_requests(fake_service, 2)
@@ -220,7 +218,7 @@ async def test_query_event_sends_a_request_per_query(gateway, fake_service, erro
         request.respond_result({})
 
     await assert_no_event(client, fake_service, rid)
-    error_log.assert_logged(0)
+    logged_errors.assert_logged(0)
 
 
 @pytest.mark.parametrize("rid", RESOURCES, ids=RESOURCE_IDS)
@@ -243,16 +241,13 @@ async def test_same_normalized_query_gets_a_single_request(gateway, fake_service
 @pytest.mark.parametrize("rid", RESOURCES, ids=RESOURCE_IDS)
 @pytest_twisted.ensureDeferred
 async def test_query_response_events_reach_client(gateway, fake_service, rid):
-    client = await connect_client(gateway)
-    await subscribe_query(client, fake_service, rid, "q=foo&f=bar", "q=foo&f=bar")
+    client = await client_with_query(gateway, fake_service, rid)
 
-    query_event(fake_service, rid)
     events, _ = QUERY_EVENTS[rid]
-    (await fake_service.next_request()).respond_result(events_result(*events))
+    (await query_event_request(fake_service, rid)).respond_result(events_result(*events))
 
     full = f"{rid}?q=foo&f=bar"
-    for name, data in events:
-        assert await client.next_message() == event_of(full, name, data)
+    await expect_events(client, full, events)
 
 
 @pytest.mark.parametrize("rid", RESOURCES, ids=RESOURCE_IDS)
@@ -262,9 +257,8 @@ async def test_queries_with_same_normalization_each_get_events(gateway, fake_ser
     await subscribe_query(client, fake_service, rid, "q=foo&f=bar", "f=bar&q=foo")
     await subscribe_query(client, fake_service, rid, "f=bar&q=foo&fake=1", "f=bar&q=foo")
 
-    query_event(fake_service, rid)
     name, data = QUERY_EVENTS[rid][0][0]
-    (await fake_service.next_request()).respond_result(events_result((name, data)))
+    (await query_event_request(fake_service, rid)).respond_result(events_result((name, data)))
 
     got = await next_events(client, 2)
     assert same_events(got, [
@@ -277,15 +271,12 @@ async def test_queries_with_same_normalization_each_get_events(gateway, fake_ser
 @pytest.mark.parametrize("rid", RESOURCES, ids=RESOURCE_IDS)
 @pytest_twisted.ensureDeferred
 async def test_query_response_updates_the_cache(gateway, fake_service, rid):
-    client = await connect_client(gateway)
-    await subscribe_query(client, fake_service, rid, "q=foo&f=bar", "q=foo&f=bar")
+    client = await client_with_query(gateway, fake_service, rid)
 
-    query_event(fake_service, rid)
     events, after = QUERY_EVENTS[rid]
-    (await fake_service.next_request()).respond_result(events_result(*events))
+    (await query_event_request(fake_service, rid)).respond_result(events_result(*events))
     full = f"{rid}?q=foo&f=bar"
-    for name, data in events:
-        assert await client.next_message() == event_of(full, name, data)
+    await expect_events(client, full, events)
 
     other = await connect_client(gateway)
     pending = other.request(f"subscribe.{full}")
@@ -297,9 +288,7 @@ async def test_query_response_updates_the_cache(gateway, fake_service, rid):
 @pytest.mark.parametrize("rid", RESOURCES, ids=RESOURCE_IDS)
 @pytest_twisted.ensureDeferred
 async def test_each_query_gets_its_own_events(gateway, fake_service, rid):
-    client = await connect_client(gateway)
-    await subscribe_query(client, fake_service, rid, "q=foo&f=bar", "q=foo&f=bar")
-    await subscribe_query(client, fake_service, rid, "q=foo&f=baz", "q=foo&f=baz")
+    client = await client_with_query(gateway, fake_service, rid, "q=foo&f=bar", "q=foo&f=baz")
 
     if rid == "test.model":
         name, for_bar, for_baz = "change", {"values": {"string": "barbar"}}, {"values": {"string": "barbaz"}}
@@ -333,13 +322,12 @@ async def test_query_event_without_query_subscription_sends_no_request(gateway, 
     ids=["empty", "no-subject", "broken-json", "number-subject", "empty-subject"],
 )
 @pytest_twisted.ensureDeferred
-async def test_invalid_query_event_sends_no_request_and_logs_error(gateway, fake_service, error_log, payload):
-    client = await connect_client(gateway)
-    await subscribe_query(client, fake_service, "test.model", "q=foo&f=bar", "q=foo&f=bar")
+async def test_invalid_query_event_sends_no_request_and_logs_error(gateway, fake_service, logged_errors, payload):
+    client = await client_with_query(gateway, fake_service, "test.model")
 
     fake_service.publish("event.test.model.query", payload)
     await assert_no_nats_request(client, fake_service, "test.model")
-    error_log.assert_logged(1)
+    logged_errors.assert_logged(1)
 
 
 @pytest_twisted.ensureDeferred
@@ -350,9 +338,7 @@ async def test_query_event_holds_other_events_until_handled(gateway, fake_servic
 
     query_event(fake_service, "test.model")
     fake_service.event("test.model", "change", MODEL_CHANGE)
-    request = await fake_service.next_request()
-    assert request.subject == QUERY_SUBJECT
-    assert request.payload == {"query": "q=foo&f=bar"}
+    request = await expect_query_request(fake_service)
     query_change = {"values": {"string": "baz", "int": -13}}
     request.respond_result(events_result(("change", query_change)))
 
@@ -384,7 +370,7 @@ async def test_query_event_with_several_requests_holds_other_events_until_handle
 
 
 @pytest_twisted.ensureDeferred
-async def test_query_event_before_get_response_is_discarded(gateway, fake_service, error_log):
+async def test_query_event_before_get_response_is_discarded(gateway, fake_service, logged_errors):
     model = resource_data("test.model")
     client = await connect_client(gateway)
     pending = client.request("subscribe.test.model?foo=bar")
@@ -399,7 +385,7 @@ async def test_query_event_before_get_response_is_discarded(gateway, fake_servic
     assert response["result"] == {"models": {"test.model?foo=bar": client_data("test.model")}}
     await assert_no_event(client, fake_service, "test.model")
     fake_service.assert_no_request()
-    error_log.assert_logged(0)
+    logged_errors.assert_logged(0)
 
 
 @pytest.mark.parametrize(
@@ -414,14 +400,11 @@ async def test_query_event_before_get_response_is_discarded(gateway, fake_servic
 )
 @pytest_twisted.ensureDeferred
 async def test_query_response_with_resource_causes_events(gateway, fake_service, rid, resource, expected):
-    client = await connect_client(gateway)
-    await subscribe_query(client, fake_service, rid, "q=foo&f=bar", "q=foo&f=bar")
+    client = await client_with_query(gateway, fake_service, rid)
 
-    query_event(fake_service, rid)
-    (await fake_service.next_request()).respond_result(resource)
+    (await query_event_request(fake_service, rid)).respond_result(resource)
 
-    for name, data in expected:
-        assert await client.next_message() == event_of(f"{rid}?q=foo&f=bar", name, data)
+    await expect_events(client, f"{rid}?q=foo&f=bar", expected)
 
 
 @pytest.mark.parametrize(
@@ -433,15 +416,13 @@ async def test_query_response_with_resource_causes_events(gateway, fake_service,
     ids=RESOURCE_IDS,
 )
 @pytest_twisted.ensureDeferred
-async def test_query_response_of_other_resource_type_logs_error(gateway, fake_service, error_log, rid, resource):
-    client = await connect_client(gateway)
-    await subscribe_query(client, fake_service, rid, "q=foo&f=bar", "q=foo&f=bar")
+async def test_query_response_of_other_resource_type_logs_error(gateway, fake_service, logged_errors, rid, resource):
+    client = await client_with_query(gateway, fake_service, rid)
 
-    query_event(fake_service, rid)
-    (await fake_service.next_request()).respond_result(resource)
+    (await query_event_request(fake_service, rid)).respond_result(resource)
 
     await assert_no_event(client, fake_service, rid)
-    error_log.assert_logged(1)
+    logged_errors.assert_logged(1)
 
 
 INVALID_QUERY_RESPONSES = [
@@ -467,25 +448,21 @@ INVALID_QUERY_RESPONSES = [
     ids=[f"{rid.split('.')[1]}-{i % 7 + 1}" for i, (rid, _) in enumerate(INVALID_QUERY_RESPONSES)],
 )
 @pytest_twisted.ensureDeferred
-async def test_invalid_query_response_logs_error(gateway, fake_service, error_log, rid, result):
-    client = await connect_client(gateway)
-    await subscribe_query(client, fake_service, rid, "q=foo&f=bar", "q=foo&f=bar")
+async def test_invalid_query_response_logs_error(gateway, fake_service, logged_errors, rid, result):
+    client = await client_with_query(gateway, fake_service, rid)
 
-    query_event(fake_service, rid)
-    (await fake_service.next_request()).respond(b'{"result":' + result + b"}")
+    (await query_event_request(fake_service, rid)).respond(b'{"result":' + result + b"}")
 
     await assert_no_event(client, fake_service, rid)
-    error_log.assert_logged(1)
+    logged_errors.assert_logged(1)
 
 
 @pytest.mark.parametrize("rid", RESOURCES, ids=RESOURCE_IDS)
 @pytest_twisted.ensureDeferred
 async def test_not_found_query_response_deletes_resource(gateway, fake_service, rid):
-    client = await connect_client(gateway)
-    await subscribe_query(client, fake_service, rid, "q=foo&f=bar", "q=foo&f=bar")
+    client = await client_with_query(gateway, fake_service, rid)
 
-    query_event(fake_service, rid)
-    (await fake_service.next_request()).respond({"error": ERR_NOT_FOUND})
+    (await query_event_request(fake_service, rid)).respond({"error": ERR_NOT_FOUND})
     assert await client.next_message() == delete_event(f"{rid}?q=foo&f=bar")
 
     # The deleted query resource is no longer asked about.
@@ -495,14 +472,12 @@ async def test_not_found_query_response_deletes_resource(gateway, fake_service, 
 
 @pytest.mark.parametrize("rid", RESOURCES, ids=RESOURCE_IDS)
 @pytest_twisted.ensureDeferred
-async def test_internal_error_query_response_logs_error(gateway, fake_service, error_log, rid):
-    client = await connect_client(gateway)
-    await subscribe_query(client, fake_service, rid, "q=foo&f=bar", "q=foo&f=bar")
+async def test_internal_error_query_response_logs_error(gateway, fake_service, logged_errors, rid):
+    client = await client_with_query(gateway, fake_service, rid)
 
-    query_event(fake_service, rid)
-    (await fake_service.next_request()).respond({"error": ERR_INTERNAL_ERROR})
+    (await query_event_request(fake_service, rid)).respond({"error": ERR_INTERNAL_ERROR})
     await assert_no_event(client, fake_service, rid)
-    error_log.assert_logged(1)
+    logged_errors.assert_logged(1)
 
     # The query resource is still there: the next query event asks about it.
     query_event(fake_service, rid, QUERY_SUBJECT_2)
@@ -518,11 +493,9 @@ async def test_internal_error_query_response_logs_error(gateway, fake_service, e
 )
 @pytest_twisted.ensureDeferred
 async def test_delete_in_query_response_deletes_resource(gateway, fake_service, rid, after_delete):
-    client = await connect_client(gateway)
-    await subscribe_query(client, fake_service, rid, "q=foo&f=bar", "q=foo&f=bar")
+    client = await client_with_query(gateway, fake_service, rid)
 
-    query_event(fake_service, rid)
-    (await fake_service.next_request()).respond_result(
+    (await query_event_request(fake_service, rid)).respond_result(
         {"events": [{"event": "delete"}, {"event": after_delete[0], "data": after_delete[1]}]}
     )
 

@@ -24,8 +24,8 @@ protocol, as upstream's ``Session.Connect`` does. Where upstream asserts
 request the service sees) is followed here by a check that nothing else
 reached the fake service on any of its subscriptions meanwhile.
 
-The helpers ``subscribe_query`` and ``assert_no_nats_request`` are shared
-with ``test_ws_query_event``.
+The helpers ``subscribe_query`` and ``assert_no_nats_request`` are in
+``tests/rig/resources.py``.
 """
 
 import pytest
@@ -33,46 +33,28 @@ import pytest_twisted
 
 from tests.rig.resources import (
     CUSTOM_EVENT,
-    assert_no_event,
+    assert_no_nats_request,
     client_data,
     client_result,
     connect_client,
-    flush_requests,
+    expect_no_custom_event,
     get_result,
     resource_data,
-    resource_type,
+    subscribe_query,
 )
 
 
-async def assert_no_nats_request(client, service, rid: str) -> None:
-    """No request reached the service: the flush request comes next, nothing else came."""
-    await flush_requests(client, service, rid)
-    service.assert_no_request()
+async def expect_no_custom_event_nor_request(client, service) -> None:
+    """A custom event on test.model reaches no query subscription; no request is made."""
+    await expect_no_custom_event(client, service, "test.model")
+    await assert_no_nats_request(client, service, "test.model")
 
 
-async def subscribe_query(client, service, rid: str, query: str, normalized: str) -> str:
-    """Subscribe to fixture resource ``rid`` with ``query``; the service normalizes it.
-
-    Checks that both access and get requests carry the query as the client
-    wrote it, answers the get as a query resource with ``normalized``, and
-    checks the client gets the resource under the rid it asked for.
-    Returns the connection ID.
-    """
-    full = f"{rid}?{query}" if query else rid
-    pending = client.request(f"subscribe.{full}")
-    reqs = await service.take(f"access.{rid}", f"get.{rid}")
-    access = reqs[f"access.{rid}"]
-    get = reqs[f"get.{rid}"]
-    if query:
-        assert access.payload.get("query") == query, access.payload
-        assert get.payload.get("query") == query, get.payload
-    cid = access.payload["cid"]
-    access.respond_result({"get": True})
-    get.respond_result({**get_result(rid), "query": normalized})
-    response = await pending
-    group = "models" if resource_type(rid) == "model" else "collections"
-    assert response.get("result") == {group: {full: client_data(rid)}}, response
-    return cid
+async def subscribe_query_from_cache(client, service, query: str) -> None:
+    """Subscribe to test.model with ``query``; only access is asked: the query model is in the cache."""
+    pending = client.request(f"subscribe.test.model?{query}")
+    (await service.take("access.test.model"))["access.test.model"].respond_result({"get": True})
+    assert (await pending)["result"] == {"models": {f"test.model?{query}": client_data("test.model")}}
 
 
 @pytest_twisted.ensureDeferred
@@ -106,9 +88,7 @@ async def test_query_model_response_to_request_without_query_gets_no_events(gate
     assert response["result"] == client_result("test.model")
 
     # A query resource gets no ordinary events, even without a query in its rid.
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, "test.model")
-    await assert_no_nats_request(client, fake_service, "test.model")
+    await expect_no_custom_event_nor_request(client, fake_service)
 
 
 @pytest.mark.parametrize(
@@ -121,9 +101,7 @@ async def test_query_model_subscription_gets_no_plain_resource_events(gateway, f
     client = await connect_client(gateway)
     await subscribe_query(client, fake_service, "test.model", query, normalized)
 
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, "test.model")
-    await assert_no_nats_request(client, fake_service, "test.model")
+    await expect_no_custom_event_nor_request(client, fake_service)
 
 
 @pytest_twisted.ensureDeferred
@@ -137,14 +115,9 @@ async def test_same_query_is_fetched_from_cache(gateway, fake_service):
     assert "result" in await pending
 
     second = await connect_client(gateway)
-    pending = second.request("subscribe.test.model?q=foo&f=bar")
-    # Only access is asked: the query model is in the cache.
-    (await fake_service.take("access.test.model"))["access.test.model"].respond_result({"get": True})
-    assert (await pending)["result"] == {"models": {"test.model?q=foo&f=bar": client_data("test.model")}}
+    await subscribe_query_from_cache(second, fake_service, "q=foo&f=bar")
 
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    await assert_no_event(second, fake_service, "test.model")
-    await assert_no_nats_request(second, fake_service, "test.model")
+    await expect_no_custom_event_nor_request(second, fake_service)
 
 
 @pytest_twisted.ensureDeferred
@@ -159,13 +132,9 @@ async def test_queries_with_same_normalization_are_fetched_from_cache(gateway, f
     # The normalized query itself, then the original query again: both from the cache.
     for query in ("f=bar&q=foo", "q=foo&f=bar&ignore=true"):
         client = await connect_client(gateway)
-        pending = client.request(f"subscribe.test.model?{query}")
-        (await fake_service.take("access.test.model"))["access.test.model"].respond_result({"get": True})
-        assert (await pending)["result"] == {"models": {f"test.model?{query}": client_data("test.model")}}
+        await subscribe_query_from_cache(client, fake_service, query)
 
-        fake_service.event("test.model", "custom", CUSTOM_EVENT)
-        await assert_no_event(client, fake_service, "test.model")
-        await assert_no_nats_request(client, fake_service, "test.model")
+        await expect_no_custom_event_nor_request(client, fake_service)
 
 
 @pytest_twisted.ensureDeferred
@@ -181,9 +150,7 @@ async def test_long_query_returns_model(gateway, fake_service):
     query = "q=" + "abcdefghij" * 1000
     await subscribe_query(client, fake_service, "test.model", query, query)
 
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, "test.model")
-    await assert_no_nats_request(client, fake_service, "test.model")
+    await expect_no_custom_event_nor_request(client, fake_service)
 
 
 @pytest_twisted.ensureDeferred

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from tests.rig.resources import (
     CUSTOM_EVENT,
@@ -38,48 +37,22 @@ from tests.rig.resources import (
     assert_no_event,
     client_result,
     connect_client,
+    expect_custom_event,
+    expect_no_custom_event,
     flush_requests,
     get_result,
     subscribe_to,
 )
 
+pytestmark = pytest.mark.usefixtures("logged_errors")
+
 # ---------------------------------------------------------------------------
 # Helpers
-
-
-class ErrorLog:
-    """Error (and worse) log events of the gateway's loggers (``resgate.*``)."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def __call__(self, event: dict) -> None:
-        level = event.get("log_level")
-        namespace = str(event.get("log_namespace", ""))
-        if level in (LogLevel.error, LogLevel.critical) and namespace.startswith("resgate"):
-            self.messages.append(formatEvent(event))
-
-
-@pytest.fixture(autouse=True)
-def logged_errors(gateway_factory):
-    """Fails the test if the gateway logged an error (the way Resgate's teardown does)."""
-    log = ErrorLog()
-    globalLogPublisher.addObserver(log)
-    try:
-        yield log
-    finally:
-        globalLogPublisher.removeObserver(log)
-    assert log.messages == [], f"the gateway logged errors: {log.messages}"
 
 
 def reaccess(service, rid: str) -> None:
     """Publish ``event.<rid>.reaccess`` with a null payload, as Resgate's suite does."""
     service.publish(f"event.{rid}.reaccess", None)
-
-
-async def expect_custom_event(client, service, rid: str) -> None:
-    service.event(rid, "custom", CUSTOM_EVENT)
-    assert await client.next_message() == {"event": f"{rid}.custom", "data": CUSTOM_EVENT}
 
 
 async def subscribe_parent(client, service, child_cached: bool = False) -> str:
@@ -93,6 +66,18 @@ async def subscribe_parent(client, service, child_cached: bool = False) -> str:
 
 async def access_request(service, rid: str):
     return (await service.take(f"access.{rid}"))[f"access.{rid}"]
+
+
+async def subscribe_with_reaccess_before_get(client, service, reaccess_events: int) -> None:
+    """Subscribe to test.model; the reaccess events reach the gateway between the
+    access and the get responses."""
+    pending = client.request("subscribe.test.model")
+    requests = await service.take("access.test.model", "get.test.model")
+    requests["access.test.model"].respond_result({"get": True})
+    for _ in range(reaccess_events):
+        reaccess(service, "test.model")
+    requests["get.test.model"].respond_result(get_result("test.model"))
+    assert (await pending)["result"] == client_result("test.model")
 
 
 # ---------------------------------------------------------------------------
@@ -131,8 +116,7 @@ async def test_reaccess_denied_unsubscribes(gateway, fake_service):
         "event": "test.model.parent.unsubscribe", "data": UNSUBSCRIBE_REASON_ACCESS_DENIED,
     }
     for rid in ("test.model", "test.model.parent"):
-        fake_service.event(rid, "custom", CUSTOM_EVENT)
-        await assert_no_event(client, fake_service, rid)
+        await expect_no_custom_event(client, fake_service, rid)
 
 
 @pytest_twisted.ensureDeferred
@@ -156,8 +140,7 @@ async def test_reaccess_holds_back_events_of_the_direct_subscription_only(gatewa
 
     # While access is pending, the parent's event waits; the child's passes.
     fake_service.event("test.model.parent", "custom", CUSTOM_EVENT)
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    assert await client.next_message() == {"event": "test.model.custom", "data": CUSTOM_EVENT}
+    await expect_custom_event(client, fake_service, "test.model")
     await assert_no_event(client, fake_service, "test.model.parent")
 
     access.respond_result({"get": True})
@@ -169,13 +152,7 @@ async def test_reaccess_holds_back_events_of_the_direct_subscription_only(gatewa
 @pytest_twisted.ensureDeferred
 async def test_reaccess_before_get_response_is_applied_after_it(gateway, fake_service, granted):
     client = await connect_client(gateway)
-    pending = client.request("subscribe.test.model")
-    requests = await fake_service.take("access.test.model", "get.test.model")
-    requests["access.test.model"].respond_result({"get": True})
-    # The reaccess reaches the gateway between the access and the get responses.
-    reaccess(fake_service, "test.model")
-    requests["get.test.model"].respond_result(get_result("test.model"))
-    assert (await pending)["result"] == client_result("test.model")
+    await subscribe_with_reaccess_before_get(client, fake_service, 1)
 
     # It is not lost: access is asked again once the resource is in.
     (await access_request(fake_service, "test.model")).respond_result({"get": granted})
@@ -201,13 +178,7 @@ async def test_reaccess_on_resource_referencing_itself(gateway, fake_service):
 @pytest_twisted.ensureDeferred
 async def test_reaccess_events_while_queueing_make_one_access_request(gateway, fake_service):
     client = await connect_client(gateway)
-    pending = client.request("subscribe.test.model")
-    requests = await fake_service.take("access.test.model", "get.test.model")
-    requests["access.test.model"].respond_result({"get": True})
-    reaccess(fake_service, "test.model")
-    reaccess(fake_service, "test.model")
-    requests["get.test.model"].respond_result(get_result("test.model"))
-    assert (await pending)["result"] == client_result("test.model")
+    await subscribe_with_reaccess_before_get(client, fake_service, 2)
 
     (await access_request(fake_service, "test.model")).respond_result({"get": True})
     await expect_custom_event(client, fake_service, "test.model")

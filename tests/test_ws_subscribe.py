@@ -43,13 +43,11 @@ from tests.rig.resources import (
     ERR_TIMEOUT,
     VERSION_LATEST,
     MonitoredNatsServer,
-    assert_no_event,
-    client_data,
     client_result,
     connect_client,
+    expect_no_custom_event,
     flush_requests,
-    get_cid,
-    get_result,
+    request_with_cid_placeholder,
     resource_data,
     resource_tree,
     respond_get,
@@ -426,8 +424,7 @@ async def test_subscribe_sequence(gateway, fake_service, nats_server, version, s
             fake_service.event(rid, "custom", CUSTOM_EVENT)
             assert await client.next_message() == {"event": f"{rid}.custom", "data": CUSTOM_EVENT}
         elif step == "noevent":
-            fake_service.event(rid, "custom", CUSTOM_EVENT)
-            await assert_no_event(client, fake_service, rid)
+            await expect_no_custom_event(client, fake_service, rid)
         elif step == "nosubscription":
             assert rid not in await nats_server.event_subscriptions()
         else:
@@ -458,15 +455,7 @@ async def test_linked_model_with_access_answered_last(gateway, fake_service, att
 @pytest_twisted.ensureDeferred
 async def test_subscribe_with_cid_placeholder(gateway, fake_service):
     client = await connect_client(gateway)
-    cid = await get_cid(client, fake_service)
-
-    pending = client.request("subscribe.test.{cid}.model")
-    reqs = await fake_service.take(f"access.test.{cid}.model", f"get.test.{cid}.model")
-    reqs[f"access.test.{cid}.model"].respond_result({"get": True})
-    reqs[f"get.test.{cid}.model"].respond_result(get_result("test.model"))
-    response = await pending
-    # The client keeps the resource ID it asked for, placeholder and all.
-    assert response["result"] == {"models": {"test.{cid}.model": client_data("test.model")}}
+    cid = await request_with_cid_placeholder(client, fake_service, "subscribe")
 
     fake_service.event(f"test.{cid}.model", "custom", CUSTOM_EVENT)
     event = await client.next_message()
@@ -498,6 +487,7 @@ async def test_subscribe_long_resource_id_is_subject_too_long(gateway, fake_serv
 
 REFERENCE_COUNT = 10
 REFERENCE_THROTTLE = 3
+THROTTLED_COLLECTION = [{"rid": f"test.model.{i}"} for i in range(1, REFERENCE_COUNT + 1)]
 
 
 def _model_number(subject: str) -> str:
@@ -505,62 +495,54 @@ def _model_number(subject: str) -> str:
     return subject.split(".")[3]
 
 
-@pytest_twisted.ensureDeferred
-async def test_reference_throttle_limits_get_requests(gateway_factory, fake_service):
+async def subscribe_throttled_collection(gateway_factory, service, answer, total: int) -> dict:
+    """Subscribe to test.collection, holding test.model.1 to test.model.N, on a
+    gateway with ``reference_throttle``; serve the ``total`` get requests for
+    referenced resources with ``answer`` while checking the throttle: exactly
+    REFERENCE_THROTTLE are in flight, and each answer lets exactly one more go.
+    Returns the client's response.
+    """
     gateway = await gateway_factory(reference_throttle=REFERENCE_THROTTLE)
     client = await connect_client(gateway)
-    collection = [{"rid": f"test.model.{i}"} for i in range(1, REFERENCE_COUNT + 1)]
 
     pending = client.request("subscribe.test.collection")
-    reqs = await fake_service.take("access.test.collection", "get.test.collection")
+    reqs = await service.take("access.test.collection", "get.test.collection")
     reqs["access.test.collection"].respond_result({"get": True})
-    reqs["get.test.collection"].respond_result({"collection": collection})
+    reqs["get.test.collection"].respond_result({"collection": THROTTLED_COLLECTION})
 
-    in_flight = [await fake_service.next_request() for _ in range(REFERENCE_THROTTLE)]
+    in_flight = [await service.next_request() for _ in range(REFERENCE_THROTTLE)]
     requested = len(in_flight)
-    await flush_requests(client, fake_service)
+    await flush_requests(client, service)
     while in_flight:
-        request = in_flight.pop(0)
+        answer(in_flight.pop(0))
+        if requested < total:
+            in_flight.append(await service.next_request())
+            requested += 1
+            await flush_requests(client, service)
+    return await pending
+
+
+@pytest_twisted.ensureDeferred
+async def test_reference_throttle_limits_get_requests(gateway_factory, fake_service):
+    def answer(request):
         assert request.subject.startswith("get.test.model."), request.subject
         request.respond_result({"model": {"id": int(_model_number(request.subject))}})
-        if requested < REFERENCE_COUNT:
-            # Each answer lets exactly one more request go.
-            in_flight.append(await fake_service.next_request())
-            requested += 1
-            await flush_requests(client, fake_service)
 
-    response = await pending
+    response = await subscribe_throttled_collection(gateway_factory, fake_service, answer, REFERENCE_COUNT)
     assert set(response["result"]["models"]) == {f"test.model.{i}" for i in range(1, REFERENCE_COUNT + 1)}
-    assert response["result"]["collections"] == {"test.collection": collection}
+    assert response["result"]["collections"] == {"test.collection": THROTTLED_COLLECTION}
 
 
 @pytest_twisted.ensureDeferred
 async def test_reference_throttle_covers_nested_references(gateway_factory, fake_service):
-    gateway = await gateway_factory(reference_throttle=REFERENCE_THROTTLE)
-    client = await connect_client(gateway)
-    collection = [{"rid": f"test.model.{i}"} for i in range(1, REFERENCE_COUNT + 1)]
-
-    pending = client.request("subscribe.test.collection")
-    reqs = await fake_service.take("access.test.collection", "get.test.collection")
-    reqs["access.test.collection"].respond_result({"get": True})
-    reqs["get.test.collection"].respond_result({"collection": collection})
-
-    in_flight = [await fake_service.next_request() for _ in range(REFERENCE_THROTTLE)]
-    requested = len(in_flight)
-    await flush_requests(client, fake_service)
-    while in_flight:
-        request = in_flight.pop(0)
+    def answer(request):
         n = int(_model_number(request.subject))
         if request.subject.endswith(".child"):
             request.respond_result({"model": {"id": n, "isChild": True}})
         else:
             request.respond_result({"model": {"id": n, "child": {"rid": f"test.model.{n}.child"}}})
-        if requested < REFERENCE_COUNT * 2:
-            in_flight.append(await fake_service.next_request())
-            requested += 1
-            await flush_requests(client, fake_service)
 
-    response = await pending
+    response = await subscribe_throttled_collection(gateway_factory, fake_service, answer, REFERENCE_COUNT * 2)
     assert len(response["result"]["models"]) == REFERENCE_COUNT * 2
 
 

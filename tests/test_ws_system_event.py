@@ -62,21 +62,22 @@ import nats
 import pytest
 import pytest_twisted
 from twisted.internet import defer
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
-from tests.rig.aio import as_deferred, eventually, sleep, within
+from tests.rig.aio import as_deferred, sleep, within
 from tests.rig.resources import (
-    CUSTOM_EVENT,
     ERR_INTERNAL_ERROR,
     ERR_NOT_FOUND,
     UNSUBSCRIBE_REASON_ACCESS_DENIED,
     UNSUBSCRIBE_REASON_DELETED,
     assert_no_event,
-    client_result,
     connect_client,
+    expect_custom_event,
+    expect_no_custom_event,
     flush_requests,
     get_cid,
     get_result,
+    subscribe_parent_and_collection,
+    subscribe_query,
     subscribe_to,
 )
 
@@ -85,43 +86,10 @@ SHORT_TIMEOUT_MS = 300
 
 TOKEN = {"user": "foo"}
 
+pytestmark = pytest.mark.usefixtures("logged_errors")
+
 # ---------------------------------------------------------------------------
 # Helpers
-
-
-class ErrorLog:
-    """Error (and worse) log events of the gateway's loggers (``resgate.*``)."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def __call__(self, event: dict) -> None:
-        level = event.get("log_level")
-        namespace = str(event.get("log_namespace", ""))
-        if level in (LogLevel.error, LogLevel.critical) and namespace.startswith("resgate"):
-            self.messages.append(formatEvent(event))
-
-    async def expect(self, count: int) -> None:
-        """Wait (bounded) for ``count`` errors, check no more come soon, then forget them."""
-        await eventually(lambda: len(self.messages) >= count)
-        await sleep(0.1)
-        assert len(self.messages) == count, f"expected {count} logged errors, got {self.messages}"
-        self.messages.clear()
-
-
-@pytest.fixture(autouse=True)
-def logged_errors(gateway_factory):
-    """Fails the test if the gateway logged an error it did not expect.
-
-    It depends on ``gateway_factory`` so its check runs before the gateway stops.
-    """
-    log = ErrorLog()
-    globalLogPublisher.addObserver(log)
-    try:
-        yield log
-    finally:
-        globalLogPublisher.removeObserver(log)
-    assert log.messages == [], f"the gateway logged errors: {log.messages}"
 
 
 def system_event(service, event: str, payload: Any) -> None:
@@ -135,11 +103,6 @@ def reset(service, resources: list[str] | None = None, access: list[str] | None 
     if access is not None:
         payload["access"] = access
     system_event(service, "reset", payload)
-
-
-async def expect_custom_event(client, service, rid: str) -> None:
-    service.event(rid, "custom", CUSTOM_EVENT)
-    assert await client.next_message() == {"event": f"{rid}.custom", "data": CUSTOM_EVENT}
 
 
 async def handled(client, service, rid: str = "test.model") -> None:
@@ -160,24 +123,23 @@ async def subscribe_model(client, service, rid: str, model: dict) -> None:
     assert (await pending)["result"] == {"models": {rid: model}}
 
 
-async def subscribe_query_model(client, service, query: str, normalized: str) -> None:
-    """Subscribe to test.model with ``query``; the service says it normalizes to ``normalized``."""
-    rid = f"test.model?{query}" if query else "test.model"
-    pending = client.request(f"subscribe.{rid}")
-    requests = await service.take("access.test.model", "get.test.model")
-    for request in requests.values():
-        if query:
-            assert request.payload["query"] == query, request.payload
-    requests["access.test.model"].respond_result({"get": True})
-    requests["get.test.model"].respond_result({**get_result("test.model"), "query": normalized})
-    assert (await pending)["result"] == {"models": {rid: client_result("test.model")["models"]["test.model"]}}
+async def client_subscribed_to(gateway, service, rid: str = "test.model"):
+    """A new client subscribed to fixture resource ``rid``."""
+    client = await connect_client(gateway)
+    await subscribe_to(client, service, rid)
+    return client
 
 
-async def subscribe_parent_and_collection(client, service) -> None:
-    response, _ = await subscribe_to(client, service, "test.model.parent")
-    assert response["result"] == client_result("test.model.parent", "test.model")
-    response, _ = await subscribe_to(client, service, "test.collection")
-    assert response["result"] == client_result("test.collection")
+async def reset_get_request(service, rid: str):
+    """Send a reset of every ``test.>`` resource; the get request it makes for ``rid``."""
+    reset(service, resources=["test.>"])
+    return (await service.take(f"get.{rid}"))[f"get.{rid}"]
+
+
+async def token_reset(client, service, payload: Any) -> None:
+    """Publish ``system.tokenReset`` and wait until the gateway has handled it."""
+    system_event(service, "tokenReset", payload)
+    await handled(client, service)
 
 
 def numbered(rid: str) -> str:
@@ -226,8 +188,7 @@ async def token_renew(nats_server):
 
 async def client_with_tid(gateway, service, tid: str = "foo"):
     """A client subscribed to test.model whose token has token ID ``tid``; (client, cid)."""
-    client = await connect_client(gateway)
-    await subscribe_to(client, service, "test.model")
+    client = await client_subscribed_to(gateway, service)
     cid = await get_cid(client, service)
     service.publish(f"conn.{cid}.token", {"token": TOKEN, "tid": tid})
     await flush_requests(client, service)
@@ -250,11 +211,8 @@ async def test_reset_with_nothing_cached_is_accepted(gateway, fake_service):
 @pytest.mark.parametrize("rid", ["test.model", "test.collection"])
 @pytest_twisted.ensureDeferred
 async def test_reset_refetches_unchanged_resource_quietly(gateway, fake_service, rid):
-    client = await connect_client(gateway)
-    await subscribe_to(client, fake_service, rid)
-    reset(fake_service, resources=["test.>"])
-    get = (await fake_service.take(f"get.{rid}"))[f"get.{rid}"]
-    get.respond_result(get_result(rid))
+    client = await client_subscribed_to(gateway, fake_service, rid)
+    (await reset_get_request(fake_service, rid)).respond_result(get_result(rid))
     await assert_no_event(client, fake_service, rid)
 
 
@@ -287,10 +245,8 @@ UPDATED = [
 @pytest.mark.parametrize("rid,reset_result,expected", UPDATED, ids=[f"#{i + 1}" for i in range(len(UPDATED))])
 @pytest_twisted.ensureDeferred
 async def test_reset_sends_events_for_what_changed(gateway, fake_service, rid, reset_result, expected):
-    client = await connect_client(gateway)
-    await subscribe_to(client, fake_service, rid)
-    reset(fake_service, resources=["test.>"])
-    (await fake_service.take(f"get.{rid}"))[f"get.{rid}"].respond_result(reset_result)
+    client = await client_subscribed_to(gateway, fake_service, rid)
+    (await reset_get_request(fake_service, rid)).respond_result(reset_result)
     for event, data in expected:
         assert await client.next_message() == {"event": f"{rid}.{event}", "data": data}
     await assert_no_event(client, fake_service, rid)
@@ -304,7 +260,7 @@ async def test_reset_sends_events_for_what_changed(gateway, fake_service, rid, r
 @pytest_twisted.ensureDeferred
 async def test_reset_refetches_query_model_with_normalized_query(gateway, fake_service, query, normalized):
     client = await connect_client(gateway)
-    await subscribe_query_model(client, fake_service, query, normalized)
+    await subscribe_query(client, fake_service, "test.model", query, normalized)
     reset(fake_service, resources=["test.>"])
     get = (await fake_service.take("get.test.model"))["get.test.model"]
     assert get.payload.get("query") == normalized, get.payload
@@ -316,15 +272,12 @@ async def test_reset_refetches_query_model_with_normalized_query(gateway, fake_s
 @pytest.mark.parametrize("rid", ["test.model", "test.collection"])
 @pytest_twisted.ensureDeferred
 async def test_reset_not_found_deletes_and_unsubscribes(gateway, fake_service, rid):
-    client = await connect_client(gateway)
-    await subscribe_to(client, fake_service, rid)
-    reset(fake_service, resources=["test.>"])
-    (await fake_service.take(f"get.{rid}"))[f"get.{rid}"].respond_error(**ERR_NOT_FOUND)
+    client = await client_subscribed_to(gateway, fake_service, rid)
+    (await reset_get_request(fake_service, rid)).respond_error(**ERR_NOT_FOUND)
     delete = await client.next_message()
     assert delete.get("event") == f"{rid}.delete" and delete.get("data") is None, delete
     assert await client.next_message() == {"event": f"{rid}.unsubscribe", "data": UNSUBSCRIBE_REASON_DELETED}
-    fake_service.event(rid, "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, rid)
+    await expect_no_custom_event(client, fake_service, rid)
 
 
 BROKEN_RESET_RESPONSES = [
@@ -340,10 +293,8 @@ BROKEN_RESET_RESPONSES = [
 @pytest.mark.parametrize("rid,response", BROKEN_RESET_RESPONSES)
 @pytest_twisted.ensureDeferred
 async def test_reset_broken_get_response_is_logged_and_ignored(gateway, fake_service, logged_errors, rid, response):
-    client = await connect_client(gateway)
-    await subscribe_to(client, fake_service, rid)
-    reset(fake_service, resources=["test.>"])
-    (await fake_service.take(f"get.{rid}"))[f"get.{rid}"].respond(response)
+    client = await client_subscribed_to(gateway, fake_service, rid)
+    (await reset_get_request(fake_service, rid)).respond(response)
     await assert_no_event(client, fake_service, rid)
     # The resource keeps its subscription and its events.
     await expect_custom_event(client, fake_service, rid)
@@ -376,8 +327,7 @@ async def test_reset_access_denied_unsubscribes_matching_only(gateway, fake_serv
         "event": "test.model.parent.unsubscribe", "data": UNSUBSCRIBE_REASON_ACCESS_DENIED,
     }
     for rid in ("test.model", "test.model.parent"):
-        fake_service.event(rid, "custom", CUSTOM_EVENT)
-        await assert_no_event(client, fake_service, rid)
+        await expect_no_custom_event(client, fake_service, rid)
     await expect_custom_event(client, fake_service, "test.collection")
 
 
@@ -512,8 +462,8 @@ async def test_reset_access_with_throttle_asks_each_connection(gateway_factory, 
 async def test_reset_access_with_throttle_asks_each_query(gateway_factory, fake_service):
     gateway = await gateway_factory(reset_throttle=3)
     client = await connect_client(gateway)
-    await subscribe_query_model(client, fake_service, "q=foo&f=1", "q=foo&f=1")
-    await subscribe_query_model(client, fake_service, "q=foo&f=2", "q=foo&f=2")
+    await subscribe_query(client, fake_service, "test.model", "q=foo&f=1", "q=foo&f=1")
+    await subscribe_query(client, fake_service, "test.model", "q=foo&f=2", "q=foo&f=2")
 
     reset(fake_service, access=["test.>"])
     queries = set()
@@ -533,18 +483,15 @@ async def test_reset_access_with_throttle_asks_each_query(gateway_factory, fake_
 
 @pytest_twisted.ensureDeferred
 async def test_token_reset_without_token_id_sends_no_auth_request(gateway, fake_service):
-    client = await connect_client(gateway)
-    await subscribe_to(client, fake_service, "test.model")
-    system_event(fake_service, "tokenReset", {"tids": ["42"], "subject": "auth.token.renew"})
-    await handled(client, fake_service)
+    client = await client_subscribed_to(gateway, fake_service)
+    await token_reset(client, fake_service, {"tids": ["42"], "subject": "auth.token.renew"})
     await flush_requests(client, fake_service, "token")
 
 
 @pytest_twisted.ensureDeferred
 async def test_token_reset_with_other_token_ids_sends_no_auth_request(gateway, fake_service):
     client, _ = await client_with_tid(gateway, fake_service, "foo")
-    system_event(fake_service, "tokenReset", {"tids": ["bar", "baz"], "subject": "auth.token.renew"})
-    await handled(client, fake_service)
+    await token_reset(client, fake_service, {"tids": ["bar", "baz"], "subject": "auth.token.renew"})
     await flush_requests(client, fake_service, "token")
 
 
@@ -568,19 +515,15 @@ async def test_token_reset_with_matching_token_id_sends_auth_request(gateway, fa
 ])
 @pytest_twisted.ensureDeferred
 async def test_broken_token_reset_is_logged(gateway, fake_service, logged_errors, payload):
-    client = await connect_client(gateway)
-    await subscribe_to(client, fake_service, "test.model")
-    system_event(fake_service, "tokenReset", payload)
-    await handled(client, fake_service)
+    client = await client_subscribed_to(gateway, fake_service)
+    await token_reset(client, fake_service, payload)
     await logged_errors.expect(1)
 
 
 @pytest_twisted.ensureDeferred
 async def test_token_reset_with_empty_token_ids_is_accepted(gateway, fake_service):
-    client = await connect_client(gateway)
-    await subscribe_to(client, fake_service, "test.model")
-    system_event(fake_service, "tokenReset", {"tids": [], "subject": "test"})
-    await handled(client, fake_service)
+    client = await client_subscribed_to(gateway, fake_service)
+    await token_reset(client, fake_service, {"tids": [], "subject": "test"})
     await flush_requests(client, fake_service, "token")
 
 

@@ -27,12 +27,12 @@ import pytest_twisted
 
 from tests.rig.aio import WAIT_TIMEOUT, sleep
 from tests.rig.resources import (
-    CUSTOM_EVENT,
     ERR_NO_SUBSCRIPTION,
     MonitoredNatsServer,
-    assert_no_event,
     client_result,
     connect_client,
+    expect_custom_event,
+    expect_no_custom_event,
     respond_get,
     subscribe_to,
 )
@@ -52,11 +52,6 @@ def assert_unsubscribe_ok(response: dict) -> None:
     assert response.get("result") is None, response
 
 
-async def assert_event_arrives(client, service, rid: str) -> None:
-    service.event(rid, "custom", CUSTOM_EVENT)
-    assert await client.next_message() == {"event": f"{rid}.custom", "data": CUSTOM_EVENT}
-
-
 async def wait_until_unsubscribed(nats_server, *rids: str) -> None:
     """Wait (bounded) until the gateway has no event subscription for any of ``rids``."""
     for _ in range(int(WAIT_TIMEOUT / 0.05)):
@@ -74,8 +69,7 @@ async def test_unsubscribe_stops_events(gateway, fake_service, rid):
 
     assert_unsubscribe_ok(await client.request(f"unsubscribe.{rid}"))
 
-    fake_service.event(rid, "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, rid)
+    await expect_no_custom_event(client, fake_service, rid)
 
 
 @pytest_twisted.ensureDeferred
@@ -97,10 +91,8 @@ async def test_unsubscribe_linked_stops_events(gateway, fake_service, parent, ch
 
     assert_unsubscribe_ok(await client.request(f"unsubscribe.{parent}"))
 
-    fake_service.event(child, "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, child)
-    fake_service.event(parent, "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, parent)
+    await expect_no_custom_event(client, fake_service, child)
+    await expect_no_custom_event(client, fake_service, parent)
 
 
 @pytest.mark.parametrize("kind", ["model", "collection"])
@@ -118,11 +110,10 @@ async def test_overlapping_linked_resource_stays_subscribed(gateway, fake_servic
 
     assert_unsubscribe_ok(await client.request(f"unsubscribe.{parent}"))
 
-    fake_service.event(parent, "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, parent)
-    await assert_event_arrives(client, fake_service, second)
+    await expect_no_custom_event(client, fake_service, parent)
+    await expect_custom_event(client, fake_service, second)
     # The child is still referenced by the second parent.
-    await assert_event_arrives(client, fake_service, child)
+    await expect_custom_event(client, fake_service, child)
 
 
 async def _call_get_model(client, service, expect_access_on_model: bool) -> dict:
@@ -171,8 +162,7 @@ async def test_unsubscribe_with_count_stops_events(gateway, fake_service):
 
     assert_unsubscribe_ok(await client.request("unsubscribe.test.model", {"count": 1}))
 
-    fake_service.event("test.model", "custom", CUSTOM_EVENT)
-    await assert_no_event(client, fake_service, "test.model")
+    await expect_no_custom_event(client, fake_service, "test.model")
 
 
 @pytest.mark.parametrize("params, code", [
@@ -191,7 +181,7 @@ async def test_unsubscribe_with_invalid_params_keeps_subscription(gateway, fake_
     response = await client.request("unsubscribe.test.model", params)
     assert response["error"]["code"] == code, response
 
-    await assert_event_arrives(client, fake_service, "test.model")
+    await expect_custom_event(client, fake_service, "test.model")
 
 
 @pytest_twisted.ensureDeferred

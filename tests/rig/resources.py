@@ -23,12 +23,22 @@ Shapes:
   ``{"models": {...}, "collections": {...}, "errors": {...}}`` with empty
   groups left out.
 
-Scenario helpers: ``connect_client`` (connect plus version handshake),
-``subscribe_to`` (a successful subscribe/get, serving every request),
-``get_cid``, ``assert_no_event`` and ``flush_requests`` (no sleeping: an
-auth round trip flushes the gateway), and ``MonitoredNatsServer`` (a
-nats-server whose monitoring endpoint shows the gateway's event
-subscriptions).
+Scenario helpers (the client's side of a scenario):
+
+* connecting: ``connect_client`` (connect plus version handshake), ``get_cid``;
+* subscribing: ``subscribe_to`` (a successful subscribe/get, serving every
+  request), ``subscribe_query`` (with a query the service normalizes),
+  ``subscribe_parent_and_collection``, ``resubscribe_from_cache``,
+  ``request_with_cid_placeholder``;
+* events: ``event`` (a client event message), ``expect_custom_event``,
+  ``expect_no_custom_event``;
+* nothing more: ``assert_no_event``, ``flush_requests`` and
+  ``assert_no_nats_request`` do not sleep (an auth round trip flushes the
+  gateway), while ``assert_quiet`` waits ``QUIET`` seconds, for scenarios
+  that do not flush.
+
+``MonitoredNatsServer`` is a nats-server whose monitoring endpoint shows the
+gateway's event subscriptions.
 
 Cyclic groups: test.m.a -> a; b <-> c; d -> e, f; e -> d; f -> d; g -> e, f;
 h -> e (and the same for test.c.*).
@@ -40,6 +50,7 @@ import copy
 import re
 from typing import Any, Iterable
 
+from tests.rig.aio import sleep
 from tests.rig.nats import NatsServer
 
 #: The protocol version a client announces to get the current behaviour
@@ -50,6 +61,9 @@ PROTOCOL_VERSION = "1.2.3"
 
 #: A custom event payload the scenarios send and expect back.
 CUSTOM_EVENT = {"foo": "bar"}
+
+#: How long ``assert_quiet`` watches for messages that should not come (seconds).
+QUIET = 0.2
 
 
 def _err(code: str, message: str) -> dict[str, str]:
@@ -309,6 +323,38 @@ async def subscribe_to(client, service, rid: str, method: str = "subscribe",
     return response, cid
 
 
+async def subscribe_parent_and_collection(client, service) -> None:
+    """Subscribe to test.model.parent (with its child test.model) and test.collection."""
+    response, _ = await subscribe_to(client, service, "test.model.parent")
+    assert response["result"] == client_result("test.model.parent", "test.model")
+    response, _ = await subscribe_to(client, service, "test.collection")
+    assert response["result"] == client_result("test.collection")
+
+
+async def expect_custom_event(client, service, rid: str) -> None:
+    """Send a custom event on ``rid``; it must be the client's next message."""
+    service.event(rid, "custom", CUSTOM_EVENT)
+    assert await client.next_message() == {"event": f"{rid}.custom", "data": CUSTOM_EVENT}
+
+
+async def resubscribe_from_cache(client, service, rid: str) -> dict:
+    """Unsubscribe from ``rid`` and subscribe again: only access is asked, the
+    resource comes from the gateway's cache. Returns the client's result."""
+    response = await client.request(f"unsubscribe.{rid}")
+    assert "error" not in response, response
+    pending = client.request(f"subscribe.{rid}")
+    (await service.take(f"access.{rid}"))[f"access.{rid}"].respond_result({"get": True})
+    response = await pending
+    assert "result" in response, response
+    return response["result"]
+
+
+async def expect_no_custom_event(client, service, rid: str) -> None:
+    """Send a custom event on ``rid``; the client gets no event (see ``assert_no_event``)."""
+    service.event(rid, "custom", CUSTOM_EVENT)
+    await assert_no_event(client, service, rid)
+
+
 async def get_cid(client, service) -> str:
     """The connection ID, learnt from an auth request (the way Resgate's tests learn it)."""
     pending = client.request("auth.test.method")
@@ -317,6 +363,23 @@ async def get_cid(client, service) -> str:
     cid = request.payload["cid"]
     request.respond_result(None)
     await pending
+    return cid
+
+
+async def request_with_cid_placeholder(client, service, method: str) -> str:
+    """``<method>.test.{cid}.model`` (``get`` or ``subscribe``); returns the cid.
+
+    The access and get requests go out for ``test.<cid>.model``, served as
+    test.model, and the client gets it under the resource ID it asked for,
+    placeholder and all.
+    """
+    cid = await get_cid(client, service)
+    pending = client.request(f"{method}.test.{{cid}}.model")
+    reqs = await service.take(f"access.test.{cid}.model", f"get.test.{cid}.model")
+    reqs[f"access.test.{cid}.model"].respond_result({"get": True})
+    reqs[f"get.test.{cid}.model"].respond_result(get_result("test.model"))
+    response = await pending
+    assert response["result"] == {"models": {"test.{cid}.model": client_data("test.model")}}
     return cid
 
 
@@ -334,6 +397,17 @@ async def assert_no_event(client, service, rid: str = "test") -> None:
     assert not client.inbox, f"expected no client event, got {client.inbox[0]!r}"
 
 
+async def assert_quiet(client) -> None:
+    """No message reaches the client for ``QUIET`` seconds (a wait, not a flush)."""
+    await sleep(QUIET)
+    assert client.inbox == [], f"unexpected messages: {client.inbox}"
+
+
+def event(name: str, data: Any) -> dict:
+    """The client message of event ``name`` (``<rid>.<event>``) with ``data``."""
+    return {"event": name, "data": data}
+
+
 async def flush_requests(client, service, rid: str = "test") -> None:
     """Fail if the service has been sent any request not taken yet.
 
@@ -345,6 +419,37 @@ async def flush_requests(client, service, rid: str = "test") -> None:
     assert request.subject == f"auth.{rid}.foo", f"expected no NATS request, got {request.subject}"
     request.respond_result(None)
     await pending
+
+
+async def assert_no_nats_request(client, service, rid: str) -> None:
+    """No request reached the service: the flush request comes next, nothing else came."""
+    await flush_requests(client, service, rid)
+    service.assert_no_request()
+
+
+async def subscribe_query(client, service, rid: str, query: str, normalized: str) -> str:
+    """Subscribe to fixture resource ``rid`` with ``query``; the service normalizes it.
+
+    Checks that both access and get requests carry the query as the client
+    wrote it, answers the get as a query resource with ``normalized``, and
+    checks the client gets the resource under the rid it asked for.
+    Returns the connection ID.
+    """
+    full = f"{rid}?{query}" if query else rid
+    pending = client.request(f"subscribe.{full}")
+    reqs = await service.take(f"access.{rid}", f"get.{rid}")
+    access = reqs[f"access.{rid}"]
+    get = reqs[f"get.{rid}"]
+    if query:
+        assert access.payload.get("query") == query, access.payload
+        assert get.payload.get("query") == query, get.payload
+    cid = access.payload["cid"]
+    access.respond_result({"get": True})
+    get.respond_result({**get_result(rid), "query": normalized})
+    response = await pending
+    group = "models" if resource_type(rid) == "model" else "collections"
+    assert response.get("result") == {group: {full: client_data(rid)}}, response
+    return cid
 
 
 # ---------------------------------------------------------------------------
