@@ -98,7 +98,8 @@ class ResourceEvent:
     hold an older or newer copy know to skip it.
     """
 
-    __slots__ = ("event", "payload", "idx", "value", "changed", "old_values", "version", "update")
+    __slots__ = ("event", "payload", "idx", "value", "changed", "old_values", "version", "update",
+                 "model", "collection")
 
     def __init__(self, event: str, payload: Any = None) -> None:
         self.event = event
@@ -109,6 +110,9 @@ class ResourceEvent:
         self.old_values: dict[str, Value] | None = None
         self.version = 0
         self.update = False
+        #: The resource as this event left it (updates only).
+        self.model: Model | None = None
+        self.collection: Collection | None = None
 
 
 class Throttle:
@@ -326,7 +330,7 @@ class ResourceSubscription:
         event.changed = changed
         event.old_values = old
         event.update = True
-        self.model = Model(values)
+        self.model = event.model = Model(values)
         self.version += 1
         return True
 
@@ -340,7 +344,7 @@ class ResourceSubscription:
         old = self.collection.values
         if idx < 0 or idx > len(old):
             return self._error("add", f"idx {idx} is out of bounds")
-        self.collection = Collection(old[:idx] + [value] + old[idx:])
+        self.collection = event.collection = Collection(old[:idx] + [value] + old[idx:])
         self.version += 1
         event.idx = idx
         event.value = value
@@ -358,7 +362,7 @@ class ResourceSubscription:
         if idx < 0 or idx >= len(old):
             return self._error("remove", f"idx {idx} is out of bounds")
         event.value = old[idx]
-        self.collection = Collection(old[:idx] + old[idx + 1:])
+        self.collection = event.collection = Collection(old[:idx] + old[idx + 1:])
         self.version += 1
         event.idx = idx
         event.update = True

@@ -20,8 +20,7 @@ from resgate import codec, errors
 from resgate.cache import ResourceCache, Throttle
 from resgate.codec import Access
 from resgate.subscription import (
-    GC_DELETE, GC_KEEP, GC_NONE, GC_ROOT, GC_STOP, GC_UNSEND, VERSION_CALL_RESOURCE_RESPONSE,
-    VERSION_LEGACY, Subscription, encode_event,
+    STATE_SENT, VERSION_CALL_RESOURCE_RESPONSE, VERSION_LEGACY, Subscription, encode_event,
 )
 
 log = Logger(namespace="resgate.conn")
@@ -134,7 +133,7 @@ class Connection:
             return
 
         def release() -> None:
-            self.unsubscribe(sub, direct=True, sent=False, count=1, try_delete=True)
+            self.unsubscribe_direct(sub, 1)
 
         def checked(error: errors.ResError | None) -> None:
             if error is not None:
@@ -163,7 +162,7 @@ class Connection:
         sub = self.subs.get(rid)
         if sub is None or sub.direct < count:
             return False
-        self._remove_count(sub, True, False, count, True)
+        self.unsubscribe_direct(sub, count)
         return True
 
     def call_resource(self, rid: str, method: str, params: Any, callback: ResultCallback) -> None:
@@ -238,7 +237,7 @@ class Connection:
         def checked(error: errors.ResError | None) -> None:
             if error is not None:
                 callback({"rid": sub.rid, "errors": {sub.rid: error.to_dict()}}, None)
-                self.unsubscribe(sub, direct=True, sent=False, count=1, try_delete=True)
+                self.unsubscribe_direct(sub, 1)
                 return
 
             def ready() -> None:
@@ -252,100 +251,86 @@ class Connection:
     # -- subscriptions
 
     def subscribe(self, rid: str, *, direct: bool, throttle: Throttle | None = None) -> Subscription:
-        """The connection's subscription of ``rid``, counted; raises ResError."""
+        """The connection's subscription of ``rid``, counted if direct; raises ResError."""
         if self.disposing:
             raise errors.DISPOSING
         sub = self.subs.get(rid)
-        if sub is not None:
-            self._add_count(sub, direct)
-            return sub
-        if throttle is None:
-            limit = self.context.config.reference_throttle
-            if limit > 0:
-                throttle = Throttle(limit)
-        sub = Subscription(self, rid, throttle)
-        self._add_count(sub, direct)
-        self.subs[rid] = sub
-        self.cache.subscribe(sub, throttle)
-        return sub
-
-    def unsubscribe(self, sub: Subscription, *, direct: bool, sent: bool, count: int, try_delete: bool) -> None:
-        if self.disposing:
-            return
-        self._remove_count(sub, direct, sent, count, try_delete)
-
-    def request_access(self, sub: Subscription, callback: Callable[[Access, Any], None]) -> None:
-        self.cache.access(sub, self.token, False, callback)
-
-    def _add_count(self, sub: Subscription, direct: bool) -> None:
+        if sub is None:
+            if throttle is None:
+                limit = self.context.config.reference_throttle
+                if limit > 0:
+                    throttle = Throttle(limit)
+            sub = Subscription(self, rid, throttle)
+            self.subs[rid] = sub
+            self.cache.subscribe(sub, throttle)
         if direct:
             if sub.direct >= SUBSCRIPTION_COUNT_LIMIT:
                 raise SUBSCRIPTION_LIMIT_EXCEEDED
             sub.direct += 1
-        else:
-            sub.indirect += 1
+        return sub
 
-    def _remove_count(self, sub: Subscription, direct: bool, sent: bool, count: int, try_delete: bool) -> None:
-        if sub.direct + sub.indirect + sub.indirect_sent == 0:
+    def subscribe_reference(self, rid: str, parent: Subscription, throttle: Throttle | None) -> Subscription:
+        """``parent`` references ``rid``: the subscription it keeps alive."""
+        sub = self.subscribe(rid, direct=False, throttle=throttle)
+        sub.parents[parent] = None
+        return sub
+
+    def release_reference(self, sub: Subscription, parent: Subscription) -> None:
+        """``parent`` no longer references ``sub``."""
+        sub.parents.pop(parent, None)
+        if not self.disposing:
+            self._collect(sub)
+
+    def unsubscribe_direct(self, sub: Subscription, count: int) -> None:
+        """The client lets go of ``count`` direct subscriptions of ``sub``."""
+        if self.disposing or sub.direct == 0:
             return
-        if direct:
-            sub.direct -= count
-        else:
-            sub.indirect -= count
-            if sent:
-                sub.indirect_sent -= count
-        if try_delete:
-            self._try_delete(sub)
+        sub.direct -= count
+        self._collect(sub)
 
-    def _try_delete(self, root: Subscription) -> None:
-        """Dispose ``root`` and what only it kept alive; cycles included.
+    def request_access(self, sub: Subscription, callback: Callable[[Access, Any], None]) -> None:
+        self.cache.access(sub, self.token, False, callback)
 
-        A reference kept by something outside the released tree survives; one
-        the client no longer holds through any sent resource is marked unsent,
-        so it is sent again if referenced again.
+    def _collect(self, root: Subscription) -> None:
+        """Release ``root`` and what only it kept, and mark what the client no longer holds.
+
+        The region is ``root`` and what it references, directly or not, short
+        of direct subscriptions. Within it, a subscription stays alive if
+        something outside the region references it (or something alive
+        inside does); the client still holds it if a held parent outside the
+        region, or a held one inside, references it. Cycles are no obstacle:
+        both are reachability questions.
         """
         if root.direct > 0:
             return
-        sent = root.is_sent
-        sent_diff = 1 if sent else 0
-        # rid -> [subscription, indirect left, indirect sent left, state]
-        counts: dict[str, list] = {root.rid: [root, root.indirect, root.indirect_sent, GC_NONE]}
+        region: dict[Subscription, None] = {}
+        stack = [root]
+        while stack:
+            sub = stack.pop()
+            if sub in region:
+                continue
+            region[sub] = None
+            for ref in sub.refs.values():
+                child = ref[0]
+                if child.direct == 0 and child not in region:
+                    stack.append(child)
 
-        def count_refs(sub: Subscription, state: int) -> int:
-            if state == GC_ROOT:
-                return GC_NONE
-            entry = counts.get(sub.rid)
-            if entry is not None:
-                entry[1] -= 1
-                entry[2] -= sent_diff
-                return GC_STOP
-            counts[sub.rid] = [sub, sub.indirect - 1, sub.indirect_sent - sent_diff, GC_NONE]
-            return GC_NONE
-
-        root.traverse(GC_ROOT, count_refs)
-        entry = counts[root.rid]
-        if entry[1] > 0 and not (sent and entry[2] == 0):
-            return
-
-        def mark(sub: Subscription, state: int) -> int:
-            entry = counts[sub.rid]
-            if entry[3] >= GC_KEEP:
-                return GC_STOP
-            if entry[1] > 0 or state == GC_KEEP:
-                entry[3] = GC_UNSEND if sent and entry[2] == 0 else GC_KEEP
-                return GC_KEEP
-            if entry[3] != GC_NONE:
-                return GC_STOP
-            entry[3] = GC_DELETE
-            return GC_DELETE
-
-        root.traverse(GC_DELETE, mark)
-        for rid, (sub, _indirect, _sent, state) in counts.items():
-            if state == GC_DELETE:
+        alive = _reachable(
+            [sub for sub in region if any(parent not in region for parent in sub.parents)],
+            region, lambda sub: True,
+        )
+        held = _reachable(
+            [sub for sub in region
+             if sub.state == STATE_SENT and any(parent not in region and parent.state == STATE_SENT
+                                                for parent in sub.parents)],
+            region, lambda sub: sub in alive and sub.state == STATE_SENT,
+        )
+        for sub in region:
+            if sub not in alive:
                 sub.dispose()
-                if self.subs.get(rid) is sub:
-                    del self.subs[rid]
-            elif state == GC_UNSEND:
+                if self.subs.get(sub.rid) is sub:
+                    del self.subs[sub.rid]
+            elif sub.state == STATE_SENT and sub not in held:
                 sub.unsend()
 
     # -- connection events
@@ -424,3 +409,20 @@ def encode_result(request_id: Any, result: Any) -> bytes:
 
 def encode_error(request_id: Any, error: errors.ResError) -> bytes:
     return orjson.dumps({"error": error.to_dict(), "id": request_id})
+
+
+def _reachable(starts: list[Subscription], region: dict[Subscription, None],
+               passes: Callable[[Subscription], bool]) -> set[Subscription]:
+    """What ``starts`` reach through references inside ``region``, via subscriptions that ``passes``."""
+    found: set[Subscription] = set()
+    stack = [sub for sub in starts if passes(sub)]
+    while stack:
+        sub = stack.pop()
+        if sub in found:
+            continue
+        found.add(sub)
+        for ref in sub.refs.values():
+            child = ref[0]
+            if child in region and child not in found and passes(child):
+                stack.append(child)
+    return found

@@ -78,7 +78,7 @@ class Subscription:
     __slots__ = ("rid", "resource_name", "resource_query", "conn", "state", "ready_waiters",
                  "resource", "type", "model", "collection", "version", "refs", "error",
                  "queue_flags", "event_queue", "access", "access_callbacks", "access_pending",
-                 "reaccess_pending", "throttle", "direct", "indirect", "indirect_sent")
+                 "reaccess_pending", "throttle", "direct", "parents")
 
     def __init__(self, conn: Connection, rid: str, throttle: Throttle | None) -> None:
         self.rid = rid
@@ -101,9 +101,10 @@ class Subscription:
         self.access_pending = False
         self.reaccess_pending = False
         self.throttle = throttle
+        #: Direct subscriptions by the client (subscribe, and call resource responses).
         self.direct = 0
-        self.indirect = 0
-        self.indirect_sent = 0
+        #: The subscriptions whose values reference this one.
+        self.parents: dict[Subscription, None] = {}
 
     # -- what the cache needs of a subscriber
 
@@ -189,9 +190,9 @@ class Subscription:
         try:
             self._add_reference(value.rid)
         except errors.ResError as e:
-            for ref in self.refs.values():
-                self.conn.unsubscribe(ref[0], direct=False, sent=False, count=1, try_delete=True)
-            self.refs = {}
+            refs, self.refs = self.refs, {}
+            for ref in refs.values():
+                self.conn.release_reference(ref[0], self)
             self.error = e
             self._done_loading()
             return False
@@ -235,15 +236,13 @@ class Subscription:
 
     # -- resource sets
 
-    def resources(self, indirect: bool = False) -> Resources:
+    def resources(self) -> Resources:
         """The resource set of this subscription that the client does not hold yet."""
         resources = Resources()
-        self._populate(resources, indirect, self.conn.protocol_version < VERSION_SOFT_REFERENCE_AND_DATA)
+        self._populate(resources, self.conn.protocol_version < VERSION_SOFT_REFERENCE_AND_DATA)
         return resources
 
-    def _populate(self, resources: Resources, indirect: bool, legacy: bool) -> None:
-        if indirect:
-            self.indirect_sent += 1
+    def _populate(self, resources: Resources, legacy: bool) -> None:
         if self.state == STATE_SENT or self.state == STATE_TO_SEND:
             return
         error = self.current_error()
@@ -262,7 +261,7 @@ class Subscription:
             resources.models[self.rid] = self.model.legacy_json() if legacy else self.model.json()
         self.state = STATE_TO_SEND
         for ref in self.refs.values():
-            ref[0]._populate(resources, True, legacy)
+            ref[0]._populate(resources, legacy)
 
     def release_resources(self) -> None:
         """Mark what ``resources`` collected as sent, and let queued events through."""
@@ -274,13 +273,8 @@ class Subscription:
         self._unqueue_events(QUEUE_LOADING)
 
     def unsend(self) -> None:
-        """The client no longer holds this resource (kept only for references)."""
+        """The client no longer holds this resource; it stays for a reference still loading."""
         self.state = STATE_READY
-        self.indirect_sent = 0
-        for ref in self.refs.values():
-            sub = ref[0]
-            if sub.state == STATE_SENT and sub.indirect_sent > 0:
-                sub.indirect_sent -= 1
 
     # -- events
 
@@ -306,14 +300,22 @@ class Subscription:
         if self.version != event.version:
             return
         if event.update:
+            # Keep the copy this subscription sends in step with the events it passed on.
             self.version += 1
+            if event.model is not None:
+                self.model = event.model
+            else:
+                self.collection = event.collection
         if self.resource.resource_type == TYPE_COLLECTION:
             self._collection_event(event)
         else:
             self._model_event(event)
 
     def _send_event(self, event: str, data: Any) -> None:
-        self.conn.send_event(self.rid, event, data)
+        # A resource kept only for a reference that is still loading is not the
+        # client's: it hears of it again, current, when that reference is sent.
+        if self.state == STATE_SENT:
+            self.conn.send_event(self.rid, event, data)
 
     def _legacy(self) -> bool:
         return self.conn.protocol_version < VERSION_SOFT_REFERENCE_AND_DATA
@@ -329,8 +331,7 @@ class Subscription:
                 except errors.ResError as e:
                     self.conn.log_error(f"Subscription {self.rid}: Error subscribing to resource {value.rid}: {e.message}")
                     return
-                if sub.is_sent:
-                    sub.indirect_sent += 1
+                if sub.is_sent or not self.is_sent:
                     self._send_event(name, {"idx": idx, "value": value.raw})
                     return
                 self._queue_events(QUEUE_LOADING)
@@ -338,9 +339,10 @@ class Subscription:
                 def ready() -> None:
                     if self.state == STATE_DISPOSED:
                         return
-                    data = sub.resources(True).add_to({"idx": idx, "value": value.raw})
-                    self._send_event(name, data)
-                    sub.release_resources()
+                    if self.is_sent:
+                        data = sub.resources().add_to({"idx": idx, "value": value.raw})
+                        self._send_event(name, data)
+                        sub.release_resources()
                     self._unqueue_events(QUEUE_LOADING)
 
                 sub.on_ready(ready)
@@ -378,9 +380,8 @@ class Subscription:
                     self._remove_reference(previous.rid)
             legacy = self._legacy()
             values = {k: (v.legacy() if legacy else v.raw) for k, v in changed.items()}
-            if not has_unsent:
-                for sub in subs:
-                    sub.indirect_sent += 1
+            # Only a resource the client holds brings the client new references.
+            if not has_unsent or not self.is_sent:
                 self._send_event(name, {"values": values})
                 return
             self._queue_events(QUEUE_LOADING)
@@ -392,12 +393,13 @@ class Subscription:
                 remaining[0] -= 1
                 if remaining[0] > 0:
                     return
-                resources = Resources()
-                for sub in subs:
-                    sub._populate(resources, True, legacy)
-                self._send_event(name, resources.add_to({"values": values}))
-                for sub in subs:
-                    sub.release_resources()
+                if self.is_sent:
+                    resources = Resources()
+                    for sub in subs:
+                        sub._populate(resources, legacy)
+                    self._send_event(name, resources.add_to({"values": values}))
+                    for sub in subs:
+                        sub.release_resources()
                 self._unqueue_events(QUEUE_LOADING)
 
             for sub in subs:
@@ -408,8 +410,8 @@ class Subscription:
             self._send_event(name, event.payload)
 
     def _deleted(self, event: ResourceEvent) -> None:
-        self.state = STATE_DELETED
         self._send_event(event.event, event.payload)
+        self.state = STATE_DELETED
         self._unsubscribe_direct(errors.DELETED)
 
     # -- references
@@ -417,7 +419,7 @@ class Subscription:
     def _add_reference(self, rid: str) -> Subscription:
         ref = self.refs.get(rid)
         if ref is None:
-            sub = self.conn.subscribe(rid, direct=False, throttle=self.throttle)
+            sub = self.conn.subscribe_reference(rid, self, self.throttle)
             self.refs[rid] = [sub, 1]
             return sub
         ref[1] += 1
@@ -428,13 +430,12 @@ class Subscription:
         ref[1] -= 1
         if ref[1] == 0:
             del self.refs[rid]
-            self.conn.unsubscribe(ref[0], direct=False, sent=self.is_sent, count=1, try_delete=True)
+            self.conn.release_reference(ref[0], self)
 
     def _unsubscribe_refs(self) -> None:
-        sent = self.is_sent
         refs, self.refs = self.refs, {}
         for ref in refs.values():
-            self.conn.unsubscribe(ref[0], direct=False, sent=sent, count=1, try_delete=False)
+            ref[0].parents.pop(self, None)
 
     # -- access
 
@@ -455,8 +456,8 @@ class Subscription:
 
     def _unsubscribe_direct(self, reason: errors.ResError) -> None:
         if self.direct > 0:
-            self.conn.unsubscribe(self, direct=True, sent=False, count=self.direct, try_delete=True)
-            self._send_event("unsubscribe", {"reason": reason.to_dict()})
+            self.conn.unsubscribe_direct(self, self.direct)
+            self.conn.send_event(self.rid, "unsubscribe", {"reason": reason.to_dict()})
 
     def _load_access(self, callback: Callable[[Access], None], throttle: Throttle | None = None) -> None:
         if self.access is not None:
@@ -505,24 +506,6 @@ class Subscription:
             if state != STATE_DELETED:
                 self.resource.unsubscribe(self)
             self.resource = None
-
-    def traverse(self, state: int, visit: Callable[[Subscription, int], int]) -> None:
-        """Walk this subscription and its indirect references (for the connection's GC)."""
-        if self.direct > 0:
-            return
-        state = visit(self, state)
-        if state == GC_STOP:
-            return
-        for ref in list(self.refs.values()):
-            ref[0].traverse(state, visit)
-
-
-GC_STOP = 0
-GC_ROOT = 1
-GC_NONE = 2
-GC_DELETE = 3
-GC_KEEP = 4
-GC_UNSEND = 5
 
 
 def encode_event(rid: str, event: str, data: Any) -> bytes:
