@@ -687,7 +687,8 @@ class ResourceCache:
         try:
             es = self._event_subscription(sub.resource_name)
         except errors.ResError as e:
-            self.work.enqueue(lambda: sub.loaded(None, e))
+            error = e  # ``e`` is unbound once the except block ends
+            self.work.enqueue(lambda: sub.loaded(None, error))
             return
         es.add_subscriber(sub, throttle)
 
