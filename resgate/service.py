@@ -27,6 +27,7 @@ from resgate.embedded import EmbeddedNatsService
 from resgate.cache import UNSUBSCRIBE_DELAY, ResourceCache
 from resgate.conn import GatewayContext
 from resgate.mq import MessageClient
+from resgate.web import ApiResource, BoundedBodyRequest, BoundedLineChannel, write_not_found
 from resgate.work import WorkQueue
 from resgate.ws import ClientFactory
 
@@ -48,24 +49,28 @@ def listen_description(config: Config) -> str:
 
 
 class GatewayRoot(resource.Resource):
-    """Routes by the whole path, as Resgate does: the WebSocket path, else not found."""
+    """Routes by the whole path, as Resgate does: the WebSocket path, then
+    anything under the API path, else not found."""
 
     isLeaf = True
 
-    def __init__(self, ws_path: str, websocket: resource.Resource) -> None:
+    def __init__(self, ws_path: str, websocket: resource.Resource,
+                 api_path: str, api: resource.Resource) -> None:
         super().__init__()
         self.ws_path = ws_path.encode()
         self.websocket = websocket
+        self.api_path = api_path.encode()
+        self.api = api
 
     def render(self, request: server.Request) -> bytes:
         if request.path == self.ws_path:
             return self.websocket.render(request)
-        request.setResponseCode(404)
-        request.setHeader(b"content-type", b"application/json; charset=utf-8")
-        return b'{"code":"system.notFound","message":"Not found"}'
+        if request.path.startswith(self.api_path):
+            return self.api.render(request)
+        return write_not_found(request)
 
 
-class GatewayRequest(server.Request):
+class GatewayRequest(BoundedBodyRequest):
     """A request to the gateway; ``*`` as target is a bad request, as in Resgate."""
 
     def process(self) -> None:
@@ -82,6 +87,7 @@ class GatewaySite(server.Site):
 
     noisy = False
     requestFactory = GatewayRequest
+    protocol = BoundedLineChannel
 
     def log(self, request: server.Request) -> None:
         pass
@@ -198,7 +204,9 @@ class GatewayService(MultiService):
         self.context = GatewayContext(self.cache, config, debug=config.debug, trace=config.trace)
         self.clients = ClientFactory(self.context, compression=config.ws_compression)
         CacheService(self.cache, self.clients).setServiceParent(self)
-        self.site = GatewaySite(GatewayRoot(config.ws_path, WebSocketResource(self.clients)))
+        root = GatewayRoot(config.ws_path, WebSocketResource(self.clients),
+                           config.api_path, ApiResource(self.context))
+        self.site = GatewaySite(root)
         self.listener = ListeningService(listen or listen_description(config), self.site, reactor)
         self.listener.setServiceParent(self)
         self._starting: defer.Deferred | None = None

@@ -4,6 +4,12 @@ One ``ClientProtocol`` per socket. It checks the upgrade's Origin against
 ``--alloworigin``, records what auth requests send to services about the
 upgrade (header, host, remoteAddr, uri), and passes every text message to
 the RES-client JSON-RPC on the gateway's work queue.
+
+With ``--wsheadauth`` the upgrade waits for an auth request about it, made
+on the connection's behalf (a token it sets holds for the whole connection).
+Meta in the auth response shapes the upgrade's HTTP response: a 3XX, 4XX or
+5XX status answers instead of upgrading, other headers are added to the
+101 response (meta.py).
 """
 
 from __future__ import annotations
@@ -12,10 +18,15 @@ from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import defer
 from twisted.logger import Logger
 
-from resgate import rpc
+from resgate import errors, rpc
+from resgate.apiencoding import CONTENT_TYPE, encode_error, rid_to_path
+from resgate.config import ResourceMethod
 from resgate.conn import Connection, GatewayContext
+from resgate.meta import DirectResponse, Meta, reason_phrase
+from resgate.web import header_auth
 
 log = Logger(namespace="resgate.ws")
 
@@ -40,12 +51,74 @@ class ClientProtocol(WebSocketServerProtocol):
     """One client's WebSocket."""
 
     conn: Connection | None = None
+    # The whole HTTP response that refuses the upgrade, when meta asked for one.
+    _refusal: bytes | None = None
+    _closed = False
 
-    def onConnect(self, request) -> None:
+    def onConnect(self, request) -> defer.Deferred | None:
         context: GatewayContext = self.factory.context
         if not origin_allowed(context.config.allowed_origins, request.headers.get("origin")):
             raise ConnectionDeny(403, "Forbidden origin")
         self._http_info = self._describe_upgrade(request)
+        method = context.config.ws_header_auth_method
+        if method is None:
+            return None
+        return self._header_auth(method)
+
+    def _header_auth(self, method: ResourceMethod) -> defer.Deferred:
+        """Authenticate the upgrade (``--wsheadauth``) before accepting it.
+
+        Fires with Autobahn's ``(protocol, headers)`` to upgrade with the
+        meta headers, or fails with ConnectionDeny to answer with the
+        response a direct meta status calls for. Auth errors do not refuse
+        the upgrade, as in Resgate: the client connects without a token.
+        """
+        context: GatewayContext = self.factory.context
+        upgraded: defer.Deferred = defer.Deferred()
+
+        def answered(rid: str | None, error: errors.ResError | None, meta: Meta | None) -> None:
+            if self._closed:
+                # The client left during the auth request; onClose disposed the connection.
+                return
+            if meta is None:
+                upgraded.callback((None, {}))
+                return
+            meta = meta.without_invalid_status("WebSocket")
+            if meta.is_direct_response:
+                self._refuse(DirectResponse(meta, rid_to_path(rid or "", context.config.api_path), error))
+                upgraded.errback(ConnectionDeny(meta.status, reason_phrase(meta.status)))
+                return
+            upgraded.callback((None, meta.header))
+
+        def start() -> None:
+            if self._closed:
+                return
+            self.conn = Connection(context, self._send, self._http_info)
+            header_auth(self.conn, method, answered)
+
+        context.work.enqueue(start)
+        return upgraded
+
+    def _refuse(self, response: DirectResponse) -> None:
+        """Prepare the HTTP response Autobahn sends when it fails the handshake."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.dispose()
+        lines = [f"HTTP/1.1 {response.status} {reason_phrase(response.status)}"]
+        for key, values in response.header.items():
+            lines.extend(f"{key}: {value}" for value in values)
+        body = encode_error(response.error) if response.error is not None else b""
+        if body:
+            lines.append("Content-Type: " + CONTENT_TYPE.decode())
+        lines.append(f"Content-Length: {len(body)}")
+        lines.append("Connection: close")
+        self._refusal = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
+
+    def sendHttpErrorResponse(self, code, reason, responseHeaders=None) -> None:
+        if self._refusal is not None:
+            self.sendData(self._refusal)
+            return
+        super().sendHttpErrorResponse(code, reason, responseHeaders)
 
     def _describe_upgrade(self, request) -> dict[str, Any]:
         header: dict[str, list[str]] = {}
@@ -61,7 +134,8 @@ class ClientProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         self.factory.protocols.add(self)
-        self.conn = Connection(self.factory.context, self._send, self._http_info)
+        if self.conn is None:
+            self.conn = Connection(self.factory.context, self._send, self._http_info)
         if self.factory.context.debug:
             log.debug("[{cid}] Connected: {peer}", cid=self.conn.cid, peer=self.peer)
 
@@ -77,6 +151,7 @@ class ClientProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.protocols.discard(self)
+        self._closed = True
         conn, self.conn = self.conn, None
         if conn is not None:
             self.factory.context.work.enqueue(conn.dispose)

@@ -1,0 +1,583 @@
+"""The HTTP API: every resource over REST, on the WebSocket API's connections and cache.
+
+An HTTP request is a short-lived Connection (protocol version latest,
+disposed once the response is written), so access, the cache and resource
+references behave exactly as for a WebSocket client. As in Resgate:
+
+* ``GET``/``HEAD <api path><resource path>?<query>`` checks ``get`` access
+  and answers with the resource and what it references, in the configured
+  API encoding (apiencoding.py).
+* ``POST <api path><resource path>/<method>`` calls the method with the JSON
+  body as parameters; ``PUT``, ``DELETE`` and ``PATCH`` call the method
+  mapped to them by ``--putmethod``/``--deletemethod``/``--patchmethod``
+  (405 without a mapping). A result is the body (204 when null); a resource
+  response answers 200 with its path as ``Location``.
+* RES errors map to HTTP statuses (``error_status``), the error object as body.
+* ``--headauth`` sends an auth request about the HTTP request before
+  anything else; a token the service sets with a ``conn.<cid>.token`` event
+  applies to that request.
+* Access, auth and call responses may carry meta (meta.py), applied to the
+  response, a call's over an access's over an auth's.
+* CORS follows ``--alloworigin``; ``OPTIONS`` answers preflights.
+
+All gateway work runs on the work queue; ``render`` only queues it and
+returns NOT_DONE_YET, and the response is written from the queue.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+from urllib.parse import unquote_to_bytes
+
+import orjson
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http, resource, server
+
+from resgate import apiencoding, codec, errors
+from resgate.apiencoding import CONTENT_TYPE, NOT_FOUND_BODY, encode_error, rid_to_path
+from resgate.config import ResourceMethod
+from resgate.conn import Connection, GatewayContext
+from resgate.meta import DirectResponse, Header, Meta, canonical_header_key, merge_meta, reason_phrase
+from resgate.subscription import VERSION_LATEST, Subscription
+
+log = Logger(namespace="resgate.web")
+
+#: The largest request body read. Resgate has no limit; a larger body is
+#: discarded as it arrives and answered with 413.
+MAX_BODY_SIZE = 1024 * 1024
+
+#: HTTP methods that call a method mapped by configuration.
+MAPPED_METHODS = (b"PUT", b"DELETE", b"PATCH")
+
+BODY_TOO_LARGE = errors.ResError(errors.CODE_BAD_REQUEST, f"Request body exceeds {MAX_BODY_SIZE} bytes")
+INVALID_QUERY_ENCODING = errors.ResError(errors.CODE_BAD_REQUEST, "Query is not valid UTF-8")
+
+# A percent sign that does not start an escape: Go's PathUnescape refuses it.
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+_STATUS_BY_CODE = {
+    errors.CODE_NOT_FOUND: 404,
+    errors.CODE_METHOD_NOT_FOUND: 404,
+    errors.CODE_TIMEOUT: 404,
+    errors.CODE_ACCESS_DENIED: 401,
+    errors.CODE_METHOD_NOT_ALLOWED: 405,
+    errors.CODE_INTERNAL_ERROR: 500,
+    errors.CODE_SERVICE_UNAVAILABLE: 503,
+    errors.CODE_FORBIDDEN: 403,
+    errors.CODE_SUBJECT_TOO_LONG: 414,
+}
+
+
+def error_status(error: errors.ResError) -> int:
+    """The HTTP status of a RES error (400 for any code without its own)."""
+    return _STATUS_BY_CODE.get(error.code, 400)
+
+
+class BoundedBodyRequest(server.Request):
+    """A twisted.web request whose body is bounded by MAX_BODY_SIZE.
+
+    Twisted reads the whole body before rendering; beyond the limit the
+    rest is discarded as it arrives and ``body_too_large`` is set, so no
+    client can make the gateway hold more than the limit.
+    """
+
+    body_too_large = False
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > MAX_BODY_SIZE:
+            self.body_too_large = True
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.body_too_large:
+            return
+        if self.content.tell() + len(data) > MAX_BODY_SIZE:
+            self.body_too_large = True
+            self.content.seek(0)
+            self.content.truncate()
+            return
+        super().handleContentChunk(data)
+
+
+URI_TOO_LONG = errors.ResError(errors.CODE_BAD_REQUEST, "Request URI too long")
+HEADER_TOO_LARGE = errors.ResError(errors.CODE_BAD_REQUEST, "Request header field too large")
+
+
+class BoundedLineChannel(http.HTTPChannel):
+    """twisted.web's HTTP channel, answering over-long lines instead of hanging up.
+
+    Twisted reads the request line and each header as a line of at most
+    ``MAX_LENGTH`` (16 KiB) bytes and drops the connection beyond that,
+    leaving the client with no answer. A request line that long (a very
+    long query, typically) gets 414 and an error object here, a header
+    line 431; the connection closes after either.
+    """
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # A request line starts with a method and a space; a header name
+        # can hold no space and ends with a colon.
+        separator = re.search(rb"[ :]", line)
+        if separator is not None and separator.group() == b" ":
+            status, error = 414, URI_TOO_LONG
+        else:
+            status, error = 431, HEADER_TOO_LARGE
+        body = encode_error(error)
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (status, reason_phrase(status).encode(), CONTENT_TYPE, len(body), body))
+        self.transport.loseConnection()
+
+
+# --- URL paths -------------------------------------------------------------------
+
+
+def _path_parts(path: bytes, prefix: bytes) -> list[str] | None:
+    """The unescaped parts of the path below ``prefix``, or None if it has none.
+
+    As Resgate: a literal dot is refused (dots separate resource ID parts,
+    slashes do in a path), one leading slash is skipped, each part is
+    percent-unescaped (so ``%2F`` stays inside its part), and anything that
+    is not valid UTF-8 afterwards is refused.
+    """
+    if len(path) == len(prefix) or not path.startswith(prefix):
+        return None
+    rest = path[len(prefix):]
+    if b"." in rest or _BAD_ESCAPE.search(rest):
+        return None
+    if rest.startswith(b"/"):
+        rest = rest[1:]
+    try:
+        return [unquote_to_bytes(part).decode("utf-8") for part in rest.split(b"/")]
+    except UnicodeDecodeError:
+        return None
+
+
+def _with_query(rid: str, query: str) -> str:
+    return f"{rid}?{query}" if query else rid
+
+
+def path_to_rid(path: bytes, query: str, prefix: bytes) -> str:
+    """The resource ID a GET path names; "" when it names none."""
+    parts = _path_parts(path, prefix)
+    if parts is None:
+        return ""
+    return _with_query(".".join(parts), query)
+
+
+def path_to_rid_method(path: bytes, query: str, prefix: bytes) -> tuple[str, str]:
+    """(resource ID, method) a POST path names; ("", "") when it names none."""
+    parts = _path_parts(path, prefix)
+    if parts is None or len(parts) < 2:
+        return "", ""
+    return _with_query(".".join(parts[:-1]), query), parts[-1]
+
+
+def _raw_query(request: server.Request) -> str | None:
+    """The query as the client sent it (still escaped), or None if it is not UTF-8."""
+    _, _, query = request.uri.partition(b"?")
+    try:
+        return query.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+# --- What services learn about an HTTP request (auth requests) ------------------------
+
+
+def describe_request(request: server.Request) -> dict[str, Any]:
+    """``header``, ``host``, ``remoteAddr`` and ``uri`` as Resgate sends them.
+
+    Header names are canonicalized as Go's net/http does, each with all its
+    values; Host is not a header there but ``host``.
+    """
+    header: Header = {}
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        key = canonical_header_key(name.decode("latin-1"))
+        if key == "Host":
+            continue
+        header.setdefault(key, []).extend(v.decode("utf-8", "replace") for v in values)
+    host_values = request.requestHeaders.getRawHeaders(b"host") or [b""]
+    peer = request.getClientAddress()
+    address = getattr(peer, "host", "")
+    remote = f"[{address}]:{peer.port}" if ":" in address else f"{address}:{getattr(peer, 'port', '')}"
+    return {
+        "header": header,
+        "host": host_values[0].decode("utf-8", "replace"),
+        "remoteAddr": remote,
+        "uri": request.uri.decode("utf-8", "replace"),
+    }
+
+
+# --- Requests to services, keeping their meta -------------------------------------------
+
+#: callback(result, resource rid, meta, error) of a call or auth request.
+CallCallback = Callable[[Any, "str | None", "Meta | None", "errors.ResError | None"], None]
+
+
+def call_service(conn: Connection, subject: str, payload: bytes, callback: CallCallback) -> None:
+    """Send a call or auth request; ``callback`` runs on the work queue.
+
+    Unlike ``ResourceCache.call`` this keeps the meta of an error response
+    (a 4XX status with the service's error is answered with both).
+    """
+    def respond(data: bytes | None, error: errors.ResError | None) -> None:
+        if error is not None:
+            callback(None, None, None, error)
+            return
+        try:
+            result, rid, raw_meta = codec.decode_call_response(data)
+        except errors.ResError as e:
+            callback(None, None, Meta.decode(_error_response_meta(data)), e)
+            return
+        callback(result, rid, Meta.decode(raw_meta), None)
+
+    conn.cache.request(subject, payload, respond)
+
+
+def _error_response_meta(data: bytes) -> Any:
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return message.get("meta") if isinstance(message, dict) else None
+
+
+AuthCallback = Callable[["str | None", "errors.ResError | None", "Meta | None"], None]
+
+
+def header_auth(conn: Connection, method: ResourceMethod, callback: AuthCallback) -> None:
+    """The auth request of ``--headauth``/``--wsheadauth``: ``callback(rid, error, meta)``.
+
+    It carries the HTTP request's header, host, remoteAddr and uri (the
+    connection's ``http_info``) and ``isHttp``, whatever the transport, as
+    Resgate's does; its result is not needed, only the token and meta.
+    """
+    name, query = codec.split_rid(conn.expand_cid(method.rid))
+    payload = codec.create_request(conn.cid, conn.token, query=query, is_http=True, http=conn.http_info)
+    call_service(conn, f"auth.{name}.{method.method}", payload,
+                 lambda _result, rid, meta, error: callback(rid, error, meta))
+
+
+# --- The resource -----------------------------------------------------------------------
+
+
+class ApiResource(resource.Resource):
+    """The twisted.web resource for every path under the API path."""
+
+    isLeaf = True
+
+    def __init__(self, context: GatewayContext) -> None:
+        super().__init__()
+        self.context = context
+        config = context.config
+        self.api_path = config.api_path.encode()
+        self.encoder = apiencoding.api_encoder(config.api_encoding, config.api_path)
+        self.mapped_methods = {b"PUT": config.put_method, b"DELETE": config.delete_method,
+                               b"PATCH": config.patch_method}
+
+    def render(self, request: server.Request) -> bytes | object:
+        _as_api_response(request)
+        cors_error = self._set_common_headers(request)
+        if request.method == b"OPTIONS":
+            return self._preflight(request)
+        if cors_error is not None:
+            return write_error(request, cors_error)
+        path = request.path
+        if len(path) > len(self.api_path) and path.endswith(b"/"):
+            return write_not_found(request)
+        query = _raw_query(request)
+        if query is None:
+            return write_error(request, INVALID_QUERY_ENCODING)
+        method = request.method
+        if method in (b"GET", b"HEAD"):
+            rid = path_to_rid(path, query, self.api_path)
+            if not codec.is_valid_rid(rid, True):
+                return write_not_found(request)
+            return ApiRequest(self, request).start(lambda api: api.get(rid))
+        if method == b"POST":
+            rid, action = path_to_rid_method(path, query, self.api_path)
+        else:
+            action = self.mapped_methods.get(method)
+            if action is None:
+                return write_error(request, errors.METHOD_NOT_ALLOWED)
+            rid = path_to_rid(path, query, self.api_path)
+        return self._call(request, rid, action)
+
+    def _set_common_headers(self, request: server.Request) -> errors.ResError | None:
+        """CORS headers for ``--alloworigin``; the error when the Origin is not allowed."""
+        config = self.context.config
+        headers = request.responseHeaders
+        if config.header_auth_method is not None:
+            headers.setRawHeaders(b"Access-Control-Allow-Credentials", [b"true"])
+        if config.allowed_origins == ["*"]:
+            headers.setRawHeaders(b"Access-Control-Allow-Origin", [b"*"])
+            return None
+        origins = request.requestHeaders.getRawHeaders(b"origin")
+        # No Origin (or "null"): not a CORS-enabled browser, nothing to check.
+        if not origins or origins[0] == b"null":
+            return None
+        origin = origins[0]
+        headers.setRawHeaders(b"Vary", [b"Origin"])
+        if origin.lower().decode("latin-1") in config.allowed_origins:
+            headers.setRawHeaders(b"Access-Control-Allow-Origin", [origin])
+            return None
+        headers.setRawHeaders(b"Access-Control-Allow-Origin", [config.allowed_origins[0].encode()])
+        return errors.FORBIDDEN_ORIGIN
+
+    def _preflight(self, request: server.Request) -> bytes:
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"Access-Control-Allow-Methods", [self.context.config.allow_methods.encode()])
+        asked = request.requestHeaders.getRawHeaders(b"access-control-request-headers")
+        if asked:
+            headers.setRawHeaders(b"Access-Control-Allow-Headers", [b", ".join(asked)])
+        request.setHeader(b"content-length", b"0")
+        return b""
+
+    def _call(self, request: server.Request, rid: str, action: str) -> bytes | object:
+        if not codec.is_valid_rid(rid, True) or not codec.is_valid_rid_part(action):
+            return write_not_found(request)
+        if getattr(request, "body_too_large", False):
+            return write_error(request, BODY_TOO_LARGE, status=413)
+        body = request.content.read() if request.content is not None else b""
+        params = None
+        if body.strip():
+            try:
+                params = orjson.loads(body)
+            except orjson.JSONDecodeError as e:
+                return write_error(request, errors.ResError(
+                    errors.CODE_BAD_REQUEST, f"Error decoding request body: {e}"))
+        return ApiRequest(self, request).start(lambda api: api.call(rid, action, params))
+
+
+def _as_api_response(request: server.Request) -> None:
+    """Headers as Resgate's: no Server header, no Content-Type unless there is a body."""
+    request.defaultContentType = None
+    request.responseHeaders.removeHeader(b"server")
+
+
+def write_not_found(request: server.Request) -> bytes:
+    return _write_body(request, 404, NOT_FOUND_BODY)
+
+
+def write_error(request: server.Request, error: errors.ResError, status: int | None = None) -> bytes:
+    """Answer with ``error`` (a synchronous render result)."""
+    return _write_body(request, status or error_status(error), encode_error(error))
+
+
+def _write_body(request: server.Request, status: int, body: bytes) -> bytes:
+    _as_api_response(request)
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", CONTENT_TYPE)
+    request.setHeader(b"content-length", b"%d" % len(body))
+    # twisted.web drops a HEAD body itself, but logs each time it has to.
+    return b"" if request.method == b"HEAD" else body
+
+
+# --- One HTTP request: a temporary connection ----------------------------------------------
+
+
+class ApiRequest:
+    """An HTTP request served by a temporary Connection, answered once.
+
+    The callbacks write through ``respond``; with them come the priority
+    rules of Resgate's temporary connections: a direct meta status wins over
+    everything, then an error, then a resource reference (``href``), then a
+    body; no body at all is 204.
+    """
+
+    def __init__(self, api: ApiResource, request: server.Request) -> None:
+        self.api = api
+        self.context = api.context
+        self.request = request
+        self.conn: Connection | None = None
+        self.auth_meta: Meta | None = None
+        # Set once a response was written or the client went away.
+        self.done = False
+
+    def start(self, handler: Callable[[ApiRequest], None]) -> object:
+        """Queue the work: header auth if configured, then ``handler(self)``."""
+        self.request.notifyFinish().addErrback(self._client_gone)
+        self.context.work.enqueue(lambda: self._open(handler))
+        return server.NOT_DONE_YET
+
+    def _open(self, handler: Callable[[ApiRequest], None]) -> None:
+        if self.done:
+            return
+        if not self.context.mq.is_connected:
+            self._finish_error(errors.SERVICE_UNAVAILABLE)
+            return
+        conn = Connection(self.context, _no_events, describe_request(self.request))
+        conn.protocol_version = VERSION_LATEST
+        self.conn = conn
+        method = self.context.config.header_auth_method
+        if method is None:
+            handler(self)
+            return
+
+        def authenticated(rid: str | None, error: errors.ResError | None, meta: Meta | None) -> None:
+            if self.done:
+                return
+            if meta is not None and meta.is_direct_response:
+                self._finish_direct(DirectResponse(meta, self._href(rid), error))
+                return
+            self.auth_meta = meta
+            handler(self)
+
+        header_auth(conn, method, authenticated)
+
+    def _client_gone(self, _failure: Failure) -> None:
+        # Nothing may be written from now on, even by work already queued;
+        # the connection is released on the queue like any gateway state.
+        self.done = True
+        self.context.work.enqueue(self._dispose)
+
+    def _href(self, rid: str | None) -> str:
+        return rid_to_path(rid, self.api.context.config.api_path) if rid else ""
+
+    # -- GET and HEAD
+
+    def get(self, rid: str) -> None:
+        """Access, then the resource and its references once all are loaded."""
+        conn = self.conn
+        try:
+            sub = conn.subscribe(rid, direct=True)
+        except errors.ResError as e:
+            self.respond(error=e)
+            return
+
+        def accessed(access: codec.Access, raw_meta: Any) -> None:
+            if self.done:
+                return
+            meta = Meta.decode(raw_meta)
+            if meta is not None and meta.is_direct_response:
+                self.respond(error=access.error, meta=meta)
+                return
+            error = access.can_get()
+            if error is not None:
+                self.respond(error=error, meta=meta)
+                return
+
+            def ready() -> None:
+                error = sub.current_error()
+                if error is not None:
+                    self.respond(error=error, meta=meta)
+                    return
+                self.respond(body=self.api.encoder.encode_resource(sub), meta=meta)
+
+            sub.on_ready(ready)
+
+        conn.cache.access(sub, conn.token, True, accessed)
+
+    # -- POST, PUT, DELETE and PATCH
+
+    def call(self, rid: str, method: str, params: Any) -> None:
+        """Access, then the call request; a legacy ``new`` result counts as a resource."""
+        conn = self.conn
+        # Names the resource for the access request; nothing is subscribed.
+        target = Subscription(conn, rid, None)
+
+        def accessed(access: codec.Access, raw_meta: Any) -> None:
+            if self.done:
+                return
+            access_meta = Meta.decode(raw_meta)
+            if access_meta is not None and access_meta.is_direct_response:
+                self.respond(error=access.error, meta=access_meta)
+                return
+            error = access.can_call(method)
+            if error is not None:
+                self.respond(error=error, meta=access_meta)
+                return
+            payload = codec.create_request(conn.cid, conn.token, query=target.resource_query,
+                                           params=params, is_http=True)
+            call_service(conn, f"call.{target.resource_name}.{method}", payload,
+                         lambda result, ref_rid, call_meta, error: called(
+                             result, ref_rid, merge_meta(access_meta, call_meta), error))
+
+        def called(result: Any, ref_rid: str | None, meta: Meta | None, error: errors.ResError | None) -> None:
+            if error is None and ref_rid is None and method == "new":
+                try:
+                    ref_rid = codec.legacy_new_rid(result)
+                except errors.ResError as e:
+                    error = e
+                if ref_rid is not None or error is not None:
+                    log.warn("Deprecated: legacy new call response from {subject}",
+                             subject=f"call.{target.resource_name}.new")
+            if error is not None:
+                self.respond(error=error, meta=meta)
+            elif ref_rid is not None:
+                self.respond(href=self._href(ref_rid), meta=meta)
+            else:
+                self.respond(body=apiencoding.encode_result(result), meta=meta)
+
+        conn.cache.access(target, conn.token, True, accessed)
+
+    # -- the response
+
+    def respond(self, *, body: bytes | None = None, href: str = "",
+                error: errors.ResError | None = None, meta: Meta | None = None) -> None:
+        """Write the response and dispose the connection."""
+        if self.done:
+            return
+        meta = merge_meta(self.auth_meta, meta)
+        if meta is not None:
+            meta = meta.without_invalid_status("HTTP")
+            if meta.is_direct_response:
+                self._finish_direct(DirectResponse(meta, href, error))
+                return
+            _set_header(self.request, meta.header)
+        if error is not None:
+            if error.code == errors.CODE_METHOD_NOT_FOUND and self.request.method in MAPPED_METHODS:
+                error = errors.METHOD_NOT_ALLOWED
+            self._finish_error(error)
+        elif href:
+            self.request.setHeader(b"location", href.encode())
+            self._finish(200, None)
+        elif body is not None:
+            self._finish(200, body)
+        else:
+            self._finish(204, None)
+
+    def _finish_error(self, error: errors.ResError) -> None:
+        self._finish(error_status(error), encode_error(error))
+
+    def _finish_direct(self, response: DirectResponse) -> None:
+        _set_header(self.request, response.header)
+        body = encode_error(response.error) if response.error is not None else None
+        self._finish(response.status, body)
+
+    def _finish(self, status: int, body: bytes | None) -> None:
+        self.done = True
+        request = self.request
+        request.setResponseCode(status)
+        if body is not None:
+            request.setHeader(b"content-type", CONTENT_TYPE)
+            request.setHeader(b"content-length", b"%d" % len(body))
+            request.write(body)
+        elif status != 204:
+            request.setHeader(b"content-length", b"0")
+        request.finish()
+        self._dispose()
+
+    def _dispose(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.dispose()
+
+
+def _set_header(request: server.Request, header: Header) -> None:
+    """Put meta headers (already filtered by meta.py) on the response."""
+    headers = request.responseHeaders
+    for key, values in header.items():
+        encoded = [v.encode("utf-8") for v in values]
+        if key == "Set-Cookie":
+            for value in encoded:
+                headers.addRawHeader(key.encode(), value)
+        else:
+            headers.setRawHeaders(key.encode(), encoded)
+
+
+def _no_events(_data: bytes) -> None:
+    """An HTTP request's connection sends nothing but its response."""
