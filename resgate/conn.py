@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from resgate import codec, errors
 from resgate.cache import ResourceCache, Throttle
 from resgate.codec import Access
+from resgate.metrics import Metrics
 from resgate.subscription import (
     STATE_SENT, VERSION_CALL_RESOURCE_RESPONSE, VERSION_LEGACY, Subscription, encode_event,
 )
@@ -54,6 +55,7 @@ class GatewayContext:
         self.debug = debug
         self.trace = trace
         self.conns: dict[str, Connection] = {}
+        self.metrics = Metrics()
 
 
 class Connection:
@@ -132,25 +134,20 @@ class Connection:
             callback(None, e)
             return
 
-        def release() -> None:
-            self.unsubscribe_direct(sub, 1)
-
         def checked(error: errors.ResError | None) -> None:
             if error is not None:
                 callback(None, error)
-                release()
+                self.answered(sub, kept=False)
                 return
 
             def ready() -> None:
                 error = sub.current_error()
                 if error is not None:
                     callback(None, error)
-                    release()
+                    self.answered(sub, kept=False)
                     return
                 callback(sub.resources().add_to({}), None)
-                sub.release_resources()
-                if not keep:
-                    release()
+                self.sent(sub, kept=keep)
 
             sub.on_ready(ready)
 
@@ -237,12 +234,12 @@ class Connection:
         def checked(error: errors.ResError | None) -> None:
             if error is not None:
                 callback({"rid": sub.rid, "errors": {sub.rid: error.to_dict()}}, None)
-                self.unsubscribe_direct(sub, 1)
+                self.answered(sub, kept=False)
                 return
 
             def ready() -> None:
                 callback(sub.resources().add_to({"rid": sub.rid}), None)
-                sub.release_resources()
+                self.sent(sub, kept=True)
 
             sub.on_ready(ready)
 
@@ -251,7 +248,11 @@ class Connection:
     # -- subscriptions
 
     def subscribe(self, rid: str, *, direct: bool, throttle: Throttle | None = None) -> Subscription:
-        """The connection's subscription of ``rid``, counted if direct; raises ResError."""
+        """The connection's subscription of ``rid``, counted if direct; raises ResError.
+
+        A direct subscription is pending until ``answered`` says its response
+        went out: only from then on does the client hold the resource through it.
+        """
         if self.disposing:
             raise errors.DISPOSING
         sub = self.subs.get(rid)
@@ -267,6 +268,7 @@ class Connection:
             if sub.direct >= SUBSCRIPTION_COUNT_LIMIT:
                 raise SUBSCRIPTION_LIMIT_EXCEEDED
             sub.direct += 1
+            sub.pending += 1
         return sub
 
     def subscribe_reference(self, rid: str, parent: Subscription, throttle: Throttle | None) -> Subscription:
@@ -281,11 +283,44 @@ class Connection:
         if not self.disposing:
             self._collect(sub)
 
+    def sent(self, sub: Subscription, *, kept: bool) -> None:
+        """A response carrying ``sub``'s resource set went out: see ``answered``.
+
+        A kept subscription is the client's before the set's queued events go
+        through, as they may release references to it; a get's resources are
+        the client's only until those events have gone.
+        """
+        if kept:
+            self.answered(sub, kept=True)
+        sub.release_resources()
+        if not kept:
+            self.answered(sub, kept=False)
+
+    def answered(self, sub: Subscription, *, kept: bool) -> None:
+        """The response to a pending direct subscription of ``sub`` went out.
+
+        ``kept``: it carried the resource and the client holds it from now on
+        (subscribe, resource response of a call); otherwise (an error, a get)
+        the subscription ends here.
+        """
+        if self.disposing or sub.pending == 0:
+            # The client unsubscribed it (or access removed it) before the response.
+            return
+        sub.pending -= 1
+        if not kept:
+            sub.direct -= 1
+            self._collect(sub)
+
     def unsubscribe_direct(self, sub: Subscription, count: int) -> None:
-        """The client lets go of ``count`` direct subscriptions of ``sub``."""
+        """The client lets go of ``count`` direct subscriptions of ``sub``.
+
+        Those it got the response of go first; any beyond them are pending
+        ones, whose responses no longer count (``answered``).
+        """
         if self.disposing or sub.direct == 0:
             return
         sub.direct -= count
+        sub.pending = min(sub.pending, sub.direct)
         self._collect(sub)
 
     def request_access(self, sub: Subscription, callback: Callable[[Access, Any], None]) -> None:
@@ -295,13 +330,16 @@ class Connection:
         """Release ``root`` and what only it kept, and mark what the client no longer holds.
 
         The region is ``root`` and what it references, directly or not, short
-        of direct subscriptions. Within it, a subscription stays alive if
-        something outside the region references it (or something alive
-        inside does); the client still holds it if a held parent outside the
-        region, or a held one inside, references it. Cycles are no obstacle:
-        both are reachability questions.
+        of resources the client holds directly. Within it, a subscription
+        stays alive if something outside the region references it, or a
+        direct subscription still waits for its response (or something alive
+        inside references it); the client still holds it if a held parent
+        outside the region, or a held one inside, references it. A pending
+        direct subscription keeps a resource alive but does not make the
+        client hold it: the client holds only what it got the response of.
+        Cycles are no obstacle: both are reachability questions.
         """
-        if root.direct > 0:
+        if root.held_directly:
             return
         region: dict[Subscription, None] = {}
         stack = [root]
@@ -312,11 +350,11 @@ class Connection:
             region[sub] = None
             for ref in sub.refs.values():
                 child = ref[0]
-                if child.direct == 0 and child not in region:
+                if not child.held_directly and child not in region:
                     stack.append(child)
 
         alive = _reachable(
-            [sub for sub in region if any(parent not in region for parent in sub.parents)],
+            [sub for sub in region if sub.direct > 0 or any(parent not in region for parent in sub.parents)],
             region, lambda sub: True,
         )
         held = _reachable(

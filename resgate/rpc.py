@@ -64,6 +64,10 @@ def handle_request(conn: Connection, data: bytes | str, reply) -> None:
         respond(None, errors.INVALID_REQUEST)
         return
     call_params = None if params is _MISSING else params
+    counted = conn.context.metrics.ws_requests
+    metric = "call" if action == "new" else action
+    if metric in counted:
+        counted[metric] += 1
     if action == "subscribe":
         conn.subscribe_resource(rid, respond)
     elif action == "get":

@@ -26,6 +26,7 @@ from resgate.config import Config
 from resgate.embedded import EmbeddedNatsService
 from resgate.cache import UNSUBSCRIBE_DELAY, ResourceCache
 from resgate.conn import GatewayContext
+from resgate.metrics import MetricsResource
 from resgate.mq import MessageClient
 from resgate.web import ApiResource, BoundedBodyRequest, BoundedLineChannel, write_not_found
 from resgate.work import WorkQueue
@@ -36,12 +37,15 @@ log = Logger(namespace="resgate")
 _PENDING = object()
 
 
-def listen_description(config: Config) -> str:
-    """The Twisted endpoint string for the configured address, port and TLS."""
+def listen_description(config: Config, port: int | None = None) -> str:
+    """The Twisted endpoint string for the configured address, port and TLS.
+
+    ``port`` names another port on the same address, plain TCP (the metrics port).
+    """
     # An empty addr means every interface: "::" listens on IPv6 and IPv4 alike.
     host = config.listen_host or "::"
-    parts = [f"port={config.port}", f"interface={quoteStringArgument(host)}"]
-    if config.tls:
+    parts = [f"port={config.port if port is None else port}", f"interface={quoteStringArgument(host)}"]
+    if config.tls and port is None:
         parts.append(f"privateKey={quoteStringArgument(config.tls_key)}")
         parts.append(f"certKey={quoteStringArgument(config.tls_cert)}")
         return "ssl:" + ":".join(parts)
@@ -138,7 +142,8 @@ class ListeningService(Service):
 
     name = "listener"
 
-    def __init__(self, description: str, factory, reactor) -> None:
+    def __init__(self, description: str, factory, reactor, name: str = "listener") -> None:
+        self.name = name
         self.description = description
         self.factory = factory
         self.reactor = reactor
@@ -152,7 +157,8 @@ class ListeningService(Service):
     def _listening(self, port) -> None:
         self.port = port
         address = port.getHost()
-        log.info("Listening on {host}:{port}", host=address.host, port=address.port)
+        what = "Listening" if self.name == "listener" else f"{self.name.capitalize()} listening"
+        log.info("{what} on {host}:{port}", what=what, host=address.host, port=address.port)
 
     def stopService(self) -> defer.Deferred:
         super().stopService()
@@ -204,11 +210,19 @@ class GatewayService(MultiService):
         self.context = GatewayContext(self.cache, config, debug=config.debug, trace=config.trace)
         self.clients = ClientFactory(self.context, compression=config.ws_compression)
         CacheService(self.cache, self.clients).setServiceParent(self)
+        self.metrics = self.context.metrics
+        self.metrics.current_connections = lambda: len(self.clients.protocols)
+        self.metrics.cache_resources = lambda: len(self.cache.event_subs)
+        self.metrics.cache_subscriptions = lambda: sum(es.count for es in self.cache.event_subs.values())
         root = GatewayRoot(config.ws_path, WebSocketResource(self.clients),
                            config.api_path, ApiResource(self.context))
         self.site = GatewaySite(root)
         self.listener = ListeningService(listen or listen_description(config), self.site, reactor)
         self.listener.setServiceParent(self)
+        if config.metrics_port:
+            metrics_site = GatewaySite(MetricsResource(self.metrics))
+            ListeningService(listen_description(config, config.metrics_port), metrics_site, reactor,
+                             name="metrics").setServiceParent(self)
         self._starting: defer.Deferred | None = None
         self._start_outcome: object = _PENDING
         self._start_waiters: list[defer.Deferred] = []

@@ -292,17 +292,21 @@ class ApiResource(resource.Resource):
         if query is None:
             return write_error(request, INVALID_QUERY_ENCODING)
         method = request.method
+        metrics = self.context.metrics
         if method in (b"GET", b"HEAD"):
+            metrics.count_http_request("GET")
             rid = path_to_rid(path, query, self.api_path)
             if not codec.is_valid_rid(rid, True):
                 return write_not_found(request)
             return ApiRequest(self, request).start(lambda api: api.get(rid))
         if method == b"POST":
+            metrics.count_http_request("POST")
             rid, action = path_to_rid_method(path, query, self.api_path)
         else:
             action = self.mapped_methods.get(method)
             if action is None:
                 return write_error(request, errors.METHOD_NOT_ALLOWED)
+            metrics.count_http_request(method.decode("ascii"))
             rid = path_to_rid(path, query, self.api_path)
         return self._call(request, rid, action)
 

@@ -134,6 +134,7 @@ class ClientProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         self.factory.protocols.add(self)
+        self.factory.context.metrics.ws_connections_total += 1
         if self.conn is None:
             self.conn = Connection(self.factory.context, self._send, self._http_info)
         if self.factory.context.debug:
