@@ -56,6 +56,8 @@ class GatewayContext:
         self.trace = trace
         self.conns: dict[str, Connection] = {}
         self.metrics = Metrics()
+        #: False while NATS is lost: new clients are turned away (503).
+        self.available = True
 
 
 class Connection:

@@ -36,6 +36,9 @@ log = Logger(namespace="resgate")
 
 _PENDING = object()
 
+#: Waits before each attempt to reconnect to NATS (seconds); the last one repeats.
+RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
 
 def listen_description(config: Config, port: int | None = None) -> str:
     """The Twisted endpoint string for the configured address, port and TLS.
@@ -98,20 +101,65 @@ class GatewaySite(server.Site):
 
 
 class MessagingService(Service):
-    """Holds the NATS connection open while running."""
+    """Holds the NATS connection open while running, reconnecting when it is lost.
+
+    ``on_lost(reason)`` runs when an established connection drops, and
+    ``on_restored()`` once a reconnection succeeds; attempts follow
+    RECONNECT_DELAYS through the server list of the URL.
+    """
 
     name = "nats"
 
-    def __init__(self, client: MessageClient) -> None:
+    def __init__(self, client: MessageClient, reactor, on_lost: Callable[[str], None],
+                 on_restored: Callable[[], None]) -> None:
         self.client = client
+        self.reactor = reactor
+        self.on_lost = on_lost
+        self.on_restored = on_restored
+        self._attempt = 0
+        self._retry = None
+        client.on_lost = self._lost
 
     def startService(self) -> defer.Deferred:
         super().startService()
+        self._attempt = 0
         return self.client.connect()
 
     def stopService(self) -> defer.Deferred:
         super().stopService()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
         return self.client.close()
+
+    def _lost(self, reason: str) -> None:
+        self.on_lost(reason)
+        if self.running:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        delay = RECONNECT_DELAYS[min(self._attempt, len(RECONNECT_DELAYS) - 1)]
+        self._attempt += 1
+        self._retry = self.reactor.callLater(delay, self._reconnect)
+
+    def _reconnect(self) -> None:
+        self._retry = None
+        if not self.running:
+            return
+        self.client.connect().addCallbacks(self._reconnected, self._failed)
+
+    def _reconnected(self, _result) -> None:
+        if not self.running:
+            self.client.close()
+            return
+        self._attempt = 0
+        log.info("Reconnected to NATS")
+        self.on_restored()
+
+    def _failed(self, failure: Failure) -> None:
+        log.warn("Reconnecting to NATS failed: {reason}", reason=describe_failure(failure.value))
+        if self.running:
+            self._schedule()
 
 
 class CacheService(Service):
@@ -202,8 +250,7 @@ class GatewayService(MultiService):
             reactor=reactor,
             trace=config.trace,
         )
-        self.mq.on_lost = self._nats_lost
-        MessagingService(self.mq).setServiceParent(self)
+        MessagingService(self.mq, reactor, self._nats_lost, self._nats_restored).setServiceParent(self)
         self.work = WorkQueue()
         self.cache = ResourceCache(self.mq, self.work, reactor=reactor, unsubscribe_delay=unsubscribe_delay,
                                    reset_throttle=config.reset_throttle)
@@ -311,11 +358,20 @@ class GatewayService(MultiService):
         log.info("Server stopped")
 
     def _nats_lost(self, reason: str) -> None:
-        # Every cached resource is stale once NATS is gone; until reconnection
-        # exists (see the operations issue) the gateway stops, as Resgate does.
-        self._fatal(reason)
-        if self.running:
-            self.stopService()
+        # Every cached resource is stale once NATS is gone: clients are let go
+        # (they reconnect and resubscribe) and new ones are turned away until
+        # the connection is back.
+        log.error("{reason}; disconnecting clients until NATS is back", reason=reason)
+        self.context.available = False
+        self.work.enqueue(self._drop_clients)
+
+    def _drop_clients(self) -> None:
+        self.clients.close_all()
+        self.cache.stop()
+
+    def _nats_restored(self) -> None:
+        self.work.enqueue(self.cache.start)
+        self.context.available = True
 
     def _fatal(self, reason: str) -> None:
         if self.on_fatal is not None:

@@ -285,6 +285,8 @@ class ApiResource(resource.Resource):
             return self._preflight(request)
         if cors_error is not None:
             return write_error(request, cors_error)
+        if not self.context.available:
+            return write_error(request, errors.SERVICE_UNAVAILABLE)
         path = request.path
         if len(path) > len(self.api_path) and path.endswith(b"/"):
             return write_not_found(request)

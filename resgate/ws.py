@@ -57,6 +57,8 @@ class ClientProtocol(WebSocketServerProtocol):
 
     def onConnect(self, request) -> defer.Deferred | None:
         context: GatewayContext = self.factory.context
+        if not context.available:
+            raise ConnectionDeny(503, "Service unavailable: no connection to NATS")
         if not origin_allowed(context.config.allowed_origins, request.headers.get("origin")):
             raise ConnectionDeny(403, "Forbidden origin")
         self._http_info = self._describe_upgrade(request)
