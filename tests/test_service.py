@@ -17,6 +17,7 @@ from tests.rig.aio import eventually, sleep, within
 from tests.rig.http import http_request
 from tests.rig.process import free_port, refuses_connections
 from tests.rig.tls import write_self_signed_cert
+from tests.rig.ws import connect_ws
 
 
 class Ticker(TimerService):
@@ -184,3 +185,11 @@ async def test_tls_serves_https(nats_server, tmp_path):
 )
 def test_listen_description(settings, expected):
     assert listen_description(Config(**settings)) == expected
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_closes_websockets_with_going_away(gateway_factory):
+    gateway = await gateway_factory()
+    client = await connect_ws(gateway.ws_url)
+    await within(gateway.stopService(), 10)
+    assert await within(client.closed, 10) == 1001
