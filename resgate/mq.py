@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import errno
-import importlib.util
 import inspect
 import re
 import ssl
@@ -57,6 +57,12 @@ _NO_RESPONDERS = b"NATS/1.0 503"
 _SUBJECT = re.compile(r"[^ \t\r\n.]+(?:\.[^ \t\r\n.]+)*")
 _PATTERN = re.compile(r"(?:[^ \t\r\n.*>]+|\*)(?:\.(?:[^ \t\r\n.*>]+|\*))*(?:\.>)?|>")
 _USERINFO = re.compile(r"(^|//)[^/@]*@")
+_ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r"})
+_SSL_DECORATION = re.compile(r"^\[[^\]]*\] *| *\([^()]*\.c:\d+\)$")
+#: A creds file is a few kilobytes; reading is bounded all the same.
+MAX_CREDS_FILE_SIZE = 64 * 1024
+_CREDS_SECTIONS = ((b"-----BEGIN NATS USER JWT-----", "user JWT"),
+                   (b"-----BEGIN USER NKEY SEED-----", "user nkey seed"))
 
 Route = Callable[[bytes, bytes, "bytes | None"], None]
 
@@ -365,10 +371,12 @@ class MessageClient:
             )
         except Exception as e:
             if nc.is_connecting:
-                # The socket is open but the handshake failed.
-                await nc.close()
+                # The socket is open but the handshake failed. nats-py's close
+                # never returns after a failed TLS handshake, so it is bounded.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(nc.close(), CONNECT_TIMEOUT)
             cause = last_error if isinstance(e, NoServersError) and last_error is not None else e
-            reason = _describe(cause)
+            reason = self._tls_reason(cause, nc) or _describe(cause)
             raise MQConnectError(f"cannot connect to NATS at {self._safe_url()}: {reason}") from None
         self._nc = nc
         self._inbox_prefix = nc.new_inbox() + "."
@@ -376,9 +384,34 @@ class MessageClient:
         log.info("Connected to NATS at {url}", url=self._safe_url())
 
     def _user_credentials(self) -> str | None:
-        if self._creds and importlib.util.find_spec("nkeys") is None:
-            raise MQConnectError("a NATS creds file needs the nkeys package (pip install nkeys)")
+        if not self._creds:
+            return None
+        # nats-py reads the file only once the server asks for it, and spins
+        # forever on a file without a user JWT: check it before connecting.
+        try:
+            with open(self._creds, "rb") as f:
+                text = f.read(MAX_CREDS_FILE_SIZE)
+        except OSError as e:
+            raise MQConnectError(f"cannot read NATS creds file {self._creds}: {_describe(e)}") from None
+        for marker, what in _CREDS_SECTIONS:
+            if marker not in text:
+                raise MQConnectError(f"NATS creds file {self._creds} has no {what} ({marker.decode()} missing)")
         return self._creds
+
+    def _tls_reason(self, cause: BaseException, nc: _OrderedClient) -> str | None:
+        """Why a TLS connection failed, in an operator's terms; None if TLS is not the reason."""
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return (f"the server's certificate is not trusted ({cause.verify_message}); "
+                    "name its CA with --natsrootca (natsRootCAs)")
+        # A server that verifies clients says so in its INFO; when it then drops
+        # the handshake (an alert, or just a closed socket), the client
+        # certificate is the reason.
+        server_info = getattr(nc, "_server_info", None) or {}
+        if not server_info.get("tls_verify") or not isinstance(cause, (ssl.SSLError, ConnectionError)):
+            return None
+        if not self._cert:
+            return "the server requires a client certificate: set --natscert and --natskey (natsCert, natsKey)"
+        return f"the server rejected the client certificate {self._cert} ({_describe(cause)})"
 
     def _tls_context(self) -> ssl.SSLContext | None:
         """A client TLS context from cert/key/root CAs, or None for nats-py's default."""
@@ -538,6 +571,11 @@ def _describe(error: BaseException | None) -> str:
         return "connection refused"
     if isinstance(error, asyncio.TimeoutError):
         return "timed out"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {error.verify_message}"
+    if isinstance(error, ssl.SSLError):
+        # "[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca (_ssl.c:2580)" -> "tlsv1 alert unknown ca"
+        return _SSL_DECORATION.sub("", str(error.args[-1] if error.args else error)).strip() or "TLS error"
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     text = str(error).removeprefix("nats: ").strip("'") or type(error).__name__
@@ -545,4 +583,5 @@ def _describe(error: BaseException | None) -> str:
 
 
 def _text(payload: bytes) -> str:
-    return payload.decode(errors="replace")
+    """A payload for a trace record, kept on one line."""
+    return payload.decode(errors="replace").translate(_ONE_LINE)

@@ -32,10 +32,12 @@ def handle_request(conn: Connection, data: bytes | str, reply) -> None:
     try:
         request = orjson.loads(data)
     except orjson.JSONDecodeError:
-        log.debug("[{cid}] Invalid JSON request", cid=conn.cid)
+        if conn.context.debug:
+            log.debug("[{cid}] Invalid JSON request", cid=conn.cid)
         return
     if not isinstance(request, dict) or not _valid_id(request.get("id")):
-        log.debug("[{cid}] Request without a valid id", cid=conn.cid)
+        if conn.context.debug:
+            log.debug("[{cid}] Request without a valid id", cid=conn.cid)
         return
     request_id = request["id"]
     method = request.get("method")

@@ -34,6 +34,13 @@ log = Logger(namespace="resgate.ws")
 #: (1009, message too big). Resgate has no limit; unbounded input is not ours.
 MAX_MESSAGE_SIZE = 1024 * 1024
 
+# A traced message stays one log record line, whatever line breaks a client sends.
+_ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r"})
+
+
+def _trace_text(data: bytes) -> str:
+    return data.decode("utf-8", "replace").translate(_ONE_LINE)
+
 
 def canonical_header_name(name: str) -> str:
     """``sec-websocket-key`` -> ``Sec-Websocket-Key``, as Go's net/http spells keys."""
@@ -148,7 +155,7 @@ class ClientProtocol(WebSocketServerProtocol):
             return
         context = self.factory.context
         if context.trace:
-            log.debug("[{cid}] --> {payload}", cid=conn.cid, payload=payload.decode("utf-8", "replace"),
+            log.debug("[{cid}] --> {payload}", cid=conn.cid, payload=_trace_text(payload),
                       resgate_trace=True)
         context.work.enqueue(lambda: rpc.handle_request(conn, payload, self._send))
 
@@ -166,7 +173,7 @@ class ClientProtocol(WebSocketServerProtocol):
         if self.conn is None or self.state != self.STATE_OPEN:
             return
         if self.factory.context.trace:
-            log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=data.decode("utf-8", "replace"),
+            log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=_trace_text(data),
                       resgate_trace=True)
         self.sendMessage(data)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import socket
 
 import pytest
@@ -467,10 +466,3 @@ async def test_tls_options_need_cert_and_key_together():
     assert isinstance(error, MQConnectError) and "key is missing" in str(error)
     error = await failure_of(MessageClient("nats://127.0.0.1:1", root_cas=["/nonexistent/ca.pem"]).connect())
     assert isinstance(error, MQConnectError) and str(error).startswith("cannot load NATS TLS files: ")
-
-
-@pytest.mark.skipif(importlib.util.find_spec("nkeys") is not None, reason="nkeys is installed")
-@pytest_twisted.ensureDeferred
-async def test_creds_file_without_nkeys_is_a_clear_error():
-    error = await failure_of(MessageClient("nats://127.0.0.1:1", creds="user.creds").connect())
-    assert isinstance(error, MQConnectError) and "nkeys" in str(error)
