@@ -37,6 +37,10 @@ DEFAULT_WS_PATH = "/"
 DEFAULT_API_PATH = "/api"
 DEFAULT_API_ENCODING = "json"
 DEFAULT_ALLOW_ORIGIN = "*"
+#: Gateway processes sharing the listening port (ours, not Resgate's).
+DEFAULT_WORKERS = 1
+#: The most ``--workers``: a sanity bound, far above any machine's core count.
+MAX_WORKERS = 1024
 
 #: Encodings of resources served over HTTP, compared case-insensitively.
 API_ENCODINGS = ("json", "jsonflat")
@@ -173,6 +177,8 @@ class Config:
     tls_key: str = ""
     allow_origin: str = DEFAULT_ALLOW_ORIGIN
     embed_nats: bool = False
+    #: Gateway processes behind the one port (``--workers``; never in the file).
+    workers: int = DEFAULT_WORKERS
     #: Where each value came from, by JSON key (" in FILE", " from --FLAG"),
     #: so that error messages can say so.
     origins: InitVar[Mapping[str, str] | None] = None
@@ -265,6 +271,12 @@ class Config:
                     "natsUrl", "--embed-nats needs one nats://<loopback host>:<port> URL"
                 )
 
+        if type(self.workers) is not int or not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(
+                f"invalid workers {_show(self.workers)}{origins.get('workers', '')}:"
+                f" must be an integer from 1 to {MAX_WORKERS}"
+            )
+
         if not self.ws_path:
             self.ws_path = "/"
         if not self.api_path.endswith("/"):
@@ -330,7 +342,15 @@ class Config:
             values["requestTimeout"] = timeout * 1000
 
         attrs = {_SETTINGS_BY_KEY[key].attr: value for key, value in values.items()}
-        config = cls(**attrs, embed_nats=bool(options["embed-nats"]), origins=origins)
+        workers = options["workers"]
+        if workers is not None:
+            origins["workers"] = " from --workers"
+        config = cls(
+            **attrs,
+            embed_nats=bool(options["embed-nats"]),
+            workers=DEFAULT_WORKERS if workers is None else workers,
+            origins=origins,
+        )
         if create_file:
             assert path is not None
             _write_config_file(path, config.to_json(), stderr)

