@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 import signal
+import sys
 
 from twisted.application.service import Service
 from twisted.internet import defer, error, protocol
@@ -28,8 +28,21 @@ READY_LINE = b"Server is ready"
 #: Lines of its output kept to explain a failed start.
 KEPT_OUTPUT_LINES = 20
 
-#: Colour codes nats-server adds when its output is a terminal.
-_ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
+#: Starts nats-server in a session of its own, so a Ctrl-C at the gateway's
+#: terminal does not stop it before the gateway has closed its connection
+#: (the gateway stops it, last), and asks Linux to send it SIGTERM if the
+#: gateway dies without stopping it, so it never outlives a killed gateway.
+#: Both survive the exec into nats-server.
+_LAUNCHER = """\
+import ctypes, os, signal, sys
+os.setsid()
+if sys.platform.startswith("linux"):
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:
+        sys.exit(1)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
@@ -53,7 +66,7 @@ class _NatsServerProcess(protocol.ProcessProtocol):
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
         for raw in lines:
-            line = _ANSI_CODES.sub("", raw.decode("utf-8", "replace")).rstrip()
+            line = raw.decode("utf-8", "replace").rstrip()
             self.output.append(line)
             if self.debug:
                 self.log.debug("nats-server: {line}", line=line)
@@ -103,14 +116,9 @@ class EmbeddedNatsService(Service):
         if self.binary is None or not os.access(self.binary, os.X_OK):
             return defer.fail(EmbeddedNatsError(INSTALL_HINT))
         self._process = _NatsServerProcess(self.log, self.debug)
-        args = [self.binary, "-a", self.host, "-p", str(self.port)]
+        args = [sys.executable, "-c", _LAUNCHER, self.binary, "-a", self.host, "-p", str(self.port)]
         self.log.info("Starting embedded nats-server on {url}", url=self.url)
-        # A pseudo-terminal puts nats-server in a session of its own, so a
-        # Ctrl-C at the gateway's terminal does not kill it before the gateway
-        # has closed its connection: the gateway stops it, last.
-        self._transport = self.reactor.spawnProcess(
-            self._process, self.binary, args, env=os.environ.copy(), usePTY=True
-        )
+        self._transport = self.reactor.spawnProcess(self._process, sys.executable, args, env=os.environ.copy())
         ready = self._process.ready
         timer = self.reactor.callLater(START_TIMEOUT, self._start_timed_out)
         ready.addBoth(self._cancel_timer, timer)

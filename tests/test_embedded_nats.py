@@ -1,6 +1,8 @@
 """The embedded nats-server: started on demand, ready before use, stopped after."""
 
+import signal
 import socket
+import time
 
 import pytest
 import pytest_twisted
@@ -8,7 +10,7 @@ from twisted.internet import reactor
 
 from resgate.embedded import EmbeddedNatsError, EmbeddedNatsService
 from tests.rig.aio import within
-from tests.rig.process import free_port
+from tests.rig.process import GatewayProcess, free_port, refuses_connections
 
 
 def accepts_connections(port: int) -> bool:
@@ -53,3 +55,19 @@ async def test_busy_port_is_one_clear_error(nats_server):
 def test_refuses_non_loopback_hosts():
     with pytest.raises(EmbeddedNatsError, match="loopback only"):
         EmbeddedNatsService("10.1.2.3", 4222, reactor=reactor)
+
+
+def test_embedded_nats_does_not_outlive_a_killed_gateway():
+    nats_port = free_port()
+    process = GatewayProcess("--embed-nats", "-n", f"nats://127.0.0.1:{nats_port}", "-i", "127.0.0.1",
+                             "-p", str(free_port()))
+    try:
+        process.wait_listening()
+        assert accepts_connections(nats_port)
+        process.stop(signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while not refuses_connections(nats_port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert refuses_connections(nats_port)
+    finally:
+        process.cleanup()
