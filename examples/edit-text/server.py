@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Edit Text: one text model, example.shared, edited live by every client.
+
+- example.shared: a model {message}
+- call example.shared.set {message}: change the message
+
+Serves the web client (index.html) on http://127.0.0.1:8082.
+"""
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # examples/, where ressvc.py lives
+
+from ressvc import InvalidParams, Model, Service, run  # noqa: E402
+
+shared = {"message": "Edit me!"}
+
+service = Service(reset=["example.>"])
+
+
+@service.get("example.shared")
+def get_shared(request):
+    return Model(shared)
+
+
+@service.access("example.shared")
+def access_shared(request):
+    # Everyone may read the model and call its set method.
+    return {"get": True, "call": "set"}
+
+
+@service.call("example.shared", "set")
+def set_shared(request):
+    message = (request.params or {}).get("message")
+    if not isinstance(message, str):
+        raise InvalidParams("message must be a string")
+    if message != shared["message"]:
+        shared["message"] = message
+        service.change("example.shared", {"message": message})
+    return None
+
+
+if __name__ == "__main__":
+    run(service, page=HERE / "index.html", port=8082, description=__doc__)
