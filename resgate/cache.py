@@ -45,15 +45,26 @@ def res_error(failure: Failure | BaseException) -> errors.ResError:
     return error if isinstance(error, errors.ResError) else errors.internal_error(error)
 
 
+def _references(values) -> dict[str, None]:
+    return {value.rid: None for value in values if value.type == codec.VALUE_REFERENCE}
+
+
 class Model:
     """A model's values; its JSON is encoded once and shared by every client."""
 
-    __slots__ = ("values", "_json", "_legacy_json")
+    __slots__ = ("values", "_json", "_legacy_json", "_references")
 
     def __init__(self, values: dict[str, Value]) -> None:
         self.values = values
         self._json: orjson.Fragment | None = None
         self._legacy_json: orjson.Fragment | None = None
+        self._references: dict[str, None] | None = None
+
+    def references(self) -> dict[str, None]:
+        """The resource IDs this model references (non-soft), as an ordered set."""
+        if self._references is None:
+            self._references = _references(self.values.values())
+        return self._references
 
     def json(self) -> orjson.Fragment:
         if self._json is None:
@@ -72,12 +83,19 @@ class Model:
 class Collection:
     """A collection's values; its JSON is encoded once and shared by every client."""
 
-    __slots__ = ("values", "_json", "_legacy_json")
+    __slots__ = ("values", "_json", "_legacy_json", "_references")
 
     def __init__(self, values: list[Value]) -> None:
         self.values = values
         self._json: orjson.Fragment | None = None
         self._legacy_json: orjson.Fragment | None = None
+        self._references: dict[str, None] | None = None
+
+    def references(self) -> dict[str, None]:
+        """The resource IDs this collection references (non-soft), as an ordered set."""
+        if self._references is None:
+            self._references = _references(self.values)
+        return self._references
 
     def json(self) -> orjson.Fragment:
         if self._json is None:

@@ -22,6 +22,7 @@ from resgate.codec import Access
 from resgate.metrics import Metrics
 from resgate.subscription import (
     STATE_SENT, VERSION_CALL_RESOURCE_RESPONSE, VERSION_LEGACY, Subscription, encode_event,
+    let_events_through, mark_sent,
 )
 
 log = Logger(namespace="resgate.conn")
@@ -288,15 +289,15 @@ class Connection:
     def sent(self, sub: Subscription, *, kept: bool) -> None:
         """A response carrying ``sub``'s resource set went out: see ``answered``.
 
-        A kept subscription is the client's before the set's queued events go
-        through, as they may release references to it; a get's resources are
-        the client's only until those events have gone.
+        The set is marked sent and the subscription answered before the
+        set's queued events go through: a kept subscription is the client's
+        by then (an event releasing a reference to it must not take it from
+        the client), a get's resources are no longer the client's (their
+        events are not sent).
         """
-        if kept:
-            self.answered(sub, kept=True)
-        sub.release_resources()
-        if not kept:
-            self.answered(sub, kept=False)
+        released = mark_sent([sub])
+        self.answered(sub, kept=kept)
+        let_events_through(released)
 
     def answered(self, sub: Subscription, *, kept: bool) -> None:
         """The response to a pending direct subscription of ``sub`` went out.
@@ -336,10 +337,16 @@ class Connection:
         stays alive if something outside the region references it, or a
         direct subscription still waits for its response (or something alive
         inside references it); the client still holds it if a held parent
-        outside the region, or a held one inside, references it. A pending
-        direct subscription keeps a resource alive but does not make the
-        client hold it: the client holds only what it got the response of.
-        Cycles are no obstacle: both are reachability questions.
+        outside the region, or a held one inside, references it. Cycles are
+        no obstacle: both are reachability questions.
+
+        Holding is the client's view, as a RES client keeps it: it holds what
+        it got the response of a direct subscription for, and what the copies
+        it holds reference. So a pending direct subscription keeps a resource
+        alive without making it held, and a held parent makes a child held
+        only if its copy (``Subscription.references``) references it: a new
+        reference of an event still waiting is not the client's yet, and one
+        the waiting event drops still is.
         """
         if root.held_directly:
             return
@@ -362,8 +369,8 @@ class Connection:
         held = _reachable(
             [sub for sub in region
              if sub.state == STATE_SENT and any(parent not in region and parent.state == STATE_SENT
-                                                for parent in sub.parents)],
-            region, lambda sub: sub in alive and sub.state == STATE_SENT,
+                                                and parent.references(sub) for parent in sub.parents)],
+            region, lambda sub: sub in alive and sub.state == STATE_SENT, copies=True,
         )
         for sub in region:
             if sub not in alive:
@@ -452,8 +459,11 @@ def encode_error(request_id: Any, error: errors.ResError) -> bytes:
 
 
 def _reachable(starts: list[Subscription], region: dict[Subscription, None],
-               passes: Callable[[Subscription], bool]) -> set[Subscription]:
-    """What ``starts`` reach through references inside ``region``, via subscriptions that ``passes``."""
+               passes: Callable[[Subscription], bool], *, copies: bool = False) -> set[Subscription]:
+    """What ``starts`` reach through references inside ``region``, via subscriptions that ``passes``.
+
+    ``copies``: only through the references of the client's copies, not all ``refs``.
+    """
     found: set[Subscription] = set()
     stack = [sub for sub in starts if passes(sub)]
     while stack:
@@ -461,8 +471,8 @@ def _reachable(starts: list[Subscription], region: dict[Subscription, None],
         if sub in found:
             continue
         found.add(sub)
-        for ref in sub.refs.values():
-            child = ref[0]
+        children = sub.copy_refs() if copies else [ref[0] for ref in sub.refs.values()]
+        for child in children:
             if child in region and child not in found and passes(child):
                 stack.append(child)
     return found

@@ -7,6 +7,15 @@ set a client has not yet received, and turns cache events into client
 events, subscribing new references and releasing dropped ones. While it waits
 for references to load, later events queue behind, so a client never sees
 an event about a resource before the resource itself.
+
+A subscription's ``model``/``collection`` is the client's copy: the resource
+as of the last event the client was sent (or would have been, when it does
+not hold it). An event waiting for its new references changes it only when
+it goes out, and the references it drops are released only then, so what
+the gateway believes the client holds (conn.py, ``_collect``) follows the
+references the client sees. ``refs`` holds those references and, for an
+event still waiting, the new ones it brings: they keep subscriptions alive,
+but only the copy's references make the client hold anything.
 """
 
 from __future__ import annotations
@@ -36,8 +45,12 @@ STATE_TO_SEND = 4
 STATE_SENT = 5
 STATE_DELETED = 6
 
+#: Events wait: the resource was loaded and not yet sent to the client.
 QUEUE_LOADING = 1
+#: Events wait: access is being checked again.
 QUEUE_REACCESS = 2
+#: Events wait: an earlier event waits for the new references it brings.
+QUEUE_REFERENCES = 4
 
 DISPOSED_SUBSCRIPTION = errors.ResError("system.disposedSubscription", "Resource subscription is disposed")
 
@@ -69,16 +82,41 @@ class _ReadyWaiter:
     __slots__ = ("seen", "callback", "loading")
 
     def __init__(self, callback: Callable[[], None]) -> None:
-        self.seen: set[str] = set()
+        self.seen: set[Subscription] = set()
         self.callback = callback
-        self.loading = 0
+        #: Subscriptions still loading, plus one while the walk is under way.
+        self.loading = 1
+
+    def walk(self, subs) -> None:
+        """Wait for what ``subs`` and their references need, short of what the client holds.
+
+        A resource the client holds (sent) is complete and ends the walk, as
+        it ends a resource set (``_populate``). All ``refs`` are followed, not
+        only the copy's: more than needed at worst, never less.
+        """
+        stack = list(subs)
+        while stack:
+            sub = stack.pop()
+            if sub in self.seen or sub.state == STATE_SENT:
+                continue
+            self.seen.add(sub)
+            if sub.state == STATE_LOADING:
+                self.loading += 1
+                sub.ready_waiters.append(self)
+                continue
+            stack.extend(ref[0] for ref in sub.refs.values())
+
+    def done(self) -> None:
+        self.loading -= 1
+        if self.loading == 0:
+            self.callback()
 
 
 class Subscription:
     __slots__ = ("rid", "resource_name", "resource_query", "conn", "state", "ready_waiters",
                  "resource", "type", "model", "collection", "version", "refs", "error",
                  "queue_flags", "event_queue", "access", "access_callbacks", "access_pending",
-                 "reaccess_pending", "throttle", "direct", "parents")
+                 "reaccess_pending", "throttle", "direct", "pending", "parents")
 
     def __init__(self, conn: Connection, rid: str, throttle: Throttle | None) -> None:
         self.rid = rid
@@ -103,6 +141,10 @@ class Subscription:
         self.throttle = throttle
         #: Direct subscriptions by the client (subscribe, and call resource responses).
         self.direct = 0
+        #: How many of them still wait for their response. Until it is sent the
+        #: client does not hold the resource through them: they keep the
+        #: subscription alive, but do not make it the client's.
+        self.pending = 0
         #: The subscriptions whose values reference this one.
         self.parents: dict[Subscription, None] = {}
 
@@ -113,12 +155,13 @@ class Subscription:
         return self.conn.cid
 
     def loaded(self, resource, error: errors.ResError | None) -> None:
+        if self.state == STATE_DISPOSED:
+            if resource is not None:
+                resource.unsubscribe(self)
+            return
         if error is not None:
             self.error = error
             self._done_loading()
-            return
-        if self.state == STATE_DISPOSED:
-            resource.unsubscribe(self)
             return
         self.resource = resource
         self.type = resource.resource_type
@@ -129,7 +172,8 @@ class Subscription:
             return
         waiters, self.ready_waiters = self.ready_waiters, []
         for waiter in waiters:
-            self._collect_refs(waiter)
+            waiter.walk(ref[0] for ref in self.refs.values())
+            waiter.done()
 
     def event(self, event: ResourceEvent) -> None:
         if event.event == "reaccess":
@@ -153,12 +197,13 @@ class Subscription:
     # -- state
 
     @property
-    def is_ready(self) -> bool:
-        return self.state >= STATE_READY
-
-    @property
     def is_sent(self) -> bool:
         return self.state == STATE_SENT
+
+    @property
+    def held_directly(self) -> bool:
+        """The client holds this resource through a direct subscription it got the response of."""
+        return self.direct > self.pending
 
     def current_error(self) -> errors.ResError | None:
         if self.state == STATE_DISPOSED:
@@ -201,38 +246,21 @@ class Subscription:
     # -- readiness
 
     def on_ready(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once this and everything it references has loaded."""
-        if self.is_ready:
-            callback()
-            return
-        self._on_loaded(_ReadyWaiter(callback))
+        """Call ``callback`` once this and what its resource set needs has loaded.
 
-    def _on_loaded(self, waiter: _ReadyWaiter) -> None:
-        waiter.seen.add(self.rid)
-        waiter.loading += 1
-        if self.state >= STATE_LOADED:
-            self._collect_refs(waiter)
-        else:
-            self.ready_waiters.append(waiter)
-
-    def _collect_refs(self, waiter: _ReadyWaiter) -> None:
-        for rid, ref in list(self.refs.items()):
-            sub = ref[0]
-            if sub.is_ready or rid in waiter.seen:
-                continue
-            sub._on_loaded(waiter)
-        waiter.loading -= 1
-        if waiter.loading == 0:
-            waiter.callback()
+        Not only a first load: a resource the client does not hold takes
+        events at once, and one may have brought references still loading.
+        """
+        waiter = _ReadyWaiter(callback)
+        waiter.walk([self])
+        waiter.done()
 
     def _done_loading(self) -> None:
         self.state = STATE_READY
         waiters, self.ready_waiters = self.ready_waiters, []
         self.throttle = None
         for waiter in waiters:
-            waiter.loading -= 1
-            if waiter.loading == 0:
-                waiter.callback()
+            waiter.done()
 
     # -- resource sets
 
@@ -260,20 +288,42 @@ class Subscription:
                 resources.models = {}
             resources.models[self.rid] = self.model.legacy_json() if legacy else self.model.json()
         self.state = STATE_TO_SEND
-        for ref in self.refs.values():
-            ref[0]._populate(resources, legacy)
+        for sub in self.copy_refs():
+            sub._populate(resources, legacy)
 
-    def release_resources(self) -> None:
-        """Mark what ``resources`` collected as sent, and let queued events through."""
-        if self.state == STATE_DISPOSED or self.state == STATE_SENT or self.error is not None:
+    def copy_refs(self) -> list[Subscription]:
+        """The subscriptions the client's copy of this resource references."""
+        if self.model is not None:
+            rids = self.model.references()
+        elif self.collection is not None:
+            rids = self.collection.references()
+        else:
+            return []
+        refs = self.refs
+        return [refs[rid][0] for rid in rids if rid in refs]
+
+    def references(self, child: Subscription) -> bool:
+        """Whether the client's copy of this resource references ``child``."""
+        if self.model is not None:
+            return child.rid in self.model.references()
+        if self.collection is not None:
+            return child.rid in self.collection.references()
+        return False
+
+    def _mark_sent(self, released: list[Subscription]) -> None:
+        if self.state != STATE_TO_SEND:
             return
         self.state = STATE_SENT
-        for ref in list(self.refs.values()):
-            ref[0].release_resources()
-        self._unqueue_events(QUEUE_LOADING)
+        released.append(self)
+        for sub in self.copy_refs():
+            sub._mark_sent(released)
 
     def unsend(self) -> None:
-        """The client no longer holds this resource; it stays for a reference still loading."""
+        """The client no longer holds this resource; something still keeps it alive.
+
+        It takes events at once, without sending them, and comes again in
+        full when the client gets it again.
+        """
         self.state = STATE_READY
 
     # -- events
@@ -300,12 +350,9 @@ class Subscription:
         if self.version != event.version:
             return
         if event.update:
-            # Keep the copy this subscription sends in step with the events it passed on.
+            # The next event applies to the resource as this one leaves it; the
+            # client's copy (model/collection) follows when this one goes out.
             self.version += 1
-            if event.model is not None:
-                self.model = event.model
-            else:
-                self.collection = event.collection
         if self.resource.resource_type == TYPE_COLLECTION:
             self._collection_event(event)
         else:
@@ -333,26 +380,32 @@ class Subscription:
                     return
                 if sub.is_sent or not self.is_sent:
                     self._send_event(name, {"idx": idx, "value": value.raw})
+                    self.collection = event.collection
                     return
-                self._queue_events(QUEUE_LOADING)
+                self._queue_events(QUEUE_REFERENCES)
 
                 def ready() -> None:
                     if self.state == STATE_DISPOSED:
                         return
+                    released = []
                     if self.is_sent:
                         data = sub.resources().add_to({"idx": idx, "value": value.raw})
                         self._send_event(name, data)
-                        sub.release_resources()
-                    self._unqueue_events(QUEUE_LOADING)
+                        released = mark_sent([sub])
+                    self.collection = event.collection
+                    let_events_through(released)
+                    self._unqueue_events(QUEUE_REFERENCES)
 
                 sub.on_ready(ready)
             else:
                 raw = value.legacy() if self._legacy() else value.raw
                 self._send_event(name, {"idx": idx, "value": raw})
+                self.collection = event.collection
         elif name == "remove":
+            self._send_event(name, event.payload)
+            self.collection = event.collection
             if event.value.type == codec.VALUE_REFERENCE:
                 self._remove_reference(event.value.rid)
-            self._send_event(name, event.payload)
         elif name == "delete":
             self._deleted(event)
         else:
@@ -374,17 +427,24 @@ class Subscription:
                         return
                     has_unsent = has_unsent or not sub.is_sent
                     subs.append(sub)
-            for key in changed:
-                previous = old.get(key)
-                if previous is not None and previous.type == codec.VALUE_REFERENCE:
-                    self._remove_reference(previous.rid)
             legacy = self._legacy()
             values = {k: (v.legacy() if legacy else v.raw) for k, v in changed.items()}
+
+            def changed_copy() -> None:
+                # The client has the change (or would have): its copy drops
+                # the references the change replaced.
+                self.model = event.model
+                for key in changed:
+                    previous = old.get(key)
+                    if previous is not None and previous.type == codec.VALUE_REFERENCE:
+                        self._remove_reference(previous.rid)
+
             # Only a resource the client holds brings the client new references.
             if not has_unsent or not self.is_sent:
                 self._send_event(name, {"values": values})
+                changed_copy()
                 return
-            self._queue_events(QUEUE_LOADING)
+            self._queue_events(QUEUE_REFERENCES)
             remaining = [len(subs)]
 
             def ready() -> None:
@@ -393,14 +453,16 @@ class Subscription:
                 remaining[0] -= 1
                 if remaining[0] > 0:
                     return
+                released = []
                 if self.is_sent:
                     resources = Resources()
                     for sub in subs:
                         sub._populate(resources, legacy)
                     self._send_event(name, resources.add_to({"values": values}))
-                    for sub in subs:
-                        sub.release_resources()
-                self._unqueue_events(QUEUE_LOADING)
+                    released = mark_sent(subs)
+                changed_copy()
+                let_events_through(released)
+                self._unqueue_events(QUEUE_REFERENCES)
 
             for sub in subs:
                 sub.on_ready(ready)
@@ -498,7 +560,12 @@ class Subscription:
             return
         state = self.state
         self.state = STATE_DISPOSED
-        self.ready_waiters = []
+        # Whoever waits for this one to load no longer needs it (a dropped
+        # reference). They go on after the release that disposes this one.
+        waiters, self.ready_waiters = self.ready_waiters, []
+        work = self.conn.context.work
+        for waiter in waiters:
+            work.enqueue(waiter.done)
         self.event_queue = []
         self.throttle = None
         if self.resource is not None:
@@ -506,6 +573,25 @@ class Subscription:
             if state != STATE_DELETED:
                 self.resource.unsubscribe(self)
             self.resource = None
+
+
+def mark_sent(subs: list[Subscription]) -> list[Subscription]:
+    """Mark the resource sets collected from ``subs`` sent; the subscriptions marked.
+
+    Their queued events wait for ``let_events_through``, called once the
+    client's copies that reference them are up to date: an event may drop a
+    reference, and whether the client still holds what it referenced depends
+    on everything the client holds by then.
+    """
+    released: list[Subscription] = []
+    for sub in subs:
+        sub._mark_sent(released)
+    return released
+
+
+def let_events_through(released: list[Subscription]) -> None:
+    for sub in released:
+        sub._unqueue_events(QUEUE_LOADING)
 
 
 def encode_event(rid: str, event: str, data: Any) -> bytes:
