@@ -21,6 +21,7 @@ from resgate.mq import (
     MQConnectError,
     check_nats_hook,
 )
+from tests.rig.mq import confirm_subscriptions
 from tests.rig.aio import WAIT_TIMEOUT, as_deferred, eventually, failure_of, within
 from tests.rig.mq import connected_client, serve, service
 from tests.rig.nats import NatsServer
@@ -238,7 +239,7 @@ async def test_subscription_gets_events_until_unsubscribed(nats_server, clients,
 @pytest_twisted.ensureDeferred
 async def test_publish_reaches_subscribers(nats_server, clients, svc):
     subscription = await within(as_deferred(svc.subscribe("mq.pub")))
-    await within(as_deferred(svc.flush()))
+    await confirm_subscriptions(svc)
     client = await clients(nats_server.url)
     client.publish("mq.pub", b'{"n":1}')
     client.publish("mq.pub", b'{"n":2}', reply="mq.pub.answer")

@@ -20,6 +20,7 @@ import pytest_twisted
 from twisted.internet import defer
 
 from resgate.mq import MQConnectError
+from tests.rig.mq import confirm_subscriptions
 from tests.rig.aio import as_deferred, failure_of
 from tests.rig.nats import NatsServer
 from tests.rig.natsjwt import new_identity, write_operator_setup
@@ -45,7 +46,7 @@ class SecuredFakeService(FakeService):
         self._nc = await as_deferred(nats.connect(self.nats_url, allow_reconnect=False, **self.options))
         for subject in REQUEST_SUBJECTS:
             await as_deferred(self._nc.subscribe(subject, cb=self._received))
-        await as_deferred(self._nc.flush())
+        await confirm_subscriptions(self._nc)
         return self
 
 

@@ -58,6 +58,7 @@ import json
 import pytest
 import pytest_twisted
 
+from tests.rig.mq import confirm_subscriptions
 from tests.rig.aio import as_deferred
 from tests.rig.resources import (
     ERR_INTERNAL_ERROR,
@@ -92,7 +93,7 @@ class QueryEventService(FakeService):
         await super().start()
         for subject in (QUERY_SUBJECT, QUERY_SUBJECT_2):
             await as_deferred(self._nc.subscribe(subject, cb=self._received))
-        await as_deferred(self._nc.flush())
+        await confirm_subscriptions(self._nc)
         return self
 
 

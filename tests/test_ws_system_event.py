@@ -63,6 +63,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
+from tests.rig.mq import confirm_subscriptions
 from tests.rig.aio import as_deferred, sleep, within
 from tests.rig.resources import (
     ERR_INTERNAL_ERROR,
@@ -160,7 +161,7 @@ class TokenRenewService:
     async def start(self) -> "TokenRenewService":
         self._nc = await within(as_deferred(nats.connect(self.url)))
         await within(as_deferred(self._nc.subscribe(self.subject, cb=self._received)))
-        await within(as_deferred(self._nc.flush()))
+        await confirm_subscriptions(self._nc)
         return self
 
     async def _received(self, msg) -> None:

@@ -17,6 +17,7 @@ import nats
 from twisted.internet import defer
 
 from tests.rig.aio import WAIT_TIMEOUT, as_deferred, within
+from tests.rig.mq import confirm_subscriptions
 
 REQUEST_SUBJECTS = ("get.>", "access.>", "call.>", "auth.>")
 
@@ -65,7 +66,7 @@ class FakeService:
         self._nc = await as_deferred(nats.connect(self.nats_url))
         for subject in REQUEST_SUBJECTS:
             await as_deferred(self._nc.subscribe(subject, cb=self._received))
-        await as_deferred(self._nc.flush())
+        await confirm_subscriptions(self._nc)
         return self
 
     async def stop(self) -> None:
