@@ -117,7 +117,7 @@ class ResourceEvent:
     """
 
     __slots__ = ("event", "payload", "idx", "value", "changed", "old_values", "version", "update",
-                 "model", "collection")
+                 "model", "collection", "messages")
 
     def __init__(self, event: str, payload: Any = None) -> None:
         self.event = event
@@ -131,6 +131,9 @@ class ResourceEvent:
         #: The resource as this event left it (updates only).
         self.model: Model | None = None
         self.collection: Collection | None = None
+        #: The client message of this event, encoded once for every subscriber
+        #: that sends the same bytes (see Subscription._send_shared).
+        self.messages: dict | None = None
 
 
 class Throttle:

@@ -21,7 +21,7 @@ from resgate.cache import ResourceCache, Throttle
 from resgate.codec import Access
 from resgate.metrics import Metrics
 from resgate.subscription import (
-    STATE_SENT, VERSION_CALL_RESOURCE_RESPONSE, VERSION_LEGACY, Subscription, encode_event,
+    STATE_SENT, VERSION_CALL_RESOURCE_RESPONSE, VERSION_LEGACY, SharedMessage, Subscription, encode_event,
     let_events_through, mark_sent,
 )
 
@@ -70,6 +70,9 @@ class Connection:
         self.cache = context.cache
         self.cid = new_cid()
         self.send = send
+        #: Set by a transport that can frame a shared message once for all
+        #: its connections (WebSocket prepared messages).
+        self.shared_sender: Callable[[SharedMessage], None] | None = None
         self.http_info = http_info or {}
         self.token: Any = None
         self._token_set = False
@@ -102,6 +105,15 @@ class Connection:
         if self.disposing:
             return
         self.send(encode_event(rid, event, data))
+
+    def send_shared(self, message: SharedMessage) -> None:
+        """Send a message many connections send alike (see ``shared_sender``)."""
+        if self.disposing:
+            return
+        if self.shared_sender is not None:
+            self.shared_sender(message)
+        else:
+            self.send(message.data)
 
     # -- client requests
 

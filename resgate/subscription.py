@@ -364,6 +364,24 @@ class Subscription:
         if self.state == STATE_SENT:
             self.conn.send_event(self.rid, event, data)
 
+    def _send_shared(self, event: ResourceEvent, data: Callable[[], Any]) -> None:
+        """Send ``event`` with ``data()``, encoded and framed once for all alike.
+
+        Every subscriber of a resource that sends no resource set with the
+        event sends the same bytes, given the same resource ID and protocol
+        generation: the first one encodes them, the rest reuse them.
+        """
+        if self.state != STATE_SENT:
+            return
+        key = (self.rid, self._legacy())
+        messages = event.messages
+        if messages is None:
+            messages = event.messages = {}
+        message = messages.get(key)
+        if message is None:
+            message = messages[key] = SharedMessage(encode_event(self.rid, event.event, data()))
+        self.conn.send_shared(message)
+
     def _legacy(self) -> bool:
         return self.conn.protocol_version < VERSION_SOFT_REFERENCE_AND_DATA
 
@@ -379,7 +397,7 @@ class Subscription:
                     self.conn.log_error(f"Subscription {self.rid}: Error subscribing to resource {value.rid}: {e.message}")
                     return
                 if sub.is_sent or not self.is_sent:
-                    self._send_event(name, {"idx": idx, "value": value.raw})
+                    self._send_shared(event, lambda: {"idx": idx, "value": value.raw})
                     self.collection = event.collection
                     return
                 self._queue_events(QUEUE_REFERENCES)
@@ -398,18 +416,18 @@ class Subscription:
 
                 sub.on_ready(ready)
             else:
-                raw = value.legacy() if self._legacy() else value.raw
-                self._send_event(name, {"idx": idx, "value": raw})
+                legacy = self._legacy()
+                self._send_shared(event, lambda: {"idx": idx, "value": value.legacy() if legacy else value.raw})
                 self.collection = event.collection
         elif name == "remove":
-            self._send_event(name, event.payload)
+            self._send_shared(event, lambda: event.payload)
             self.collection = event.collection
             if event.value.type == codec.VALUE_REFERENCE:
                 self._remove_reference(event.value.rid)
         elif name == "delete":
             self._deleted(event)
         else:
-            self._send_event(name, event.payload)
+            self._send_shared(event, lambda: event.payload)
 
     def _model_event(self, event: ResourceEvent) -> None:
         name = event.event
@@ -428,7 +446,9 @@ class Subscription:
                     has_unsent = has_unsent or not sub.is_sent
                     subs.append(sub)
             legacy = self._legacy()
-            values = {k: (v.legacy() if legacy else v.raw) for k, v in changed.items()}
+
+            def values() -> dict[str, Any]:
+                return {k: (v.legacy() if legacy else v.raw) for k, v in changed.items()}
 
             def changed_copy() -> None:
                 # The client has the change (or would have): its copy drops
@@ -441,7 +461,7 @@ class Subscription:
 
             # Only a resource the client holds brings the client new references.
             if not has_unsent or not self.is_sent:
-                self._send_event(name, {"values": values})
+                self._send_shared(event, lambda: {"values": values()})
                 changed_copy()
                 return
             self._queue_events(QUEUE_REFERENCES)
@@ -458,7 +478,7 @@ class Subscription:
                     resources = Resources()
                     for sub in subs:
                         sub._populate(resources, legacy)
-                    self._send_event(name, resources.add_to({"values": values}))
+                    self._send_event(name, resources.add_to({"values": values()}))
                     released = mark_sent(subs)
                 changed_copy()
                 let_events_through(released)
@@ -469,7 +489,7 @@ class Subscription:
         elif name == "delete":
             self._deleted(event)
         else:
-            self._send_event(name, event.payload)
+            self._send_shared(event, lambda: event.payload)
 
     def _deleted(self, event: ResourceEvent) -> None:
         self._send_event(event.event, event.payload)
@@ -592,6 +612,20 @@ def mark_sent(subs: list[Subscription]) -> list[Subscription]:
 def let_events_through(released: list[Subscription]) -> None:
     for sub in released:
         sub._unqueue_events(QUEUE_LOADING)
+
+
+class SharedMessage:
+    """A client message sent unchanged to many connections.
+
+    ``data`` is encoded once; a transport may keep its framed form in
+    ``prepared`` (a WebSocket frame) so it is framed once as well.
+    """
+
+    __slots__ = ("data", "prepared")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.prepared: Any = None
 
 
 def encode_event(rid: str, event: str, data: Any) -> bytes:

@@ -26,6 +26,7 @@ from resgate.apiencoding import CONTENT_TYPE, encode_error, rid_to_path
 from resgate.config import ResourceMethod
 from resgate.conn import Connection, GatewayContext
 from resgate.meta import DirectResponse, Meta, reason_phrase
+from resgate.subscription import SharedMessage
 from resgate.web import header_auth
 
 log = Logger(namespace="resgate.ws")
@@ -146,6 +147,7 @@ class ClientProtocol(WebSocketServerProtocol):
         self.factory.context.metrics.ws_connections_total += 1
         if self.conn is None:
             self.conn = Connection(self.factory.context, self._send, self._http_info)
+        self.conn.shared_sender = self._send_shared
         if self.factory.context.debug:
             log.debug("[{cid}] Connected: {peer}", cid=self.conn.cid, peer=self.peer)
 
@@ -176,6 +178,17 @@ class ClientProtocol(WebSocketServerProtocol):
             log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=_trace_text(data),
                       resgate_trace=True)
         self.sendMessage(data)
+
+    def _send_shared(self, message: SharedMessage) -> None:
+        """Send a message many clients get alike, framed once for all of them."""
+        if self.conn is None or self.state != self.STATE_OPEN:
+            return
+        if self.factory.context.trace:
+            log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=_trace_text(message.data),
+                      resgate_trace=True)
+        if message.prepared is None:
+            message.prepared = self.factory.prepareMessage(message.data)
+        self.sendPreparedMessage(message.prepared)
 
 
 class ClientFactory(WebSocketServerFactory):

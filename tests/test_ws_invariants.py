@@ -3,11 +3,13 @@
 Each scenario fails without the property it names: the change event must
 reach the client before the call result that caused it (1), events racing a
 pending get are neither applied twice nor lost (2), and all connections
-share one cached copy (3).
+share one cached copy (3). And the performance design's first rule: an
+event broadcast to many clients is encoded once.
 """
 
 import pytest_twisted
 
+from resgate import subscription
 from tests.rig.aio import sleep
 from tests.rig.ws import connect_ws
 
@@ -90,3 +92,19 @@ async def test_all_connections_share_one_cached_copy(gateway, fake_service):
     await sleep(0.1)
     fake_service.assert_no_request()
     assert sum(1 for r in fake_service.requests if r.subject == "get.test.model") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_event_is_encoded_once_for_all_its_subscribers(gateway, fake_service, monkeypatch):
+    fake_service.on("access.test.model", lambda request: request.respond_result({"get": True}))
+    fake_service.on("get.test.model", lambda request: request.respond_result({"model": MODEL}))
+    clients = [await connect_ws(gateway.ws_url) for _ in range(3)]
+    for client in clients:
+        assert (await client.request("subscribe.test.model"))["result"] == {"models": {"test.model": MODEL}}
+    encoded = []
+    real_encode = subscription.encode_event
+    monkeypatch.setattr(subscription, "encode_event", lambda *args: encoded.append(args) or real_encode(*args))
+    fake_service.event("test.model", "change", {"values": {"int": 8}})
+    for client in clients:
+        assert await client.next_message() == {"event": "test.model.change", "data": {"values": {"int": 8}}}
+    assert len(encoded) == 1
