@@ -9,7 +9,7 @@ import pytest
 import pytest_twisted
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
-from twisted.internet import reactor, threads
+from twisted.internet import defer, reactor, threads
 
 from resgate.config import Config
 from resgate.service import GatewayService, listen_description
@@ -193,3 +193,14 @@ async def test_stopping_closes_websockets_with_going_away(gateway_factory):
     client = await connect_ws(gateway.ws_url)
     await within(gateway.stopService(), 10)
     assert await within(client.closed, 10) == 1001
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_ends_in_flight_http_requests(gateway_factory, fake_service):
+    gateway = await gateway_factory()
+    pending = defer.ensureDeferred(http_request("GET", gateway.api_url + "test/model", timeout=10))
+    await fake_service.take("access.test.model", "get.test.model")  # left unanswered
+    await within(gateway.stopService(), 10)
+    response = await pending
+    assert response.status >= 500
+    assert response.json()["code"] == "system.internalError"
