@@ -11,13 +11,13 @@ and invalid meta is not even logged.
 
 | upstream test function | pytest test(s) here |
 | --- | --- |
-| TestMeta_WSHeaderAuthWithMeta_ExpectedResponse | not ported as such (HTTP issue); its auth responses replayed for a plain client: test_meta_in_auth_response_is_ignored_on_websocket (table: the 7 upstream rows) |
+| TestMeta_WSHeaderAuthWithMeta_ExpectedResponse | tests/test_http_meta.py: test_upgrade_with_meta; here its auth responses replayed for a plain client: test_meta_in_auth_response_is_ignored_on_websocket (table: the 7 upstream rows) |
 
-Not ported: TestMeta_WSHeaderAuthWithMeta_ExpectedResponse itself. Every
-row of it is about the WebSocket upgrade's HTTP response (status 101 or the
-meta status, meta headers such as ``Set-Cookie`` on the upgrade, protected
-headers left alone, invalid statuses logged) produced by the
-``--wsheadauth`` auth request, which belongs to the HTTP issue.
+TestMeta_WSHeaderAuthWithMeta_ExpectedResponse itself is about the WebSocket
+upgrade's HTTP response (status 101 or the meta status, meta headers such as
+``Set-Cookie`` on the upgrade, protected headers left alone, invalid
+statuses logged) produced by the ``--wsheadauth`` auth request; it is ported
+in tests/test_http_meta.py.
 
 What applies to plain WebSocket clients is ported instead: the same auth
 responses, answering a client's ``auth`` request on an open WebSocket, must

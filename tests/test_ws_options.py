@@ -3,12 +3,12 @@
 | upstream test function | pytest test(s) here |
 | --- | --- |
 | TestWebSocketOptions_WithCompressionEnabled_CanSubscribe | test_subscribe_over_compressed_connection |
-| TestWebSocketOptions_WSHeaderAuth_ExpectedResponse | not ported (HTTP issue) |
+| TestWebSocketOptions_WSHeaderAuth_ExpectedResponse | tests/test_http_meta.py: test_ws_header_auth |
 
-Not ported: TestWebSocketOptions_WSHeaderAuth_ExpectedResponse needs the
-``--wsheadauth`` option (an auth request with the HTTP headers of the
-WebSocket upgrade, ``isHttp: true``, before the connection opens), which
-belongs to the HTTP issue together with the other header-auth scenarios.
+TestWebSocketOptions_WSHeaderAuth_ExpectedResponse is about ``--wsheadauth``
+(an auth request with the HTTP headers of the WebSocket upgrade, ``isHttp:
+true``, before the connection opens) and lives with the other header-auth
+scenarios in tests/test_http_meta.py.
 
 Upstream's compression test only subscribes with compression switched on;
 here the client also offers permessage-deflate and the test checks that the
