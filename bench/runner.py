@@ -111,13 +111,16 @@ def py_spy() -> str:
 
 
 @contextlib.contextmanager
-def gateway(nats_url: str, profile: str | None = None):
+def gateway(nats_url: str, profile: str | None = None, workers: int = 1):
     """A fresh ``python -m resgate`` on a loopback port: yields (port, pid).
 
     With ``profile`` (a file name), py-spy records the gateway meanwhile.
+    With ``workers`` above 1 the gateway runs that many processes (--workers);
+    ``pid`` is the first one's, so memory and CPU figures are that process's only.
     """
     port = free_port()
-    process = GatewayProcess("--nats", nats_url, "-i", "127.0.0.1", "-p", str(port))
+    process = GatewayProcess("--nats", nats_url, "-i", "127.0.0.1", "-p", str(port),
+                             "--workers", str(workers))
     spy = None
     try:
         process.wait_listening()
@@ -277,6 +280,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="The gateway's benchmark (bench/README.md).")
     parser.add_argument("only", nargs="*", metavar="NAME",
                         help=f"run only these ({', '.join(names)}); all when none is named")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="run the gateway as N worker processes behind one port (--workers)")
     parser.add_argument("--py-spy", metavar="DIR", dest="profile_dir",
                         help="record the gateway with py-spy during each scenario: DIR/<scenario>.svg "
                              "(sampling costs CPU: figures are then not comparable)")
@@ -313,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
                         ceilings(log_dir, nats.url)
                         continue
                     profile = os.path.join(args.profile_dir, f"{name}.svg") if args.profile_dir else None
-                    with gateway(nats.url, profile) as (port, pid):
+                    with gateway(nats.url, profile, args.workers) as (port, pid):
                         SCENARIOS[name](port, pid)
                 except Exception as e:  # one broken scenario must not hide the others
                     failed = True
