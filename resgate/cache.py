@@ -728,7 +728,10 @@ class ResourceCache:
 
     def call(self, subject: str, payload: bytes,
              callback: Callable[[Any, str | None, dict | None, errors.ResError | None], None]) -> None:
-        """A call or auth request: ``callback(result, rid, meta, error)``."""
+        """A call or auth request: ``callback(result, rid, meta, error)``.
+
+        An error response keeps its meta: HTTP answers with both.
+        """
         def respond(data: bytes | None, error: errors.ResError | None) -> None:
             if error is not None:
                 callback(None, None, None, error)
@@ -736,7 +739,7 @@ class ResourceCache:
             try:
                 result, rid, meta = codec.decode_call_response(data)
             except errors.ResError as e:
-                callback(None, None, None, e)
+                callback(None, None, codec.response_meta(data), e)
                 return
             callback(result, rid, meta, None)
 

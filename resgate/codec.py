@@ -261,6 +261,15 @@ def decode_meta(message: dict) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
+def response_meta(payload: bytes) -> dict | None:
+    """The ``meta`` of a response, also of one whose other parts are broken or an error."""
+    try:
+        message = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return decode_meta(message) if isinstance(message, dict) else None
+
+
 def decode_access_response(payload: bytes) -> tuple[Access, dict | None]:
     """Decode an access response; an invalid one becomes an Access with an error."""
     try:

@@ -218,31 +218,9 @@ CallCallback = Callable[[Any, "str | None", "Meta | None", "errors.ResError | No
 
 
 def call_service(conn: Connection, subject: str, payload: bytes, callback: CallCallback) -> None:
-    """Send a call or auth request; ``callback`` runs on the work queue.
-
-    Unlike ``ResourceCache.call`` this keeps the meta of an error response
-    (a 4XX status with the service's error is answered with both).
-    """
-    def respond(data: bytes | None, error: errors.ResError | None) -> None:
-        if error is not None:
-            callback(None, None, None, error)
-            return
-        try:
-            result, rid, raw_meta = codec.decode_call_response(data)
-        except errors.ResError as e:
-            callback(None, None, Meta.decode(_error_response_meta(data)), e)
-            return
-        callback(result, rid, Meta.decode(raw_meta), None)
-
-    conn.cache.request(subject, payload, respond)
-
-
-def _error_response_meta(data: bytes) -> Any:
-    try:
-        message = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    return message.get("meta") if isinstance(message, dict) else None
+    """Send a call or auth request; ``callback`` gets the response's meta as a Meta."""
+    conn.cache.call(subject, payload,
+                    lambda result, rid, meta, error: callback(result, rid, Meta.decode(meta), error))
 
 
 AuthCallback = Callable[["str | None", "errors.ResError | None", "Meta | None"], None]
