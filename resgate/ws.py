@@ -35,6 +35,11 @@ log = Logger(namespace="resgate.ws")
 #: (1009, message too big). Resgate has no limit; unbounded input is not ours.
 MAX_MESSAGE_SIZE = 1024 * 1024
 
+#: Bytes a client may leave unread beyond what the socket buffers before it
+#: is cut off: a client that does not read must not grow the gateway's
+#: memory without bound (DESIGN.md invariant 5).
+MAX_UNREAD_BYTES = 4 * 1024 * 1024
+
 # A traced message stays one log record line, whatever line breaks a client sends.
 _ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r"})
 
@@ -142,7 +147,16 @@ class ClientProtocol(WebSocketServerProtocol):
         return {"header": header, "host": request.headers.get("host", ""), "remoteAddr": remote,
                 "uri": self.http_request_uri}
 
+    #: Bytes written since the transport's buffer filled up (None: it has room).
+    _unread: int | None = None
+
     def onOpen(self) -> None:
+        # As a streaming producer, the protocol hears when the transport's
+        # write buffer fills (pauseProducing) and drains (resumeProducing).
+        # The HTTP channel that carried the upgrade is the producer until now.
+        if getattr(self.transport, "producer", None) is not None:
+            self.transport.unregisterProducer()
+        self.registerProducer(self, True)
         self.factory.protocols.add(self)
         self.factory.context.metrics.ws_connections_total += 1
         if self.conn is None:
@@ -170,9 +184,31 @@ class ClientProtocol(WebSocketServerProtocol):
             if self.factory.context.debug:
                 log.debug("[{cid}] Disconnected ({code})", cid=conn.cid, code=code)
 
+    def pauseProducing(self) -> None:
+        if self._unread is None:
+            self._unread = 0
+
+    def resumeProducing(self) -> None:
+        self._unread = None
+
+    def stopProducing(self) -> None:
+        self._unread = None
+
+    def _backlogged(self, size: int) -> bool:
+        """Count ``size`` bytes against a client that is not reading; cut it off past the bound."""
+        if self._unread is None:
+            return False
+        self._unread += size
+        if self._unread <= MAX_UNREAD_BYTES:
+            return False
+        log.warn("[{cid}] Client does not read: over {limit} bytes unread; disconnecting",
+                 cid=self.conn.cid, limit=MAX_UNREAD_BYTES)
+        self.transport.abortConnection()
+        return True
+
     def _send(self, data: bytes) -> None:
         # A closing socket takes no more messages; the connection is disposed on close.
-        if self.conn is None or self.state != self.STATE_OPEN:
+        if self.conn is None or self.state != self.STATE_OPEN or self._backlogged(len(data)):
             return
         if self.factory.context.trace:
             log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=_trace_text(data),
@@ -181,7 +217,7 @@ class ClientProtocol(WebSocketServerProtocol):
 
     def _send_shared(self, message: SharedMessage) -> None:
         """Send a message many clients get alike, framed once for all of them."""
-        if self.conn is None or self.state != self.STATE_OPEN:
+        if self.conn is None or self.state != self.STATE_OPEN or self._backlogged(len(message.data)):
             return
         if self.factory.context.trace:
             log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=_trace_text(message.data),
