@@ -114,7 +114,8 @@ def py_spy() -> str:
 def gateway(nats_url: str, profile: str | None = None, workers: int = 1):
     """A fresh ``python -m resgate`` on a loopback port: yields (port, pid).
 
-    With ``profile`` (a file name), py-spy records the gateway meanwhile.
+    With ``profile`` (a file name), py-spy records the gateway meanwhile:
+    folded stacks when it ends in ``.folded``, else a flame graph.
     With ``workers`` above 1 the gateway runs that many processes (--workers);
     ``pid`` is the first one's, so memory and CPU figures are that process's only.
     """
@@ -126,7 +127,9 @@ def gateway(nats_url: str, profile: str | None = None, workers: int = 1):
         process.wait_listening()
         pid = process.process.pid
         if profile:
-            spy = subprocess.Popen([py_spy(), "record", "--pid", str(pid), "--rate", "200", "--output", profile],
+            kind = "raw" if profile.endswith(".folded") else "flamegraph"
+            spy = subprocess.Popen([py_spy(), "record", "--pid", str(pid), "--rate", "200", "--format", kind,
+                                    "--output", profile],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)  # py-spy attaches
         yield port, pid
@@ -285,6 +288,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--py-spy", metavar="DIR", dest="profile_dir",
                         help="record the gateway with py-spy during each scenario: DIR/<scenario>.svg "
                              "(sampling costs CPU: figures are then not comparable)")
+    parser.add_argument("--folded", action="store_true",
+                        help="with --py-spy: folded stacks (DIR/<scenario>.folded, one line per stack) "
+                             "instead of flame graphs, for reading with grep or scripts")
     args = parser.parse_args(argv)
     unknown = set(args.only) - set(names)
     if unknown:
@@ -317,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
                     if name == "ceilings":
                         ceilings(log_dir, nats.url)
                         continue
-                    profile = os.path.join(args.profile_dir, f"{name}.svg") if args.profile_dir else None
+                    profile = os.path.join(args.profile_dir, f"{name}.{'folded' if args.folded else 'svg'}") if args.profile_dir else None
                     with gateway(nats.url, profile, args.workers) as (port, pid):
                         SCENARIOS[name](port, pid)
                 except Exception as e:  # one broken scenario must not hide the others
