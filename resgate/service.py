@@ -28,6 +28,7 @@ from resgate.cache import UNSUBSCRIBE_DELAY, ResourceCache
 from resgate.conn import GatewayContext
 from resgate.metrics import MetricsResource
 from resgate.mq import MessageClient
+from resgate.transport import PortReactor
 from resgate.web import ApiResource, BoundedBodyRequest, BoundedLineChannel, write_not_found
 from resgate.work import WorkQueue
 from resgate.ws import ClientFactory
@@ -186,7 +187,11 @@ class CacheService(Service):
 
 
 class ListeningService(Service):
-    """Listens on a Twisted endpoint; ``startService`` fires once listening."""
+    """Listens on a Twisted endpoint; ``startService`` fires once listening.
+
+    TCP and TLS endpoints get corked client connections, and ``SO_REUSEPORT``
+    when ``reuse_port`` is set before starting (resgate.transport).
+    """
 
     name = "listener"
 
@@ -195,11 +200,12 @@ class ListeningService(Service):
         self.description = description
         self.factory = factory
         self.reactor = reactor
+        self.reuse_port = False
         self.port = None
 
     def startService(self) -> defer.Deferred:
         super().startService()
-        endpoint = serverFromString(self.reactor, self.description)
+        endpoint = serverFromString(PortReactor(self.reactor, reuse_port=self.reuse_port), self.description)
         return endpoint.listen(self.factory).addCallback(self._listening)
 
     def _listening(self, port) -> None:

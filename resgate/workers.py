@@ -33,10 +33,9 @@ import sys
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet import defer, error, main as internet_main, protocol, tcp
-from twisted.internet.interfaces import IReactorSSL, IReactorTCP, IReadDescriptor
+from twisted.internet import defer, error, main as internet_main, protocol
+from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger, eventFromJSON, globalLogBeginner, jsonFileLogObserver
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -64,48 +63,9 @@ _SUPERVISOR_ONLY = {"embed_nats": False, "workers": 1, "metrics_port": 0}
 _READY_FIELD = "resgate_worker_ready"
 
 
-class SharedPort(tcp.Port):
-    """A TCP port that other processes of the same user may listen on too."""
-
-    def createInternetSocket(self) -> socket.socket:
-        sock = super().createInternetSocket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        return sock
-
-
-@implementer(IReactorTCP, IReactorSSL)
-class _SharedPortReactor:
-    """The reactor, except that the TCP and TLS ports it opens are SharedPorts.
-
-    Handed to the gateway's listener, whose endpoint string (``tcp:`` or
-    ``ssl:``) still decides the address, the certificate and the rest.
-    """
-
-    def __init__(self, reactor) -> None:
-        self._reactor = reactor
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reactor, name)
-
-    def listenTCP(self, port: int, factory, backlog: int = 50, interface: str = "") -> SharedPort:
-        listening = SharedPort(port, factory, backlog, interface, self._reactor)
-        listening.startListening()
-        return listening
-
-    def listenSSL(self, port: int, factory, contextFactory, backlog: int = 50,
-                  interface: str = "") -> SharedPort:
-        # As the reactor's own listenSSL does: TLS in memory over a TCP port.
-        listening = self.listenTCP(port, TLSMemoryBIOFactory(contextFactory, False, factory),
-                                   backlog, interface)
-        listening._type = "TLS"
-        return listening
-
-
 def share_listening_port(gateway) -> None:
     """Make ``gateway`` (not yet started) listen with ``SO_REUSEPORT``."""
-    # The listener builds its endpoint from a string with its reactor; giving it
-    # this reactor keeps the rest of the endpoint string (address, TLS) in force.
-    gateway.listener.reactor = _SharedPortReactor(gateway.reactor)
+    gateway.listener.reuse_port = True
 
 
 def add_workers(gateway) -> WorkerSupervisor | None:

@@ -1,0 +1,238 @@
+"""Corked client connections (resgate.transport) over real loopback sockets.
+
+Writes wait for the end of the loop turn and go out together; what the kernel
+does not take is left to Twisted's own buffering, producers and closing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import struct
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, error, protocol, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, serverFromString
+
+from resgate.transport import CorkedServer, PortReactor
+from tests.rig.aio import eventually, sleep, within
+
+
+class Collector(protocol.Protocol):
+    """A client that keeps every byte and fires ``closed`` with them."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.closed: defer.Deferred = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason) -> None:
+        self.closed.callback(bytes(self.received))
+
+
+class Server(protocol.Protocol):
+    """Runs ``script(transport)`` on connection; keeps what the client sends."""
+
+    def __init__(self, script) -> None:
+        self.script = script
+        self.received = bytearray()
+
+    def connectionMade(self) -> None:
+        self.script(self.transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+
+async def serve(script, **port_options):
+    """A ClientPort on loopback whose connections run ``script``; (port, servers)."""
+    servers: list[Server] = []
+
+    def build(_addr):
+        servers.append(Server(script))
+        return servers[-1]
+
+    factory = protocol.Factory.forProtocol(Server)
+    factory.buildProtocol = build
+    endpoint = serverFromString(PortReactor(reactor, **port_options), "tcp:0:interface=127.0.0.1")
+    port = await endpoint.listen(factory)
+    return port, servers
+
+
+async def connect(port) -> Collector:
+    return await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), Collector())
+
+
+def chunks(count: int, size: int) -> list[bytes]:
+    """Distinct chunks, so that a reordering or a loss changes the digest."""
+    return [hashlib.sha256(str(i).encode()).digest() * (size // 32) for i in range(count)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_connections_are_corked():
+    port, servers = await serve(lambda transport: None)
+    try:
+        client = await connect(port)
+        await eventually(lambda: servers)
+        transport = servers[0].transport
+        assert isinstance(transport, CorkedServer)
+        transport.write(b"one ")
+        transport.writeSequence([b"two ", b"three"])
+        # Nothing was sent yet, and the reactor was not asked to watch the socket.
+        assert transport._tempDataBuffer
+        assert transport not in reactor.getWriters()
+        await eventually(lambda: bytes(client.received) == b"one two three")
+        assert transport not in reactor.getWriters()
+        client.transport.loseConnection()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_more_than_the_kernel_takes_arrives_whole_and_in_order_before_the_close():
+    parts = chunks(2000, 8192)  # 16 MiB in one loop turn, far past the socket buffers
+
+    def script(transport):
+        for part in parts:
+            transport.write(part)
+        transport.loseConnection()
+
+    port, _servers = await serve(script)
+    try:
+        client = await connect(port)
+        received = await within(client.closed, 30)
+        assert len(received) == sum(map(len, parts))
+        assert hashlib.sha256(received).digest() == hashlib.sha256(b"".join(parts)).digest()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_writes_over_several_turns_to_a_slow_reader_keep_their_order():
+    parts = chunks(400, 16384)
+    port, servers = await serve(lambda transport: None)
+    try:
+        client = await connect(port)
+        await eventually(lambda: servers)
+        transport = servers[0].transport
+        client.transport.pauseProducing()  # the client does not read for a while
+        for i, part in enumerate(parts):
+            transport.write(part)
+            if i % 20 == 19:
+                await sleep(0)
+        await sleep(0.2)
+        assert transport in reactor.getWriters()  # the kernel is full: the reactor watches
+        client.transport.resumeProducing()
+        await eventually(lambda: len(client.received) == sum(map(len, parts)), 30)
+        assert hashlib.sha256(client.received).digest() == hashlib.sha256(b"".join(parts)).digest()
+        await eventually(lambda: transport not in reactor.getWriters())
+        # Drained: writes are corked again.
+        transport.write(b"end")
+        assert transport not in reactor.getWriters()
+        await eventually(lambda: client.received.endswith(b"end"))
+        client.transport.loseConnection()
+    finally:
+        await port.stopListening()
+
+
+class Producer:
+    """A streaming producer that records what its consumer asks of it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def pauseProducing(self) -> None:
+        self.calls.append("pause")
+
+    def resumeProducing(self) -> None:
+        self.calls.append("resume")
+
+    def stopProducing(self) -> None:
+        self.calls.append("stop")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_streaming_producer_is_paused_and_resumed_as_by_twisted():
+    port, servers = await serve(lambda transport: None)
+    try:
+        client = await connect(port)
+        await eventually(lambda: servers)
+        transport = servers[0].transport
+        producer = Producer()
+        transport.registerProducer(producer, True)
+        transport.write(b"x" * (transport.bufferSize + 1))
+        assert producer.calls == ["pause"]
+        await eventually(lambda: producer.calls == ["pause", "resume"])
+        assert len(client.received) == transport.bufferSize + 1
+        transport.unregisterProducer()
+        client.transport.loseConnection()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_write_to_a_reset_connection_ends_it():
+    lost = defer.Deferred()
+
+    def script(transport):
+        transport.stopReading()  # only a write can find out
+        transport.protocol.connectionLost = lambda reason: lost.callback(reason.value)
+
+    port, servers = await serve(script)
+    try:
+        client = await connect(port)
+        await eventually(lambda: servers)
+        # The client resets the connection (SO_LINGER 0), then the server writes.
+        client.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.transport.abortConnection()
+        await sleep(0.1)
+        transport = servers[0].transport
+        for _ in range(3):
+            transport.write(b"x" * 1024)
+            await sleep(0.05)
+        assert isinstance(await within(lost), error.ConnectionLost)
+        assert not transport.connected
+        assert transport not in reactor.getWriters()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_close_after_a_small_write_sends_it_first():
+    def script(transport):
+        transport.write(b"last words")
+        transport.loseConnection()
+
+    port, _servers = await serve(script)
+    try:
+        client = await connect(port)
+        assert await within(client.closed) == b"last words"
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_abort_drops_what_was_written():
+    def script(transport):
+        transport.write(b"never sent")
+        transport.abortConnection()
+
+    port, _servers = await serve(script)
+    try:
+        client = await connect(port)
+        assert await within(client.closed) == b""
+    finally:
+        await port.stopListening()
+
+
+@pytest.mark.parametrize("reuse_port", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_reuse_port_is_set_only_when_asked(reuse_port):
+    port, _servers = await serve(lambda transport: None, reuse_port=reuse_port)
+    try:
+        assert bool(port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)) is reuse_port
+    finally:
+        await port.stopListening()
