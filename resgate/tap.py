@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import signal
 import sys
 
 from resgate.config import Config, ConfigError
@@ -26,19 +27,51 @@ class ReactorError(Exception):
     """The installed reactor cannot run the gateway."""
 
 
+def _reap_children_on_sigchld(reactor) -> None:
+    """Let child processes (embedded nats-server, workers) be reaped under uvloop.
+
+    Twisted learns that a child exited from a SIGCHLD written to the signal
+    wakeup fd, but uvloop takes that fd over while it runs. Python-level
+    handlers still run, so SIGCHLD gets one that asks the reactor to reap.
+    Only where the reactor installed its own SIGCHLD handling (run with
+    signal handlers, on POSIX).
+    """
+    from twisted.internet import process
+
+    if signal.getsignal(signal.SIGCHLD) in (signal.SIG_DFL, signal.SIG_IGN, None):
+        return
+
+    def on_sigchld(signum, frame) -> None:
+        reactor.callFromThread(process.reapAllProcesses)
+
+    signal.signal(signal.SIGCHLD, on_sigchld)
+    signal.siginterrupt(signal.SIGCHLD, False)
+    process.reapAllProcesses()  # any that exited before the handler was set
+
+
 def install_reactor():
     """Install Twisted's asyncio reactor unless one is installed; return it.
 
     nats-py runs on asyncio, so the gateway needs the asyncio reactor. twistd
     installs its default reactor only after makeService, which leaves room to
     install this one; an explicit ``--reactor`` of another kind is refused.
+    The loop is uvloop's where it is installed (Linux, macOS): the gateway
+    answers 10-40% more per second on it (bench/README.md).
     """
     if "twisted.internet.reactor" not in sys.modules:
         from twisted.internet import asyncioreactor
 
-        loop = asyncio.new_event_loop()
+        try:
+            import uvloop
+        except ImportError:
+            uvloop = None
+        loop = uvloop.new_event_loop() if uvloop else asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         asyncioreactor.install(loop)
+        if uvloop:
+            from twisted.internet import reactor
+
+            reactor.addSystemEventTrigger("after", "startup", _reap_children_on_sigchld, reactor)
     from twisted.internet import reactor
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 

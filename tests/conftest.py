@@ -4,10 +4,20 @@ from twisted.logger import globalLogPublisher
 
 from resgate.config import Config
 from resgate.service import GatewayService
+from resgate.tap import install_reactor
 from tests.rig.aio import within
 from tests.rig.logs import ErrorLog
 from tests.rig.nats import NatsServer
 from tests.rig.service import FakeService
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Run the tests on the reactor and event loop the gateway runs on (uvloop).
+
+    pytest-twisted's ``--reactor=asyncio`` then finds it installed.
+    """
+    install_reactor()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,39 @@
+"""The reactor the gateway installs: Twisted's asyncio reactor on uvloop."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest_twisted
+from twisted.internet import defer, protocol, reactor
+
+from tests.rig.aio import within
+
+#: A child that closes its pipes first and exits a while later, so Twisted
+#: cannot reap it when the pipes close and must learn of its exit by SIGCHLD.
+LINGERING_CHILD = "import os, time; os.close(0); os.close(1); os.close(2); time.sleep(0.3)"
+
+
+def test_install_reactor_picks_uvloop():
+    script = ("from resgate.tap import install_reactor; reactor = install_reactor(); "
+              "print(type(reactor._asyncioEventloop).__module__)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert result.stdout.strip() == "uvloop", result.stderr
+
+
+class Ended(protocol.ProcessProtocol):
+    def __init__(self) -> None:
+        self.ended: defer.Deferred = defer.Deferred()
+
+    def processEnded(self, reason) -> None:
+        self.ended.callback(reason.value.exitCode)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_child_that_exits_after_closing_its_pipes_is_reaped():
+    # The tests run on the gateway's reactor (conftest installs it).
+    assert type(reactor._asyncioEventloop).__module__ == "uvloop"
+    child = Ended()
+    reactor.spawnProcess(child, sys.executable, [sys.executable, "-c", LINGERING_CHILD])
+    assert await within(child.ended, 10) == 0
