@@ -176,6 +176,29 @@ def machine_busy(seconds: float = 1.0) -> float:
     return (busy1 - busy0) / max(1, total1 - total0) * 100 * os.cpu_count()
 
 
+@contextlib.contextmanager
+def measure_cpu(pid: int):
+    """CPU of the gateway, of child processes that end meanwhile (the load
+    generator) and of the machine, over the block: fills the yielded dict."""
+    def ticks() -> tuple[float, float, float, float]:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        with open("/proc/stat") as f:
+            machine = [int(x) for x in f.readline().split()[1:]]
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        hz = os.sysconf("SC_CLK_TCK")
+        return ((int(fields[11]) + int(fields[12])) / hz, children.ru_utime + children.ru_stime,
+                (sum(machine) - machine[3] - machine[4]) / hz, time.monotonic())
+
+    usage: dict = {}
+    before = ticks()
+    yield usage
+    after = ticks()
+    elapsed = after[3] - before[3]
+    usage["gateway"], usage["loadgen"], usage["machine"] = (
+        (after[i] - before[i]) / elapsed * 100 for i in range(3))
+
+
 # -- ceilings
 
 
@@ -212,13 +235,15 @@ def http_get(port: int, pid: int) -> None:
     if wrk is None:
         report("http_get", "not measured: wrk not installed (apt-get install wrk)")
         return
-    out = subprocess.run([wrk, "-t2", "-c32", "-d5s", "--latency", url], capture_output=True,
-                         timeout=60, check=True).stdout.decode()
+    with measure_cpu(pid) as usage:
+        out = subprocess.run([wrk, "-t2", "-c32", "-d5s", "--latency", url], capture_output=True,
+                             timeout=60, check=True).stdout.decode()
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     p50, p99 = (_wrk_ms(re.search(rf"^\s+{p}%\s+(\S+)", out, re.M).group(1)) for p in (50, 99))
     extra = f", {errors.group(1)} non-2xx" if errors else ""
-    report("http_get", f"{count(rate)} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms (wrk, 32 connections{extra})")
+    report("http_get", f"{count(rate)} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms (wrk, 32 connections{extra}); "
+           f"{cpu(usage)}")
 
 
 def _wrk_ms(text: str) -> float:
