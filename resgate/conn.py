@@ -40,9 +40,39 @@ INVALID_NEW_RESPONSE = errors.internal_error("non-resource response on new reque
 ResultCallback = Callable[[Any, "errors.ResError | None"], None]
 
 
-def new_cid() -> str:
-    """A connection ID: 20 characters of [0-9a-v], like Resgate's xids."""
-    return base64.b32hexencode(os.urandom(12)).decode("ascii").lower()[:20]
+#: Every pair of the characters of base32hex (lower case): a connection ID's
+#: counter part takes three lookups.
+_CID_PAIRS = [a + b for a in "0123456789abcdefghijklmnopqrstuv" for b in "0123456789abcdefghijklmnopqrstuv"]
+
+
+class CidSource:
+    """Connection IDs: 20 characters of [0-9a-v], like Resgate's xids.
+
+    A random prefix of 14 characters, drawn anew every 2**30 IDs, then a
+    counter in 6 characters: unique across processes and restarts without
+    drawing random bytes for every HTTP request.
+    """
+
+    _COUNTER_LIMIT = 1 << 30
+
+    def __init__(self) -> None:
+        self._renew()
+
+    def _renew(self) -> None:
+        self._prefix = base64.b32hexencode(os.urandom(10)).decode("ascii").lower()[:14]
+        self._next = 0
+
+    def __call__(self) -> str:
+        n = self._next
+        if n == self._COUNTER_LIMIT:
+            self._renew()
+            n = 0
+        self._next = n + 1
+        pairs = _CID_PAIRS
+        return self._prefix + pairs[n >> 20] + pairs[(n >> 10) & 1023] + pairs[n & 1023]
+
+
+new_cid = CidSource()
 
 
 class GatewayContext:
@@ -65,7 +95,7 @@ class Connection:
     """A client connection; ``send(bytes)`` writes one message to the client."""
 
     def __init__(self, context: GatewayContext, send: Callable[[bytes], None],
-                 http_info: dict[str, Any] | None = None) -> None:
+                 http_info: dict[str, Any] | Callable[[], dict[str, Any]] | None = None) -> None:
         self.context = context
         self.cache = context.cache
         self.cid = new_cid()
@@ -73,7 +103,7 @@ class Connection:
         #: Set by a transport that can frame a shared message once for all
         #: its connections (WebSocket prepared messages).
         self.shared_sender: Callable[[SharedMessage], None] | None = None
-        self.http_info = http_info or {}
+        self._http_info = http_info
         self.token: Any = None
         self._token_set = False
         self.tid = ""
@@ -94,6 +124,18 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"[{self.cid}]"
+
+    @property
+    def http_info(self) -> dict[str, Any]:
+        """What auth requests tell of the client's HTTP request (header, host, ...).
+
+        Given as a function by HTTP requests: most never send an auth
+        request, so the description is built when the first one does.
+        """
+        info = self._http_info
+        if callable(info):
+            info = self._http_info = info()
+        return info or {}
 
     def log_error(self, message: str) -> None:
         log.error("[{cid}] {message}", cid=self.cid, message=message)

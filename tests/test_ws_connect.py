@@ -14,10 +14,12 @@ gateway here always listens on a real port, so it runs unconditionally.
 """
 
 import asyncio
+import re
 
 import pytest
 import pytest_twisted
 
+from resgate.conn import CidSource
 from tests.rig.aio import WAIT_TIMEOUT, as_deferred, failure_of, within
 from tests.rig.resources import PROTOCOL_VERSION, VERSION_LATEST, connect_client
 from tests.rig.ws import connect_ws
@@ -99,3 +101,22 @@ async def test_gateway_with_http_server_listens_and_stops(gateway_factory):
         gateway.port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     assert status.startswith(b"HTTP/1."), status
     # The gateway_factory fixture stops it and fails the test if that fails.
+
+
+def test_connection_ids_look_like_resgates_and_never_repeat():
+    new_cid = CidSource()
+    cids = [new_cid() for _ in range(5000)]
+    assert all(re.fullmatch(r"[0-9a-v]{20}", cid) for cid in cids)
+    assert len(set(cids)) == len(cids)
+    # Another process (or a restart) draws another prefix.
+    assert CidSource()()[:14] != cids[0][:14]
+
+
+def test_connection_ids_take_a_new_prefix_when_the_counter_runs_out():
+    new_cid = CidSource()
+    first = new_cid()
+    new_cid._next = CidSource._COUNTER_LIMIT - 1
+    last = new_cid()
+    assert last[:14] == first[:14] and last[14:] == "vvvvvv"
+    after = new_cid()
+    assert after[:14] != first[:14] and after[14:] == "000000"
