@@ -393,7 +393,8 @@ class ApiRequest:
         if not self.context.mq.is_connected:
             self._finish_error(errors.SERVICE_UNAVAILABLE)
             return
-        conn = Connection(self.context, _no_events, describe_request(self.request))
+        request = self.request
+        conn = Connection(self.context, _no_events, lambda: describe_request(request))
         conn.protocol_version = VERSION_LATEST
         self.conn = conn
         method = self.context.config.header_auth_method
