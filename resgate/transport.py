@@ -50,6 +50,20 @@ class CorkedServer(tcp.Server):
     _is_corked = False
     #: The reactor watches the socket for writability (the kernel was full).
     _is_watched = False
+    _host = None
+    _peer = None
+
+    # Both addresses are fixed for the connection's life; twisted.web asks
+    # for them on every request, and getHost costs a system call.
+    def getHost(self):
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
+
+    def getPeer(self):
+        if self._peer is None:
+            self._peer = super().getPeer()
+        return self._peer
 
     def startWriting(self) -> None:
         # Called by write(), writeSequence() and loseConnection().

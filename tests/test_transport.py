@@ -236,3 +236,18 @@ async def test_reuse_port_is_set_only_when_asked(reuse_port):
         assert bool(port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)) is reuse_port
     finally:
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_addresses_are_the_sockets():
+    port, servers = await serve(lambda transport: None)
+    try:
+        client = await connect(port)
+        await eventually(lambda: servers)
+        transport = servers[0].transport
+        for _ in range(2):  # the second time from the kept ones
+            assert transport.getHost() == client.transport.getPeer()
+            assert transport.getPeer() == client.transport.getHost()
+        client.transport.loseConnection()
+    finally:
+        await port.stopListening()
