@@ -19,7 +19,6 @@ from typing import Any, Callable
 
 import orjson
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from resgate import codec, errors
 from resgate.codec import Value
@@ -37,12 +36,6 @@ STATE_MODEL = 4
 
 TYPE_COLLECTION = STATE_COLLECTION
 TYPE_MODEL = STATE_MODEL
-
-
-def res_error(failure: Failure | BaseException) -> errors.ResError:
-    """The ResError of a failed request; anything else is an internal error."""
-    error = failure.value if isinstance(failure, Failure) else failure
-    return error if isinstance(error, errors.ResError) else errors.internal_error(error)
 
 
 def _references(values) -> dict[str, None]:
@@ -697,11 +690,8 @@ class ResourceCache:
     def request(self, subject: str, payload: bytes,
                 respond: Callable[[bytes | None, errors.ResError | None], None]) -> None:
         """Send a request; ``respond(data, error)`` runs through the work queue."""
-        d = self.mq.request(subject, payload)
-        d.addCallbacks(
-            lambda data: self.work.enqueue(lambda: respond(data, None)),
-            lambda failure: self.work.enqueue(lambda: respond(None, res_error(failure))),
-        )
+        work = self.work
+        self.mq.send_request(subject, payload, lambda data, error: work.enqueue(lambda: respond(data, error)))
 
     def subscribe(self, sub: Any, throttle: Throttle | None = None) -> None:
         """Load ``sub``'s resource for it; ``sub.loaded`` follows."""

@@ -166,15 +166,19 @@ class _OrderedClient(nats.aio.client.Client):
             self._flush_queue.put_nowait(asyncio.get_running_loop().create_future())
 
 
+#: How a request's outcome is given: ``respond(reply, None)`` or ``respond(None, error)``.
+Respond = Callable[["bytes | None", "errors.ResError | None"], None]
+
+
 class _Request:
     """A request waiting for its reply."""
 
-    __slots__ = ("token", "inbox", "deferred", "deadline", "extension")
+    __slots__ = ("token", "inbox", "respond", "deadline", "extension")
 
-    def __init__(self, token: int, inbox: str, deferred: Deferred[bytes], deadline: float) -> None:
+    def __init__(self, token: int, inbox: str, respond: Respond, deadline: float) -> None:
         self.token = token
         self.inbox = inbox
-        self.deferred = deferred
+        self.respond = respond
         # None once the request left the shared deadline queue (answered or extended).
         self.deadline: float | None = deadline
         # Own timer once a pre-response set a timeout of its own.
@@ -274,36 +278,58 @@ class MessageClient:
         return Deferred.fromFuture(asyncio.ensure_future(self._connect()))
 
     def request(self, subject: str, payload: bytes) -> Deferred[bytes]:
-        """Send a request; fires with the reply payload or fails with a ResError.
+        """``send_request`` as a Deferred: the reply payload, or a ResError.
 
-        TIMEOUT after ``request_timeout`` (or a pre-response's timeout),
-        NOT_FOUND when nobody listens, SUBJECT_TOO_LONG when the PUB would
-        not fit NATS's control line.
+        Cancelling the Deferred forgets the request.
+        """
+        token = 0
+        d: Deferred[bytes] = Deferred(lambda _: self._forget(token))
+
+        def respond(reply: bytes | None, error: errors.ResError | None) -> None:
+            if error is None:
+                d.callback(reply)
+            else:
+                d.errback(error)
+
+        token = self.send_request(subject, payload, respond)
+        return d
+
+    def send_request(self, subject: str, payload: bytes, respond: Respond) -> int:
+        """Send a request; ``respond(reply, None)`` or ``respond(None, error)`` once.
+
+        Errors are ResErrors: TIMEOUT after ``request_timeout`` (or a
+        pre-response's timeout), NOT_FOUND when nobody listens,
+        SUBJECT_TOO_LONG when the PUB would not fit NATS's control line; one
+        found before sending is given at once. Returns the request's token
+        (0 when it was not sent). The gateway's hot paths use this rather
+        than ``request``: no Deferred per request.
         """
         nc = self._nc
         if nc is None:
-            return fail(NOT_CONNECTED)
+            respond(None, NOT_CONNECTED)
+            return 0
         try:
             _check_subject(subject)
         except errors.ResError as e:
-            return fail(e)
+            respond(None, e)
+            return 0
         self._last_token += 1
         token = self._last_token
         inbox = f"{self._inbox_prefix}{token}"
         try:
             nc.publish_now(subject, inbox, payload)
         except errors.ResError as e:
-            return fail(e)
+            respond(None, e)
+            return 0
         if self.trace:
             log.debug("<== ({inbox}) {subject}: {payload}", inbox=inbox[-6:], subject=subject,
                       payload=_text(payload), resgate_trace=True)
-        request = _Request(token, inbox, Deferred(lambda _: self._forget(token)),
-                           self._clock.seconds() + self.request_timeout)
+        request = _Request(token, inbox, respond, self._clock.seconds() + self.request_timeout)
         self._requests[token] = request
         self._deadlines.append(request)
         if self._timer is None:
             self._timer = self._clock.callLater(self.request_timeout, self._on_deadline)
-        return request.deferred
+        return token
 
     def subscribe(self, subject: str, handler: Callable[[str, bytes], None]) -> Subscription:
         """Subscribe at once: the SUB is queued before this returns, ahead of any later request.
@@ -459,9 +485,9 @@ class MessageClient:
             return
         self._forget(token)
         if no_responders:
-            request.deferred.errback(errors.NOT_FOUND)
+            _answer(request, None, errors.NOT_FOUND)
         else:
-            request.deferred.callback(data)
+            _answer(request, data, None)
 
     def _apply_pre_response(self, request: _Request, meta: bytes) -> None:
         """Give the request the pre-response's timeout, counted from now; ignore bad meta."""
@@ -512,7 +538,7 @@ class MessageClient:
         request.deadline = None
         if self.trace:
             log.debug("x=> ({inbox}) Request timeout", inbox=request.inbox[-6:], resgate_trace=True)
-        request.deferred.errback(errors.TIMEOUT)
+        _answer(request, None, errors.TIMEOUT)
 
     def _on_closed(self, nc: _OrderedClient) -> None:
         """nats-py closed a connection; if it was the live one, it was lost."""
@@ -539,7 +565,15 @@ class MessageClient:
         for request in requests.values():
             if request.extension is not None and request.extension.active():
                 request.extension.cancel()
-            request.deferred.errback(error)
+            _answer(request, None, error)
+
+
+def _answer(request: _Request, reply: bytes | None, error: errors.ResError | None) -> None:
+    """Give a request its outcome; a failing callback is logged, NATS dispatch goes on."""
+    try:
+        request.respond(reply, error)
+    except Exception:
+        log.failure("Handling the reply to a NATS request")
 
 
 def _check_subject(subject: str, wildcards: bool = False) -> None:

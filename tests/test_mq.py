@@ -24,6 +24,7 @@ from resgate.mq import (
 from tests.rig.mq import confirm_subscriptions
 from tests.rig.aio import WAIT_TIMEOUT, as_deferred, eventually, failure_of, within
 from tests.rig.mq import connected_client, serve, service
+from tests.rig.logs import ErrorLog
 from tests.rig.nats import NatsServer
 
 DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's default max_payload
@@ -467,3 +468,35 @@ async def test_tls_options_need_cert_and_key_together():
     assert isinstance(error, MQConnectError) and "key is missing" in str(error)
     error = await failure_of(MessageClient("nats://127.0.0.1:1", root_cas=["/nonexistent/ca.pem"]).connect())
     assert isinstance(error, MQConnectError) and str(error).startswith("cannot load NATS TLS files: ")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_reply_handler_is_logged_and_dispatch_goes_on(nats_server, clients, svc):
+    async def echo(msg):
+        await msg.respond(msg.data)
+
+    await serve(svc, "mq.echo.raises", echo)
+    client = await clients(nats_server.url)
+    errors_logged = ErrorLog()
+    globalLogPublisher.addObserver(errors_logged)
+    try:
+        def respond(reply, error):
+            raise RuntimeError("handler bug")
+
+        client.send_request("mq.echo.raises", b'"first"', respond)
+        # The next reply still gets through, after the first one's error was logged.
+        assert await within(client.request("mq.echo.raises", b'"second"')) == b'"second"'
+        assert len(errors_logged.messages) == 1
+        assert "Handling the reply to a NATS request" in errors_logged.messages[0]
+    finally:
+        globalLogPublisher.removeObserver(errors_logged)
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_request_reports_errors_found_before_sending_at_once(nats_server, clients):
+    client = await clients(nats_server.url)
+    outcomes = []
+    assert client.send_request("mq.bad subject", b"{}", lambda *outcome: outcomes.append(outcome)) == 0
+    assert len(outcomes) == 1
+    reply, error = outcomes[0]
+    assert reply is None and isinstance(error, errors.ResError)
