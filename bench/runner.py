@@ -125,6 +125,8 @@ def gateway(nats_url: str, profile: str | None = None, workers: int = 1):
     spy = None
     try:
         process.wait_listening()
+        if workers > 1:
+            process.wait_output(f"{workers} of {workers} processes serving")
         pid = process.process.pid
         if profile:
             kind = "raw" if profile.endswith(".folded") else "flamegraph"
@@ -176,18 +178,33 @@ def machine_busy(seconds: float = 1.0) -> float:
     return (busy1 - busy0) / max(1, total1 - total0) * 100 * os.cpu_count()
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes of the gateway ``pid`` (its child processes)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(child) for child in f.read().split()]
+    except OSError:
+        return []
+
+
 @contextlib.contextmanager
 def measure_cpu(pid: int):
-    """CPU of the gateway, of child processes that end meanwhile (the load
-    generator) and of the machine, over the block: fills the yielded dict."""
+    """CPU of the gateway (all its processes with --workers), of child processes
+    that end meanwhile (the load generator) and of the machine, over the block:
+    fills the yielded dict."""
+    pids = [pid, *worker_pids(pid)]
+
     def ticks() -> tuple[float, float, float, float]:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
+        gateway = 0
+        for one in pids:
+            with open(f"/proc/{one}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            gateway += int(fields[11]) + int(fields[12])
         with open("/proc/stat") as f:
             machine = [int(x) for x in f.readline().split()[1:]]
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         hz = os.sysconf("SC_CLK_TCK")
-        return ((int(fields[11]) + int(fields[12])) / hz, children.ru_utime + children.ru_stime,
+        return (gateway / hz, children.ru_utime + children.ru_stime,
                 (sum(machine) - machine[3] - machine[4]) / hz, time.monotonic())
 
     usage: dict = {}

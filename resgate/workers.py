@@ -230,6 +230,8 @@ class WorkerSupervisor(Service):
         if slow:
             log.warn("Workers {numbers} not serving after {timeout:g}s; carrying on without them",
                      numbers=slow, timeout=WORKER_START_TIMEOUT)
+        serving = sum(1 for w in self.workers.values() if w.serving) + 1
+        log.info("{serving} of {count} processes serving", serving=serving, count=self.count)
 
     def _spawn(self, number: int) -> None:
         worker = WorkerProcess(number)

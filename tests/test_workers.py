@@ -73,6 +73,9 @@ async def start_workers(process: GatewayProcess, workers: int) -> int:
     port = process.wait_listening(timeout=1)
     await eventually(lambda: serving_workers(process) >= workers - 1 or _dead(process), START_WAIT)
     assert serving_workers(process) == workers - 1, process.output()
+    # The supervisor says so too, once all serve.
+    summary = f"{workers} of {workers} processes serving"
+    await eventually(lambda: summary in process.output() or _dead(process), START_WAIT)
     return port
 
 

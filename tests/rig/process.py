@@ -67,6 +67,16 @@ class GatewayProcess:
             time.sleep(0.05)
         raise RuntimeError(f"gateway not listening after {timeout}s:\n{self.output()}")
 
+    def wait_output(self, text: str, timeout: float = START_TIMEOUT) -> None:
+        """Wait (bounded) until the gateway's output holds ``text``."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no {text!r} from the gateway after {timeout}s:\n{self.output()}")
+            time.sleep(0.05)
+
     def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
         try:
             return self.process.wait(timeout=timeout)
