@@ -91,11 +91,20 @@ class GatewayRequest(BoundedBodyRequest):
 
 
 class GatewaySite(server.Site):
-    """The HTTP site, quiet as Resgate is: no access log, no factory chatter."""
+    """The HTTP site, quiet as Resgate is: no access log, no factory chatter.
+
+    Idle keep-alive connections stay open as in Resgate (Go's http.Server
+    without timeouts). Twisted's 60-second idle timer was re-armed on every
+    request and reset on every read: without it the bench's cached GET
+    answers 10-15% more requests a second.
+    """
 
     noisy = False
     requestFactory = GatewayRequest
     protocol = BoundedLineChannel
+
+    def __init__(self, resource, timeout: float | None = None) -> None:
+        super().__init__(resource, timeout=timeout)
 
     def log(self, request: server.Request) -> None:
         pass

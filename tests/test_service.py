@@ -204,3 +204,34 @@ async def test_stopping_ends_in_flight_http_requests(gateway_factory, fake_servi
     response = await pending
     assert response.status >= 500
     assert response.json()["code"] == "system.internalError"
+
+
+
+@pytest_twisted.ensureDeferred
+async def test_http_connections_have_no_idle_timeout(gateway, fake_service):
+    """As Resgate (Go's http.Server without timeouts): no idle timer to re-arm per request."""
+    fake_service.on("access.test.model", lambda r: r.respond_result({"get": True}))
+    fake_service.on("get.test.model", lambda r: r.respond_result({"model": {"n": 1}}))
+    idle_timeouts = []
+    build = gateway.site.buildProtocol
+
+    def build_and_note(addr):
+        channel = build(addr)
+        idle_timeouts.append(channel.timeOut)
+        return channel
+
+    gateway.site.buildProtocol = build_and_note
+
+    def get_twice() -> list[bytes]:
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+            answers = []
+            for _ in range(2):
+                sock.sendall(b"GET /api/test/model HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = b""
+                while not answer.endswith(b'{"n":1}'):
+                    answer += sock.recv(4096)
+                answers.append(answer.split(b"\r\n")[0])
+            return answers
+
+    assert await within(threads.deferToThread(get_twice)) == [b"HTTP/1.1 200 OK"] * 2
+    assert idle_timeouts == [None]
