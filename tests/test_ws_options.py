@@ -60,3 +60,10 @@ async def test_subscribe_over_compressed_connection(gateway_factory, fake_servic
     assert response["result"] == {"protocol": PROTOCOL_VERSION}
     response, _ = await subscribe_to(client, fake_service, "test.model")
     assert response["result"] == client_result("test.model")
+    # Events are compressed per connection too, not sent as the shared plain frame.
+    text = "compressible " * 1000
+    wire_before = client.trafficStats.incomingOctetsWireLevel
+    fake_service.event("test.model", "change", {"values": {"string": text}})
+    event = await client.next_message()
+    assert event == {"event": "test.model.change", "data": {"values": {"string": text}}}
+    assert client.trafficStats.incomingOctetsWireLevel - wire_before < len(text) / 10
