@@ -150,6 +150,8 @@ def _path_parts(path: bytes, prefix: bytes) -> list[str] | None:
     if rest.startswith(b"/"):
         rest = rest[1:]
     try:
+        if b"%" not in rest:  # nothing to unescape: most paths
+            return rest.decode("utf-8").split("/")
         return [unquote_to_bytes(part).decode("utf-8") for part in rest.split(b"/")]
     except UnicodeDecodeError:
         return None
