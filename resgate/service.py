@@ -10,6 +10,7 @@ keeps running whatever happens to it.
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from autobahn.twisted.resource import WebSocketResource
@@ -18,7 +19,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import resource, server
+from twisted.web import http, resource, server
 
 import resgate
 from resgate import errors
@@ -78,16 +79,45 @@ class GatewayRoot(resource.Resource):
         return write_not_found(request)
 
 
+class _HttpDate:
+    """The Date header's value, formatted once a second rather than per response."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def __call__(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = http.datetimeToString(now)
+        return self._value
+
+
+http_date = _HttpDate()
+
+
 class GatewayRequest(BoundedBodyRequest):
-    """A request to the gateway; ``*`` as target is a bad request, as in Resgate."""
+    """A request to the gateway; ``*`` as target is a bad request, as in Resgate.
+
+    Rendered by the site's root resource, which routes by the whole path
+    (GatewayRoot): twisted.web's resource-tree walk and its unescaping of
+    every path segment are skipped, and, as Go's net/http in Resgate, the
+    response has a Date header and no Server header.
+    """
 
     def process(self) -> None:
+        self.site = self.channel.site
+        self.setHeader(b"date", http_date())
         if self.path == b"*":
             self.setResponseCode(400)
             self.setHeader(b"connection", b"close")
             self.finish()
             return
-        super().process()
+        try:
+            self.render(self.site.resource)
+        except BaseException:
+            self.processingFailed(Failure())
 
 
 class GatewaySite(server.Site):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import socket
 import ssl
+import time
 
 import pytest
 import pytest_twisted
@@ -235,3 +237,15 @@ async def test_http_connections_have_no_idle_timeout(gateway, fake_service):
 
     assert await within(threads.deferToThread(get_twice)) == [b"HTTP/1.1 200 OK"] * 2
     assert idle_timeouts == [None]
+
+
+@pytest_twisted.ensureDeferred
+async def test_responses_have_a_date_and_no_server_header(gateway):
+    """As Go's net/http in Resgate: Date on every response, no Server header."""
+    response = await http_request("GET", gateway.api_url.replace("/api/", "/nothing"))
+    assert response.status == 404
+    date = response.headers["date"]
+    assert len(date) == 1
+    sent = email.utils.parsedate_to_datetime(date[0])
+    assert abs(sent.timestamp() - time.time()) < 5
+    assert "server" not in response.headers
