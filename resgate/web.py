@@ -84,6 +84,14 @@ class BoundedBodyRequest(server.Request):
     """
 
     body_too_large = False
+    #: Called once if the client goes away before the response is finished
+    #: (what notifyFinish's errback says, without a Deferred per request).
+    on_client_gone: Callable[[], None] | None = None
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        if self.on_client_gone is not None:
+            self.on_client_gone()
 
     def gotLength(self, length: int | None) -> None:
         if length is not None and length > MAX_BODY_SIZE:
@@ -385,7 +393,7 @@ class ApiRequest:
 
     def start(self, handler: Callable[[ApiRequest], None]) -> object:
         """Queue the work: header auth if configured, then ``handler(self)``."""
-        self.request.notifyFinish().addErrback(self._client_gone)
+        self.request.on_client_gone = self._client_gone
         self.context.work.enqueue(lambda: self._open(handler))
         return server.NOT_DONE_YET
 
@@ -415,7 +423,7 @@ class ApiRequest:
 
         header_auth(conn, method, authenticated)
 
-    def _client_gone(self, _failure: Failure) -> None:
+    def _client_gone(self) -> None:
         # Nothing may be written from now on, even by work already queued;
         # the connection is released on the queue like any gateway state.
         self.done = True
