@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import gc
 import os
 import signal
 import sys
@@ -107,11 +108,26 @@ class ProcessExit:
             os._exit(self.status)
 
 
+#: Allocations between two collections of the youngest generation (Python's
+#: default is 700). A gateway holds many long-lived objects per client, and
+#: each full collection walks them all: with 5,000 clients, one landing in
+#: the middle of an event's fan-out doubled the time to reach them all
+#: (bench idle_5000: 242-346 ms at 700, 139-177 ms at 20,000).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """Collect garbage less often in a gateway process (see GC_YOUNG_THRESHOLD)."""
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 def build_gateway(options: Options) -> tuple[GatewayService, ProcessExit]:
     """Config, reactor and gateway for a standalone process; exits on bad config.
 
     With ``--workers N`` the gateway supervises N-1 worker processes on its port.
     """
+    tune_gc()
     try:
         config = Config.from_options(options)
         reactor = install_reactor()

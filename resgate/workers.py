@@ -356,8 +356,9 @@ def main() -> None:
     # supervisor alone, which stops its workers in order.
     os.setpgrp()
     from resgate.service import GatewayService
-    from resgate.tap import EXIT_FAILURE, ProcessExit, ReactorError, install_reactor
+    from resgate.tap import EXIT_FAILURE, ProcessExit, ReactorError, install_reactor, tune_gc
 
+    tune_gc()
     try:
         config = read_settings()
         reactor = install_reactor()

@@ -8,6 +8,7 @@ import sys
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor
 
+from resgate.tap import GC_YOUNG_THRESHOLD
 from tests.rig.aio import within
 
 #: A child that closes its pipes first and exits a while later, so Twisted
@@ -37,3 +38,11 @@ async def test_a_child_that_exits_after_closing_its_pipes_is_reaped():
     child = Ended()
     reactor.spawnProcess(child, sys.executable, [sys.executable, "-c", LINGERING_CHILD])
     assert await within(child.ended, 10) == 0
+
+
+def test_gateway_processes_collect_garbage_less_often():
+    script = ("import gc; from resgate.options import Options; from resgate.tap import build_gateway; "
+              "options = Options(); options.parseOptions(['--nats', 'nats://127.0.0.1:1']); "
+              "build_gateway(options); print(gc.get_threshold()[0])")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert result.stdout.strip() == str(GC_YOUNG_THRESHOLD), result.stderr
