@@ -92,10 +92,16 @@ class GatewayContext:
 
 
 class Connection:
-    """A client connection; ``send(bytes)`` writes one message to the client."""
+    """A client connection; ``send(bytes)`` writes one message to the client.
+
+    It listens for connection events (``conn.<cid>.*``, token events) unless
+    ``conn_events`` is False: an HTTP request's connection without an auth
+    request has nothing a token could change before it ends.
+    """
 
     def __init__(self, context: GatewayContext, send: Callable[[bytes], None],
-                 http_info: dict[str, Any] | Callable[[], dict[str, Any]] | None = None) -> None:
+                 http_info: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+                 conn_events: bool = True) -> None:
         self.context = context
         self.cache = context.cache
         self.cid = new_cid()
@@ -113,6 +119,8 @@ class Connection:
         self._conn_sub = None
         context.conns[self.cid] = self
         self.cache.add_conn(self)
+        if not conn_events:
+            return
         try:
             work = context.work
             self._conn_sub = context.mq.subscribe(

@@ -404,7 +404,8 @@ class ApiRequest:
             self._finish_error(errors.SERVICE_UNAVAILABLE)
             return
         request = self.request
-        conn = Connection(self.context, _no_events, lambda: describe_request(request))
+        conn = Connection(self.context, _no_events, lambda: describe_request(request),
+                          conn_events=self.context.config.header_auth_method is not None)
         conn.protocol_version = VERSION_LATEST
         self.conn = conn
         method = self.context.config.header_auth_method
