@@ -6,6 +6,7 @@ does not take is left to Twisted's own buffering, producers and closing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 import struct
@@ -66,6 +67,19 @@ async def connect(port) -> Collector:
     return await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), Collector())
 
 
+@contextlib.asynccontextmanager
+async def connected_pair():
+    """A loopback client and the server's transport of its connection (the server writes nothing itself)."""
+    port, servers = await serve(lambda transport: None)
+    try:
+        client = await connect(port)
+        await eventually(lambda: servers)
+        yield client, servers[0].transport
+        client.transport.loseConnection()
+    finally:
+        await port.stopListening()
+
+
 def chunks(count: int, size: int) -> list[bytes]:
     """Distinct chunks, so that a reordering or a loss changes the digest."""
     return [hashlib.sha256(str(i).encode()).digest() * (size // 32) for i in range(count)]
@@ -73,11 +87,7 @@ def chunks(count: int, size: int) -> list[bytes]:
 
 @pytest_twisted.ensureDeferred
 async def test_connections_are_corked():
-    port, servers = await serve(lambda transport: None)
-    try:
-        client = await connect(port)
-        await eventually(lambda: servers)
-        transport = servers[0].transport
+    async with connected_pair() as (client, transport):
         assert isinstance(transport, CorkedServer)
         transport.write(b"one ")
         transport.writeSequence([b"two ", b"three"])
@@ -86,9 +96,6 @@ async def test_connections_are_corked():
         assert transport not in reactor.getWriters()
         await eventually(lambda: bytes(client.received) == b"one two three")
         assert transport not in reactor.getWriters()
-        client.transport.loseConnection()
-    finally:
-        await port.stopListening()
 
 
 @pytest_twisted.ensureDeferred
@@ -113,11 +120,7 @@ async def test_more_than_the_kernel_takes_arrives_whole_and_in_order_before_the_
 @pytest_twisted.ensureDeferred
 async def test_writes_over_several_turns_to_a_slow_reader_keep_their_order():
     parts = chunks(400, 16384)
-    port, servers = await serve(lambda transport: None)
-    try:
-        client = await connect(port)
-        await eventually(lambda: servers)
-        transport = servers[0].transport
+    async with connected_pair() as (client, transport):
         client.transport.pauseProducing()  # the client does not read for a while
         for i, part in enumerate(parts):
             transport.write(part)
@@ -133,9 +136,6 @@ async def test_writes_over_several_turns_to_a_slow_reader_keep_their_order():
         transport.write(b"end")
         assert transport not in reactor.getWriters()
         await eventually(lambda: client.received.endswith(b"end"))
-        client.transport.loseConnection()
-    finally:
-        await port.stopListening()
 
 
 class Producer:
@@ -156,11 +156,7 @@ class Producer:
 
 @pytest_twisted.ensureDeferred
 async def test_a_streaming_producer_is_paused_and_resumed_as_by_twisted():
-    port, servers = await serve(lambda transport: None)
-    try:
-        client = await connect(port)
-        await eventually(lambda: servers)
-        transport = servers[0].transport
+    async with connected_pair() as (client, transport):
         producer = Producer()
         transport.registerProducer(producer, True)
         transport.write(b"x" * (transport.bufferSize + 1))
@@ -168,9 +164,6 @@ async def test_a_streaming_producer_is_paused_and_resumed_as_by_twisted():
         await eventually(lambda: producer.calls == ["pause", "resume"])
         assert len(client.received) == transport.bufferSize + 1
         transport.unregisterProducer()
-        client.transport.loseConnection()
-    finally:
-        await port.stopListening()
 
 
 @pytest_twisted.ensureDeferred
@@ -200,30 +193,17 @@ async def test_a_write_to_a_reset_connection_ends_it():
         await port.stopListening()
 
 
+@pytest.mark.parametrize("close, received", [("loseConnection", b"last words"), ("abortConnection", b"")])
 @pytest_twisted.ensureDeferred
-async def test_a_close_after_a_small_write_sends_it_first():
+async def test_a_close_right_after_a_write_sends_it_unless_aborted(close, received):
     def script(transport):
         transport.write(b"last words")
-        transport.loseConnection()
+        getattr(transport, close)()
 
     port, _servers = await serve(script)
     try:
         client = await connect(port)
-        assert await within(client.closed) == b"last words"
-    finally:
-        await port.stopListening()
-
-
-@pytest_twisted.ensureDeferred
-async def test_abort_drops_what_was_written():
-    def script(transport):
-        transport.write(b"never sent")
-        transport.abortConnection()
-
-    port, _servers = await serve(script)
-    try:
-        client = await connect(port)
-        assert await within(client.closed) == b""
+        assert await within(client.closed) == received
     finally:
         await port.stopListening()
 
@@ -240,14 +220,7 @@ async def test_reuse_port_is_set_only_when_asked(reuse_port):
 
 @pytest_twisted.ensureDeferred
 async def test_addresses_are_the_sockets():
-    port, servers = await serve(lambda transport: None)
-    try:
-        client = await connect(port)
-        await eventually(lambda: servers)
-        transport = servers[0].transport
+    async with connected_pair() as (client, transport):
         for _ in range(2):  # the second time from the kept ones
             assert transport.getHost() == client.transport.getPeer()
             assert transport.getPeer() == client.transport.getHost()
-        client.transport.loseConnection()
-    finally:
-        await port.stopListening()
