@@ -19,7 +19,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from tests.rig.api import send
+from tests.rig.api import assert_headers, send
 
 pytestmark = pytest.mark.usefixtures("logged_errors")
 
@@ -43,10 +43,7 @@ async def test_options_allow_origin(gateway_factory, fake_service, origin, allow
     gateway = await gateway_factory(allow_origin=allow_origin)
     response = await send(gateway, "OPTIONS", "test/model", headers={"Origin": origin} if origin else None)
     assert (response.status, response.body) == (200, b""), response
-    for name, value in present.items():
-        assert response.header(name) == value, response
-    for name in missing:
-        assert response.header(name) is None, response
+    assert_headers(response, present, missing)
     fake_service.assert_no_request()
 
 

@@ -22,6 +22,30 @@ from tests.rig.resources import ERR_NOT_FOUND, get_result, respond_get
 #: The Content-Type of every API response with a body.
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
+# The --alloworigin scenarios GET and POST share:
+# (Origin header or None, --alloworigin, status, expected headers, headers that must be missing).
+ALLOW_ORIGIN_CASES = [
+    ("http://localhost", "*", 200, {"access-control-allow-origin": "*"},
+     ["vary", "access-control-allow-credentials"]),
+    ("http://localhost", "http://localhost", 200,
+     {"access-control-allow-origin": "http://localhost", "vary": "Origin"}, ["access-control-allow-credentials"]),
+    ("https://resgate.io", "http://localhost;https://resgate.io", 200,
+     {"access-control-allow-origin": "https://resgate.io", "vary": "Origin"}, ["access-control-allow-credentials"]),
+    ("http://example.com", "http://localhost;https://resgate.io", 403,
+     {"access-control-allow-origin": "http://localhost", "vary": "Origin"}, ["access-control-allow-credentials"]),
+    (None, "*", 200, {"access-control-allow-origin": "*"}, ["vary"]),
+    (None, "http://localhost", 200, {}, ["access-control-allow-origin", "vary"]),
+]
+
+
+def assert_headers(response: HttpResponse, present: dict[str, str], missing: list[str]) -> None:
+    """``response`` has each header of ``present`` with its value and none of ``missing``."""
+    for name, value in present.items():
+        assert response.header(name) == value, response
+    for name in missing:
+        assert response.header(name) is None, response
+
+
 # Errors only the HTTP API answers with, as they appear in bodies.
 ERR_BAD_REQUEST = {"code": "system.badRequest", "message": "Bad request"}
 ERR_METHOD_NOT_ALLOWED = {"code": "system.methodNotAllowed", "message": "Method not allowed"}
