@@ -69,13 +69,12 @@ class CorkedServer(tcp.Server):
         # Called by write(), writeSequence() and loseConnection().
         if self._is_corked or self._is_watched:
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not on a running asyncio loop: Twisted's way
-            self._watch()
-            return
-        if not _corked:
-            loop.call_soon(_flush)
+        if not _corked:  # the first this turn schedules the flush
+            try:
+                asyncio.get_running_loop().call_soon(_flush)
+            except RuntimeError:  # not on a running asyncio loop: Twisted's way
+                self._watch()
+                return
         _corked.append(self)
         self._is_corked = True
 
