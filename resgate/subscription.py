@@ -385,16 +385,22 @@ class Subscription:
     def _legacy(self) -> bool:
         return self.conn.protocol_version < VERSION_SOFT_REFERENCE_AND_DATA
 
+    def _add_reference_or_log(self, rid: str) -> Subscription | None:
+        """The reference an event adds, subscribed; None (logged) if it cannot be."""
+        try:
+            return self._add_reference(rid)
+        except errors.ResError as e:
+            self.conn.log_error(f"Subscription {self.rid}: Error subscribing to resource {rid}: {e.message}")
+            return None
+
     def _collection_event(self, event: ResourceEvent) -> None:
         name = event.event
         if name == "add":
             value = event.value
             idx = event.idx
             if value.type == codec.VALUE_REFERENCE:
-                try:
-                    sub = self._add_reference(value.rid)
-                except errors.ResError as e:
-                    self.conn.log_error(f"Subscription {self.rid}: Error subscribing to resource {value.rid}: {e.message}")
+                sub = self._add_reference_or_log(value.rid)
+                if sub is None:
                     return
                 if sub.is_sent or not self.is_sent:
                     self._send_shared(event, lambda: {"idx": idx, "value": value.raw})
@@ -438,10 +444,8 @@ class Subscription:
             has_unsent = False
             for value in changed.values():
                 if value.type == codec.VALUE_REFERENCE:
-                    try:
-                        sub = self._add_reference(value.rid)
-                    except errors.ResError as e:
-                        self.conn.log_error(f"Subscription {self.rid}: Error subscribing to resource {value.rid}: {e.message}")
+                    sub = self._add_reference_or_log(value.rid)
+                    if sub is None:
                         return
                     has_unsent = has_unsent or not sub.is_sent
                     subs.append(sub)
