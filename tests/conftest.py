@@ -20,6 +20,19 @@ def pytest_configure(config):
     install_reactor()
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--long", action="store_true", default=False,
+        help="run the long variants of the reliability tests (soak for 10 minutes, ...)",
+    )
+
+
+@pytest.fixture(scope="session")
+def long_run(request) -> bool:
+    """True when the suite runs with ``--long``: reliability tests run their long variants."""
+    return request.config.getoption("--long")
+
+
 @pytest.fixture(scope="session")
 def nats_server():
     """A nats-server shared by the whole session; tests use distinct subjects."""
