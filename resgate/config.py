@@ -10,6 +10,7 @@ setting and where its value came from.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import ipaddress
 import json
@@ -41,6 +42,14 @@ DEFAULT_ALLOW_ORIGIN = "*"
 DEFAULT_WORKERS = 1
 #: The most ``--workers``: a sanity bound, far above any machine's core count.
 MAX_WORKERS = 1024
+#: Bytes a WebSocket client may leave unread beyond what the sockets buffer
+#: before it is cut off (``wsMaxUnread``, ours: Resgate has no such bound).
+DEFAULT_WS_MAX_UNREAD = 4 * 1024 * 1024
+#: Less would cut off a client whose socket is only briefly full, for a
+#: single large resource; more would let a few clients that do not read
+#: hold gigabytes of the gateway's memory.
+MIN_WS_MAX_UNREAD = 64 * 1024
+MAX_WS_MAX_UNREAD = 1024 * 1024 * 1024
 
 #: Encodings of resources served over HTTP, compared case-insensitively.
 API_ENCODINGS = ("json", "jsonflat")
@@ -89,6 +98,8 @@ class _Setting:
     kind: _Kind
     flag: str | None = None  # the long option that overrides it
     zero_is_default: bool = False  # Resgate's SetDefault replaces 0 or "" with the default
+    # Ours, not Resgate's: a created file holds it only when it is not the default.
+    extension: bool = False
 
 
 # In the order of Resgate's configuration structs, which is the file's order.
@@ -122,6 +133,8 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting("wsCompression", "ws_compression", _Kind.BOOLEAN, "wscompression"),
     _Setting("resetThrottle", "reset_throttle", _Kind.INTEGER, "resetthrottle"),
     _Setting("referenceThrottle", "reference_throttle", _Kind.INTEGER, "referencethrottle"),
+    _Setting("wsMaxUnread", "ws_max_unread", _Kind.INTEGER, "wsmaxunread", zero_is_default=True,
+             extension=True),
 )
 
 _SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -172,6 +185,7 @@ class Config:
     ws_compression: bool = False
     reset_throttle: int = 0
     reference_throttle: int = 0
+    ws_max_unread: int = DEFAULT_WS_MAX_UNREAD
     tls: bool = False
     tls_cert: str = ""
     tls_key: str = ""
@@ -208,6 +222,11 @@ class Config:
 
         if self.api_encoding.lower() not in API_ENCODINGS:
             raise invalid("apiEncoding", f"must be {' or '.join(API_ENCODINGS)}")
+        if not MIN_WS_MAX_UNREAD <= self.ws_max_unread <= MAX_WS_MAX_UNREAD:
+            raise invalid(
+                "wsMaxUnread",
+                f"must be from {MIN_WS_MAX_UNREAD} (64 KiB) to {MAX_WS_MAX_UNREAD} (1 GiB) bytes",
+            )
         if self.metrics_port and self.metrics_port == self.port:
             raise invalid("metricsPort", f"must differ from port {self.port}")
 
@@ -288,8 +307,16 @@ class Config:
         return "https" if self.tls else "http"
 
     def to_json(self) -> dict[str, Any]:
-        """The settings under Resgate's JSON keys, in Resgate's order."""
-        document = {setting.key: getattr(self, setting.attr) for setting in SETTINGS}
+        """The settings under Resgate's JSON keys, in Resgate's order.
+
+        Settings of ours follow, only those that are not at their default:
+        a file of defaults stays the one Resgate writes.
+        """
+        document = {
+            setting.key: getattr(self, setting.attr)
+            for setting in SETTINGS
+            if not setting.extension or getattr(self, setting.attr) != _DEFAULTS[setting.attr]
+        }
         document["natsRootCAs"] = list(self.nats_root_cas)
         return document
 
@@ -355,6 +382,9 @@ class Config:
             assert path is not None
             _write_config_file(path, config.to_json(), stderr)
         return config
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config) if f.init}
 
 
 def _show(value: object) -> str:

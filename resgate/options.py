@@ -25,6 +25,7 @@ from resgate.config import (
     DEFAULT_PORT,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_WORKERS,
+    DEFAULT_WS_MAX_UNREAD,
     DEFAULT_WS_PATH,
     MAX_PORT,
     MAX_WORKERS,
@@ -68,6 +69,10 @@ Server options:
       --patchmethod <method>       Call method that HTTP PATCH requests map to
                                    (default: none, PATCH not allowed)
       --wscompression              Compress WebSocket messages (default: off)
+      --wsmaxunread <bytes>        Bytes a WebSocket client may leave unread
+                                   before it is disconnected, 65536 to
+                                   1073741824; ours, not Resgate's
+                                   (default: {DEFAULT_WS_MAX_UNREAD})
       --resetthrottle <limit>      Most requests in flight after a system reset,
                                    0 for no limit (default: 0)
       --referencethrottle <limit>  Most requests in flight while following
@@ -162,7 +167,7 @@ def _go_bool(option: str, value: str) -> bool:
 
 
 class Options(usage.Options):
-    """Resgate's command-line options, plus ``--embed-nats`` and ``--workers``.
+    """Resgate's command-line options, plus ``--embed-nats``, ``--workers`` and ``--wsmaxunread``.
 
     After ``parseOptions``, parameters not given are ``None``, flags are
     bools, ``natsrootca`` and ``alloworigin`` are lists (or ``None``), and
@@ -194,6 +199,7 @@ class Options(usage.Options):
         ["patchmethod", None, None],
         ["resetthrottle", None, None, None, _integer("resetthrottle")],
         ["referencethrottle", None, None, None, _integer("referencethrottle")],
+        ["wsmaxunread", None, None, None, _integer("wsmaxunread")],
         ["config", "c", None],
         ["tlscert", None, None],
         ["tlskey", None, None],

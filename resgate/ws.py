@@ -35,11 +35,6 @@ log = Logger(namespace="resgate.ws")
 #: (1009, message too big). Resgate has no limit; unbounded input is not ours.
 MAX_MESSAGE_SIZE = 1024 * 1024
 
-#: Bytes a client may leave unread beyond what the socket buffers before it
-#: is cut off: a client that does not read must not grow the gateway's
-#: memory without bound (DESIGN.md invariant 5).
-MAX_UNREAD_BYTES = 4 * 1024 * 1024
-
 # A traced message stays one log record line, whatever line breaks a client sends.
 _ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r"})
 
@@ -195,14 +190,20 @@ class ClientProtocol(WebSocketServerProtocol):
         self._unread = None
 
     def _backlogged(self, size: int) -> bool:
-        """Count ``size`` bytes against a client that is not reading; cut it off past the bound."""
+        """Count ``size`` bytes against a client that is not reading; cut it off past the bound.
+
+        The bound (``wsMaxUnread``) is on what the gateway holds beyond the
+        socket buffers: a client that does not read must not grow the
+        gateway's memory without bound (DESIGN.md invariant 5).
+        """
         if self._unread is None:
             return False
         self._unread += size
-        if self._unread <= MAX_UNREAD_BYTES:
+        limit = self.factory.context.config.ws_max_unread
+        if self._unread <= limit:
             return False
         log.warn("[{cid}] Client does not read: over {limit} bytes unread; disconnecting",
-                 cid=self.conn.cid, limit=MAX_UNREAD_BYTES)
+                 cid=self.conn.cid, limit=limit)
         self.transport.abortConnection()
         return True
 

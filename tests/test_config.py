@@ -491,6 +491,84 @@ def test_long_values_are_shortened_in_messages(tmp_path: Path) -> None:
     assert len(message) < 300
 
 
+# wsMaxUnread: the bound on what a WebSocket client leaves unread (ours)
+
+
+def test_ws_max_unread_defaults_to_4_mib_and_is_not_written(tmp_path: Path) -> None:
+    path = tmp_path / "resgate.json"
+    assert load("-c", str(path)).config.ws_max_unread == 4 * 1024 * 1024
+    assert "wsMaxUnread" not in json.loads(path.read_text())
+
+
+@pytest.mark.parametrize(
+    "file, argv, expected",
+    [
+        ({"wsMaxUnread": 1048576}, [], 1048576),
+        ({"wsmaxunread": 65536}, [], 65536),
+        ({"wsMaxUnread": 1048576}, ["--wsmaxunread", "2097152"], 2097152),
+        ({}, ["-wsmaxunread=1073741824"], 1073741824),
+        ({"wsMaxUnread": 0}, [], 4 * 1024 * 1024),
+        ({"wsMaxUnread": 1048576}, ["--wsmaxunread", "0"], 4 * 1024 * 1024),
+        ({"wsMaxUnread": None}, [], 4 * 1024 * 1024),
+    ],
+)
+def test_ws_max_unread_from_the_file_and_the_flag(
+    tmp_path: Path, file: dict[str, Any], argv: list[str], expected: int
+) -> None:
+    assert load_file(tmp_path, file, *argv).config.ws_max_unread == expected
+
+
+def test_a_created_file_holds_ws_max_unread_when_it_is_not_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "resgate.json"
+    loaded = load("-c", str(path), "--wsmaxunread", "131072")
+    document = json.loads(path.read_text())
+    assert list(document) == [*RESGATE_KEYS, "wsMaxUnread"]
+    assert document["wsMaxUnread"] == 131072
+    assert load("-c", str(path)).config == loaded.config
+
+
+@pytest.mark.parametrize(
+    "file, expected",
+    [
+        ({"wsMaxUnread": -1}, "invalid wsMaxUnread -1 in {file}: must not be negative"),
+        ({"wsMaxUnread": "4MiB"}, 'invalid wsMaxUnread "4MiB" in {file}: must be an integer'),
+        ({"wsMaxUnread": 1.5e6}, "invalid wsMaxUnread 1500000.0 in {file}: must be an integer"),
+        ({"wsMaxUnread": True}, "invalid wsMaxUnread true in {file}: must be an integer"),
+        ({"wsMaxUnread": [65536]}, "invalid wsMaxUnread [65536] in {file}: must be an integer"),
+        ({"wsMaxUnread": 65535}, "invalid wsMaxUnread 65535 in {file}: must be from 65536 (64"),
+        ({"wsMaxUnread": 2**30 + 1}, f"invalid wsMaxUnread {2**30 + 1} in {{file}}: must be"),
+        ({"wsMaxUnread": 2**63}, f"invalid wsMaxUnread {2**63} in {{file}}: must be at most"),
+    ],
+)
+def test_invalid_ws_max_unread_in_the_file(
+    tmp_path: Path, file: dict[str, Any], expected: str
+) -> None:
+    assert expected.format(file=tmp_path / "resgate.json") in config_error(tmp_path, file)
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--wsmaxunread", "-1"], "invalid wsMaxUnread -1 from --wsmaxunread: must not be negative"),
+        (["--wsmaxunread", "1"], "invalid wsMaxUnread 1 from --wsmaxunread: must be from 65536"),
+        (
+            ["--wsmaxunread", str(2**40)],
+            f"invalid wsMaxUnread {2**40} from --wsmaxunread: must be from 65536 (64 KiB)"
+            " to 1073741824 (1 GiB) bytes",
+        ),
+    ],
+)
+def test_invalid_ws_max_unread_from_the_flag(argv: list[str], expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load(*argv)
+    assert expected in str(error.value)
+
+
+def test_ws_max_unread_is_checked_on_direct_creation() -> None:
+    with pytest.raises(ConfigError, match="invalid wsMaxUnread 0: must be from 65536"):
+        Config(ws_max_unread=0)
+
+
 # Hostile and broken files
 
 

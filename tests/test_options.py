@@ -36,6 +36,7 @@ def parse(*argv: str) -> Options:
         (None, "--patchmethod", "patch", "patch"),
         (None, "--resetthrottle", "10", 10),
         (None, "--referencethrottle", "20", 20),
+        (None, "--wsmaxunread", "1048576", 1048576),
         (None, "--tlscert", "cert.pem", "cert.pem"),
         (None, "--tlskey", "key.pem", "key.pem"),
         (None, "--creds", "user.creds", "user.creds"),
@@ -192,6 +193,9 @@ def test_bad_command_lines_are_usage_errors(argv: list[str], message: str) -> No
         (["-r", "3s"], 'invalid value "3s" for --reqtimeout: must be an integer'),
         (["--resetthrottle", "1e3"], 'invalid value "1e3" for --resetthrottle'),
         (["--referencethrottle", " 5"], 'invalid value " 5" for --referencethrottle'),
+        (["--wsmaxunread", "4MiB"], 'invalid value "4MiB" for --wsmaxunread: must be an integer'),
+        (["--wsmaxunread", "1e6"], 'invalid value "1e6" for --wsmaxunread: must be an integer'),
+        (["--wsmaxunread", "1.5"], 'invalid value "1.5" for --wsmaxunread: must be an integer'),
     ],
 )
 def test_numbers_must_be_integers_in_range(argv: list[str], message: str) -> None:

@@ -11,7 +11,7 @@ import pytest_twisted
 from twisted.internet import protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from resgate.ws import MAX_UNREAD_BYTES
+from resgate.config import DEFAULT_WS_MAX_UNREAD as MAX_UNREAD_BYTES
 from tests.rig.aio import eventually, within
 from tests.rig.ws import connect_ws
 
