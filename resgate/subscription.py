@@ -557,11 +557,12 @@ class Subscription:
         def done(access: Access, _meta: Any) -> None:
             if throttle is not None:
                 throttle.done()
-            if self.state == STATE_DISPOSED:
-                return
             callbacks, self.access_callbacks = self.access_callbacks, []
             self.access_pending = False
-            if access.error is None or access.error.code == errors.CODE_ACCESS_DENIED:
+            # Released meanwhile (an event dropped the reference a call asked
+            # access on), it keeps nothing, but whoever waits gets the answer.
+            if self.state != STATE_DISPOSED and (
+                    access.error is None or access.error.code == errors.CODE_ACCESS_DENIED):
                 self.access = access
             for cb in callbacks:
                 cb(access)

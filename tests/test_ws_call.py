@@ -22,6 +22,9 @@ All ported. Notes:
   runs with the parent model subscribed; so does the port.
 * Where upstream lets its mocked NATS time a request out, the gateway here
   gets a short request timeout and the fake service does not answer.
+* test_call_on_reference_released_while_access_is_asked_is_answered has no
+  upstream counterpart: the soak (tests/test_soak.py) found the call left
+  without an answer.
 """
 
 from __future__ import annotations
@@ -384,3 +387,22 @@ async def test_call_with_too_long_resource_id_is_refused(gateway, fake_service):
 
     check_response(response, Error(ERR_SUBJECT_TOO_LONG))
     fake_service.assert_no_request()
+
+
+@pytest_twisted.ensureDeferred
+async def test_call_on_reference_released_while_access_is_asked_is_answered(gateway, fake_service):
+    """A call on a resource held through a reference asks access on that
+    subscription; when an event drops the reference meanwhile, the access
+    answer still lets the call go on (found by the soak, tests/test_soak.py)."""
+    client = await connect_client(gateway)
+    await subscribe_to(client, fake_service, "test.model.parent")
+
+    pending = client.request("call.test.model.method", PARAMS)
+    access = (await fake_service.take("access.test.model"))["access.test.model"]
+    fake_service.event("test.model.parent", "change", {"values": {"child": None}})
+    assert await client.next_message() == {"event": "test.model.parent.change", "data": {"values": {"child": None}}}
+    access.respond_result({"get": True, "call": "*"})
+    call = (await fake_service.take("call.test.model.method"))["call.test.model.method"]
+    SUCCESS(call)
+
+    check_response(await pending, SUCCESS_RESULT)
