@@ -82,10 +82,11 @@ class WsClient(WebSocketClientProtocol):
         return within(self.closed, timeout)
 
 
-def connect_ws(url: str, headers: dict[str, str] | None = None, timeout: float = WAIT_TIMEOUT) -> defer.Deferred:
-    """Open a WebSocket to ``url``; fires with the connected WsClient."""
+def connect_ws(url: str, headers: dict[str, str] | None = None, timeout: float = WAIT_TIMEOUT,
+               protocol: type[WsClient] = WsClient) -> defer.Deferred:
+    """Open a WebSocket to ``url``; fires with the connected WsClient (or ``protocol``)."""
     factory = WebSocketClientFactory(url, headers=headers or {})
-    factory.protocol = WsClient
+    factory.protocol = protocol
     factory.opened = defer.Deferred()
     connectWS(factory, timeout=timeout)
     return within(factory.opened, timeout)
