@@ -244,6 +244,8 @@ class MessageClient:
         self._root_cas = tuple(root_cas)
         self._clock = reactor
         self._nc: _OrderedClient | None = None
+        # The cluster's other nodes, as the lost connection's servers told of them.
+        self._discovered: list[str] = []
         self._inbox_prefix = ""
         self._last_token = 0
         self._requests: dict[int, _Request] = {}
@@ -265,7 +267,10 @@ class MessageClient:
         """Connect to one of the servers of ``url`` (comma-separated).
 
         The servers are tried in random order, as Resgate's NATS client does,
-        to spread gateways over a cluster. Fails with MQConnectError.
+        to spread gateways over a cluster. After a lost connection, the
+        cluster nodes its servers told of are tried too, so that a gateway
+        configured with one node's URL can carry on through the others.
+        Fails with MQConnectError.
         """
         from twisted.internet import reactor
         from twisted.internet.asyncioreactor import AsyncioSelectorReactor
@@ -383,7 +388,7 @@ class MessageClient:
         tls = self._tls_context()
         try:
             await nc.connect(
-                servers=[server.strip() for server in self.url.split(",")],
+                servers=self._servers(),
                 error_cb=on_error,
                 closed_cb=on_closed,
                 allow_reconnect=False,
@@ -408,6 +413,14 @@ class MessageClient:
         self._inbox_prefix = nc.new_inbox() + "."
         nc.subscribe_now(self._inbox_prefix + "*", self._on_reply)
         log.info("Connected to NATS at {url}", url=self._safe_url())
+
+    def _servers(self) -> list[str]:
+        """The configured servers, then the other cluster nodes the last connection learned of."""
+        servers = [server.strip() for server in self.url.split(",")]
+        # Nodes of one cluster share their users: credentials in the URL hold for all of them.
+        userinfo = next((server.partition("//")[2].rpartition("@")[0] + "@" for server in servers
+                         if "@" in server.partition("//")[2]), "")
+        return servers + [url.replace("//", "//" + userinfo, 1) for url in self._discovered]
 
     def _user_credentials(self) -> str | None:
         if not self._creds:
@@ -545,6 +558,9 @@ class MessageClient:
             return
         reason = f"lost NATS connection: {_describe(nc.last_error)}"
         log.warn("{reason}", reason=reason)
+        # nats-py learned them from the servers' INFO (connect_urls); without
+        # its own reconnects it never uses them, the next connect does.
+        self._discovered = [uri.geturl() for uri in nc.discovered_servers]
         self._drop(nc, errors.internal_error(reason))
         if self.on_lost is not None:
             try:
