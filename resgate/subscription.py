@@ -553,10 +553,24 @@ class Subscription:
         if self.access_pending:
             return
         self.access_pending = True
+        conn = self.conn
 
-        def done(access: Access, _meta: Any) -> None:
+        def send() -> None:
+            token = conn.token
+            conn.request_access(self, lambda access, meta: done(access, meta, token))
+
+        def done(access: Access, _meta: Any, token: Any) -> None:
+            nonlocal throttle
             if throttle is not None:
                 throttle.done()
+                throttle = None
+            if token is not conn.token:
+                # The answer speaks for a token the connection no longer has:
+                # ask again with the current one. Asked after every reaccess
+                # that came meanwhile, the new answer stands for them too.
+                self.reaccess_pending = False
+                send()
+                return
             callbacks, self.access_callbacks = self.access_callbacks, []
             self.access_pending = False
             # Released meanwhile (an event dropped the reference a call asked
@@ -568,9 +582,9 @@ class Subscription:
                 cb(access)
 
         if throttle is None:
-            self.conn.request_access(self, done)
+            send()
         else:
-            throttle.add(lambda: self.conn.request_access(self, done))
+            throttle.add(send)
 
     def can_get(self, callback: Callable[[errors.ResError | None], None]) -> None:
         self._load_access(lambda access: callback(access.can_get()))
