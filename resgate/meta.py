@@ -26,12 +26,25 @@ from resgate import errors
 log = Logger(namespace="resgate.meta")
 
 #: Headers the gateway sets itself; a service's meta never replaces them.
+#: Resgate's five, and the ones that frame the body or manage the connection:
+#: Go's net/http keeps a response well framed whatever a handler sets, but
+#: twisted.web would send, say, Transfer-Encoding next to its own
+#: Content-Length, and a client or proxy would read the connection wrong.
 PROTECTED_HEADERS = frozenset({
     "Sec-Websocket-Extensions",
     "Sec-Websocket-Protocol",
     "Access-Control-Allow-Credentials",
     "Access-Control-Allow-Origin",
     "Content-Type",
+    "Content-Length",
+    "Transfer-Encoding",
+    # Hop-by-hop (RFC 9110, 7.6.1); Connection can name headers for proxies to drop.
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Connection",
+    "Te",
+    "Trailer",
+    "Upgrade",
 })
 #: The one header whose values accumulate instead of replacing.
 SET_COOKIE = "Set-Cookie"
@@ -86,7 +99,7 @@ class Meta:
         if raw is None:
             return None
         if not isinstance(raw, dict):
-            log.error("Invalid meta object: {raw!r}", raw=raw)
+            log.error("Invalid meta object: {kind}", kind=_json_kind(raw))
             return None
         status = raw.get("status")
         if status is not None and type(status) is not int:
@@ -127,11 +140,25 @@ def merge_meta(first: Meta | None, second: Meta | None) -> Meta | None:
     return first.merged(second)
 
 
+def _json_kind(value: Any) -> str:
+    """What a broken meta part is, without its value: a header may carry a cookie
+    or a credential for the client, and errors are logged at every level."""
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "not an object"
+
+
 def _decode_header(raw: Any) -> Header:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        log.error("Invalid meta header: {raw!r}", raw=raw)
+        log.error("Invalid meta header: {kind}", kind=_json_kind(raw))
         return {}
     header: Header = {}
     for name, values in raw.items():
