@@ -20,6 +20,9 @@ TestUnsubscribe_FollowedByResourceResponse_IncludesResource only ever runs
 its first case; both cases run here. Leaving the cache is observed as the
 gateway dropping its ``event.<rid>.*`` NATS subscription (this module's
 nats_server has a monitoring endpoint), where upstream hooks the cache.
+
+test_unsubscribe_before_subscribe_response_still_answers_the_subscribe has
+no upstream counterpart (upstream leaves that subscribe unanswered).
 """
 
 import pytest
@@ -31,6 +34,7 @@ from tests.rig.resources import (
     MonitoredNatsServer,
     client_result,
     connect_client,
+    get_result,
     expect_custom_event,
     expect_no_custom_event,
     respond_get,
@@ -204,3 +208,20 @@ async def test_unsubscribed_linked_models_leave_cache(gateway_factory, fake_serv
 
     assert_unsubscribe_ok(await client.request("unsubscribe.test.model.parent"))
     await wait_until_unsubscribed(nats_server, "test.model", "test.model.parent")
+
+
+@pytest_twisted.ensureDeferred
+async def test_unsubscribe_before_subscribe_response_still_answers_the_subscribe(gateway, fake_service):
+    """Unsubscribed while its access request is out, a subscribe gets an error, not silence."""
+    client = await connect_client(gateway)
+    pending = client.request("subscribe.test.model")
+    reqs = await fake_service.take("access.test.model", "get.test.model")
+
+    unsubscribed = await client.request("unsubscribe.test.model")
+    assert "error" not in unsubscribed, unsubscribed
+    reqs["access.test.model"].respond_result({"get": True})
+    reqs["get.test.model"].respond_result(get_result("test.model"))
+
+    response = await pending
+    assert "error" in response, response
+    await expect_no_custom_event(client, fake_service, "test.model")
