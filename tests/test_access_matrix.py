@@ -80,7 +80,10 @@ WORLD: dict[str, Any] = {
     # Only events bring references to these.
     "am.n1": {"n": 1},
     "am.n2": {"n": 2},
+    "am.n3": {"n": 3},
 }
+#: The resources only events reference.
+ADDED = ["am.n1", "am.n2", "am.n3"]
 
 #: Non-soft references, as served.
 REFERENCES = {"am.a": ["am.w"], "am.b": ["am.w"], "am.g": ["am.a"]}
@@ -305,11 +308,11 @@ async def check_events_flow(client, service, holding: list[str]) -> None:
     assert sorted(received, key=str) == sorted(expected, key=str)
 
     # And events on the new resources reach the client only if the reference did.
-    published = [event(f"{new}.custom", {"rid": new}) for _, _, new in adding]
+    new_held = [new for rid, _, new in adding if rid in holding] + [rid for rid in holding if rid in ADDED]
+    published = [event(f"{new}.custom", {"rid": new}) for new in ADDED]
     for message in published:
         service.event(message["event"].rsplit(".", 1)[0], "custom", message["data"])
     control(service, "new")
-    new_held = [new for rid, _, new in adding if rid in holding]
     assert await until_control(client, "new") == [m for m in published if m["event"].rsplit(".", 1)[0] in new_held]
     # Nothing more, not even late: gets the gateway asked for were answered before this round trip.
     await assert_no_event(client, service, "am")
@@ -334,9 +337,10 @@ def pick(table: dict, *names: str) -> dict:
 async def recheck(gateway, service, trigger: str, held: Held, answer: Answer, during: bool):
     """A client holding ``held``; access is checked again and ``held.checked`` gets ``answer``.
 
-    ``during``: a custom event on ``held.checked`` is published while its
-    access is being checked; it must wait for the answer, and reach the
-    client only if the client still holds the resource after it.
+    ``during``: while its access is being checked, ``held.checked`` gets a
+    custom event and an event that references am.n3; they must wait for the
+    answer, and reach the client (am.n3 with them) only if the client still
+    holds the resource after it.
     Returns (client, what the client holds afterwards).
     """
     serve_gets(service)
@@ -347,7 +351,9 @@ async def recheck(gateway, service, trigger: str, held: Held, answer: Answer, du
         if rid != held.checked:
             GRANTED.give(requests[f"access.{rid}"])
     if during:
-        service.event(held.checked, "custom", {"during": True})
+        queued = [event(f"{held.checked}.custom", {"during": True}), referencing_n3(held.checked)]
+        for message in queued:
+            service.event(held.checked, message["event"].rsplit(".", 1)[1], message["data"])
         # Held back while access is checked (nothing else got an event).
         await assert_no_event(client, service, "am")
     answer.give(requests[f"access.{held.checked}"])
@@ -357,8 +363,17 @@ async def recheck(gateway, service, trigger: str, held: Held, answer: Answer, du
     if answer.reason is not None:
         assert await client.next_message() == event(f"{held.checked}.unsubscribe", {"reason": answer.reason})
     if during and held.checked in holding:
-        assert await client.next_message() == event(f"{held.checked}.custom", {"during": True})
+        queued[1]["data"].update(client_form("am.n3"))
+        assert [await client.next_message() for _ in queued] == queued
+        holding.append("am.n3")
     return client, holding
+
+
+def referencing_n3(rid: str) -> dict:
+    """An event on ``rid`` that adds a reference to am.n3 (a change, or an add to a collection)."""
+    if isinstance(WORLD[rid], list):
+        return event(f"{rid}.add", {"idx": 0, "value": ref("am.n3")})
+    return event(f"{rid}.change", {"values": {"during": ref("am.n3")}})
 
 
 @pytest.mark.parametrize("trigger, held, answer", matrix(TRIGGER_NAMES, HELD, ANSWERS))
