@@ -38,6 +38,37 @@ TYPE_COLLECTION = STATE_COLLECTION
 TYPE_MODEL = STATE_MODEL
 
 
+#: How many characters of a service's message a log line quotes at most.
+LOG_EXCERPT = 200
+
+
+def excerpt(text: object) -> str:
+    """``text`` (bytes shown as their repr) cut short for one log line."""
+    if isinstance(text, bytes):
+        shown = repr(text[:LOG_EXCERPT])
+        if len(text) > LOG_EXCERPT or len(shown) > LOG_EXCERPT:
+            return f"{shown[:LOG_EXCERPT]}... ({len(text)} bytes)"
+        return shown
+    text = str(text)
+    if len(text) > LOG_EXCERPT:
+        return f"{text[:LOG_EXCERPT]}... ({len(text)} characters)"
+    return text
+
+
+def log_service_fault(subject: str, error: errors.ResError) -> None:
+    """Log once that a service failed a request: no answer in time, or a broken one.
+
+    A warning: Resgate logs neither (the requester gets the error), but an
+    operator needs to know which service misbehaves. A service's own error
+    response is no fault of it and is not logged.
+    """
+    # errors.TIMEOUT itself is mq's timeout; a service's system.timeout response is another object.
+    if error is errors.TIMEOUT:
+        log.warn("Request timeout on {subject}", subject=subject)
+    elif isinstance(error, errors.InvalidResponse):
+        log.warn("Invalid response to {subject}: {reason}", subject=subject, reason=excerpt(error.reason))
+
+
 def _references(values) -> dict[str, None]:
     return {value.rid: None for value in values if value.type == codec.VALUE_REFERENCE}
 
@@ -243,6 +274,7 @@ class ResourceSubscription:
                 error = e
         work = self.owner.cache.work
         if error is not None:
+            log_service_fault("get." + self.owner.name, error)
             self.state = STATE_ERROR
             self.error = error
             subs = list(self.subs)
@@ -318,7 +350,7 @@ class ResourceSubscription:
 
     def _error(self, event: str, reason: object) -> bool:
         log.error("Error processing event {name}.{event}: {reason}",
-                  name=self.owner.name, event=event, reason=reason)
+                  name=self.owner.name, event=event, reason=excerpt(reason))
         return False
 
     def _apply_change(self, event: ResourceEvent) -> bool:
@@ -582,8 +614,8 @@ class EventSubscription:
         try:
             data = codec.decode_event(payload)
         except errors.ResError:
-            log.error("Error processing event {subject}: malformed payload {payload!r}",
-                      subject=subject, payload=payload)
+            log.error("Error processing event {subject}: malformed payload {payload}",
+                      subject=subject, payload=excerpt(payload))
             return
         base.handle_event(ResourceEvent(event, data))
 
@@ -596,7 +628,7 @@ class EventSubscription:
             message = None
         reply_subject = message.get("subject") if isinstance(message, dict) else None
         if not isinstance(reply_subject, str) or not reply_subject:
-            log.error("Missing subject in event {subject}: {payload!r}", subject=subject, payload=payload)
+            log.error("Missing subject in event {subject}: {payload}", subject=subject, payload=excerpt(payload))
             return
         for rs in list(self.queries.values()):
             if rs.state <= STATE_REQUESTED:
@@ -666,6 +698,10 @@ class ResourceCache:
         self.reactor = reactor
         self.unsubscribe_delay = unsubscribe_delay
         self.reset_throttle = reset_throttle
+        # One throttle for every system.reset: a storm of resets, each naming
+        # other resources, still has no more than reset_throttle requests in
+        # flight (Resgate's throttle is per event, so bounds only one).
+        self._reset_throttle = Throttle(reset_throttle) if reset_throttle > 0 else None
         self.event_subs: dict[str, EventSubscription] = {}
         self.conns: dict[str, Any] = {}
         self._system_sub = None
@@ -706,15 +742,19 @@ class ResourceCache:
     def access(self, sub: Any, token: Any, is_http: bool,
                callback: Callable[[codec.Access, dict | None], None]) -> None:
         payload = codec.create_request(sub.cid, token, query=sub.resource_query, is_http=is_http)
+        subject = "access." + sub.resource_name
 
         def respond(data: bytes | None, error: errors.ResError | None) -> None:
             if error is not None:
+                log_service_fault(subject, error)
                 callback(codec.Access(error=error), None)
                 return
             access, meta = codec.decode_access_response(data)
+            if access.error is not None:
+                log_service_fault(subject, access.error)
             callback(access, meta if is_http else None)
 
-        self.request("access." + sub.resource_name, payload, respond)
+        self.request(subject, payload, respond)
 
     def call(self, subject: str, payload: bytes,
              callback: Callable[[Any, str | None, dict | None, errors.ResError | None], None]) -> None:
@@ -724,11 +764,13 @@ class ResourceCache:
         """
         def respond(data: bytes | None, error: errors.ResError | None) -> None:
             if error is not None:
+                log_service_fault(subject, error)
                 callback(None, None, None, error)
                 return
             try:
                 result, rid, meta = codec.decode_call_response(data)
             except errors.ResError as e:
+                log_service_fault(subject, e)
                 callback(None, None, codec.response_meta(data), e)
                 return
             callback(result, rid, meta, None)
@@ -789,7 +831,7 @@ class ResourceCache:
 
     def _system_reset(self, payload: bytes) -> None:
         resources, access = codec.decode_system_reset(payload)
-        throttle = Throttle(self.reset_throttle) if self.reset_throttle > 0 else None
+        throttle = self._reset_throttle
         for es in self._matching(resources):
             for rs in es.all_resources():
                 rs.reset_resource(throttle)

@@ -49,13 +49,13 @@ VALUE_REFERENCE = 3
 VALUE_SOFT_REFERENCE = 4
 VALUE_DATA = 5
 
-_INVALID_RESPONSE = errors.internal_error("invalid service response")
-_MISSING_RESULT = errors.internal_error("response missing result")
-_INVALID_VALUE = errors.internal_error("invalid value")
-_EMPTY_RID = errors.internal_error('invalid value: resource references requires a non-empty "rid" value')
-_AMBIGUOUS = errors.internal_error("invalid value: ambiguous value type")
-_NESTED_OBJECT = errors.internal_error("invalid value: nested json object must be wrapped as a data value")
-_NESTED_ARRAY = errors.internal_error("invalid value: nested json array must be wrapped as a data value")
+_INVALID_RESPONSE = errors.invalid_response("invalid service response")
+_MISSING_RESULT = errors.invalid_response("response missing result")
+_INVALID_VALUE = errors.invalid_response("invalid value")
+_EMPTY_RID = errors.invalid_response('invalid value: resource references requires a non-empty "rid" value')
+_AMBIGUOUS = errors.invalid_response("invalid value: ambiguous value type")
+_NESTED_OBJECT = errors.invalid_response("invalid value: nested json object must be wrapped as a data value")
+_NESTED_ARRAY = errors.invalid_response("invalid value: nested json array must be wrapped as a data value")
 #: What a pre-1.2.1 client sees instead of a data value.
 LEGACY_DATA_PLACEHOLDER = "[Data]"
 
@@ -119,13 +119,13 @@ def decode_value(raw: Any) -> Value:
             if "action" in raw or "data" in raw:
                 raise _AMBIGUOUS
             if not is_valid_rid(rid, True):
-                raise errors.internal_error(f'invalid value: resource reference rid "{rid}" is invalid')
+                raise errors.invalid_response(f'invalid value: resource reference rid "{rid}" is invalid')
             return Value(VALUE_SOFT_REFERENCE if raw.get("soft") is True else VALUE_REFERENCE, raw, rid)
         if "action" in raw:
             if "data" in raw:
                 raise _AMBIGUOUS
             if raw["action"] != "delete":
-                raise errors.internal_error(f'invalid value: unknown action "{raw["action"]}"')
+                raise errors.invalid_response(f'invalid value: unknown action "{raw["action"]}"')
             return DELETE_VALUE
         if "data" in raw:
             data = raw["data"]
@@ -152,7 +152,7 @@ def _decode_json(payload: bytes) -> Any:
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError as e:
-        raise errors.internal_error(e) from None
+        raise errors.invalid_response(e) from None
 
 
 def _response_error(message: dict) -> errors.ResError | None:
@@ -288,7 +288,7 @@ def decode_access_response(payload: bytes) -> tuple[Access, dict | None]:
     get = result.get("get", False)
     call = result.get("call")
     if not isinstance(get, bool) or not (call is None or isinstance(call, str)):
-        return Access(error=errors.internal_error("invalid access response")), meta
+        return Access(error=errors.invalid_response("invalid access response")), meta
     return Access(get, call), meta
 
 

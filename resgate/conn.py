@@ -476,11 +476,12 @@ class Connection:
             return
         payload = codec.create_request(self.cid, self.token, http=self.http_info)
 
-        def answered(_result: Any, _rid: Any, _meta: Any, error: errors.ResError | None) -> None:
+        def answered(_data: bytes | None, error: errors.ResError | None) -> None:
             if error is not None and error.code == errors.CODE_TIMEOUT:
                 self.log_error(f"Token reset auth request timeout on subject: {subject}")
 
-        self.cache.call(subject, payload, answered)
+        # Its answer is not read: only its timeout is logged (an error, as Resgate's).
+        self.cache.request(subject, payload, answered)
 
     # -- end
 

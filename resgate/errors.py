@@ -44,6 +44,26 @@ def internal_error(reason: object) -> ResError:
     return ResError(CODE_INTERNAL_ERROR, f"Internal error: {reason}")
 
 
+class InvalidResponse(ResError):
+    """A service message that breaks the RES protocol.
+
+    The requester sees ``system.internalError``, as from Resgate; the type
+    lets the gateway tell the operator about the service's fault, which a
+    service's own error response is not.
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: object) -> None:
+        super().__init__(CODE_INTERNAL_ERROR, f"Internal error: {reason}")
+        self.reason = str(reason)
+
+
+def invalid_response(reason: object) -> InvalidResponse:
+    """``system.internalError`` for a service message that breaks the protocol."""
+    return InvalidResponse(reason)
+
+
 CODE_ACCESS_DENIED = "system.accessDenied"
 CODE_INTERNAL_ERROR = "system.internalError"
 CODE_INVALID_PARAMS = "system.invalidParams"
