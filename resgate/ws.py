@@ -173,11 +173,35 @@ class ClientProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.protocols.discard(self)
         self._closed = True
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
         conn, self.conn = self.conn, None
         if conn is not None:
             self.factory.context.work.enqueue(conn.dispose)
             if self.factory.context.debug:
                 log.debug("[{cid}] Disconnected ({code})", cid=conn.cid, code=code)
+
+    #: The abort that bounds a graceful drop (dropConnection).
+    _abort_call = None
+
+    def dropConnection(self, abort: bool = False) -> None:
+        # Autobahn aborts (a TCP reset) right after writing the close frame
+        # that refuses a client's close frame (a forbidden code, a reason
+        # that is not UTF-8), which discards that frame. Closing gracefully
+        # sends what is written first; the abort follows if the client does
+        # not take it within the closing handshake's time.
+        was_open = self.state != self.STATE_CLOSED
+        super().dropConnection(abort=False)
+        if abort and was_open and self._abort_call is None:
+            self._abort_call = self.factory.reactor.callLater(
+                self.closeHandshakeTimeout, self.transport.abortConnection)
+
+    def onPing(self, payload: bytes) -> None:
+        # Every ping is answered with a pong: a client that pings without
+        # reading counts against the unread bound like any other output.
+        if self.conn is not None and self._backlogged(len(payload) + 2):
+            return
+        super().onPing(payload)
 
     def pauseProducing(self) -> None:
         if self._unread is None:
@@ -252,6 +276,12 @@ class ClientFactory(WebSocketServerFactory):
             maxMessagePayloadSize=MAX_MESSAGE_SIZE,
             maxFramePayloadSize=MAX_MESSAGE_SIZE,
             # A handshake has its own limit in Autobahn (64 KiB of headers).
+            # A client breaking RFC 6455 gets a close frame with the status
+            # code (1002, 1007, 1009) before the TCP connection closes, as the
+            # RFC asks and gorilla/websocket does in Resgate, not a bare reset;
+            # a close code the client sends is echoed back.
+            failByDrop=False,
+            echoCloseCodeReason=True,
         )
         if compression:
             from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept

@@ -6,7 +6,7 @@ from resgate.config import Config
 from resgate.service import GatewayService
 from resgate.tap import install_reactor
 from tests.rig.aio import within
-from tests.rig.logs import ErrorLog
+from tests.rig.logs import ErrorLog, FailureLog
 from tests.rig.nats import NatsServer
 from tests.rig.service import FakeService
 
@@ -105,3 +105,20 @@ def logged_errors(gateway_factory):
     finally:
         globalLogPublisher.removeObserver(log)
     assert log.messages == [], f"the gateway logged errors: {log.messages}"
+
+
+@pytest.fixture
+def logged_failures():
+    """Errors and failures logged by any logger during the test (a ``tests.rig.logs.FailureLog``).
+
+    Wider than ``logged_errors``: hostile input that makes Autobahn or
+    twisted.web raise is logged by them, not by the gateway. Any such entry
+    fails the test at teardown.
+    """
+    log = FailureLog()
+    globalLogPublisher.addObserver(log)
+    try:
+        yield log
+    finally:
+        globalLogPublisher.removeObserver(log)
+    assert log.messages == [], f"errors were logged: {log.messages}"

@@ -36,3 +36,18 @@ class ErrorLog:
         await eventually(lambda: len(self.messages) >= count)
         await sleep(0.1)
         self.assert_logged(count)
+
+
+class FailureLog:
+    """Error (and worse) log events of any logger, and every logged failure.
+
+    Hostile input that makes Autobahn or twisted.web raise shows up here
+    even though it never reaches the gateway's own loggers.
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def __call__(self, event: dict) -> None:
+        if event.get("log_failure") is not None or event.get("log_level") in (LogLevel.error, LogLevel.critical):
+            self.messages.append(formatEvent(event))
