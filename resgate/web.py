@@ -113,30 +113,76 @@ class BoundedBodyRequest(server.Request):
 URI_TOO_LONG = errors.ResError(errors.CODE_BAD_REQUEST, "Request URI too long")
 HEADER_TOO_LARGE = errors.ResError(errors.CODE_BAD_REQUEST, "Request header field too large")
 
+#: The longest a request's head (request line and headers) may take to
+#: arrive, from its first byte (seconds); then 408 and the connection closes.
+#: Resgate has no such bound (Go's ReadHeaderTimeout is unset there): a
+#: client sending its head a byte at a time would hold a connection for ever.
+#: Idle keep-alive connections between requests are not affected.
+HEAD_TIMEOUT = 30.0
+HEAD_TIMED_OUT = errors.ResError(errors.CODE_BAD_REQUEST, "Request header timeout")
+
 
 class BoundedLineChannel(http.HTTPChannel):
-    """twisted.web's HTTP channel, answering over-long lines instead of hanging up.
+    """twisted.web's HTTP channel, answering over-long lines instead of hanging up,
+    and bounding the time a request's head takes to arrive.
 
     Twisted reads the request line and each header as a line of at most
     ``MAX_LENGTH`` (16 KiB) bytes and drops the connection beyond that,
     leaving the client with no answer. A request line that long (a very
     long query, typically) gets 414 and an error object here, a header
-    line 431; the connection closes after either.
+    line 431; the connection closes after either. A head still incomplete
+    ``HEAD_TIMEOUT`` seconds after its first byte gets 408.
     """
+
+    #: Armed while a request's head is arriving in more than one read.
+    _head_timer = None
+
+    def dataReceived(self, data: bytes) -> None:
+        # Also called with the pipelined bytes held while a request was
+        # being answered, once it is done (LineReceiver.setLineMode).
+        super().dataReceived(data)
+        # Most heads arrive in one read and are parsed by now; a timer is
+        # armed only for one still arriving: in line mode (not reading a
+        # body, not holding a request being answered) with a partial line
+        # buffered, or a request line received and its headers not.
+        if self._head_timer is None and self.line_mode and (self._buffer or self.requests):
+            self._head_timer = self.callLater(HEAD_TIMEOUT, self._head_timed_out)
+
+    def allHeadersReceived(self) -> None:
+        self._stop_head_timer()
+        super().allHeadersReceived()
+
+    def connectionLost(self, reason) -> None:
+        self._stop_head_timer()
+        super().connectionLost(reason)
+
+    def _stop_head_timer(self) -> None:
+        timer, self._head_timer = self._head_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        self._answer(408, HEAD_TIMED_OUT)
+        # Twisted's idle timeout close: graceful, aborted if the client does not read.
+        self.timeoutConnection()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         # A request line starts with a method and a space; a header name
         # can hold no space and ends with a colon.
         separator = re.search(rb"[ :]", line)
         if separator is not None and separator.group() == b" ":
-            status, error = 414, URI_TOO_LONG
+            self._answer(414, URI_TOO_LONG)
         else:
-            status, error = 431, HEADER_TOO_LARGE
+            self._answer(431, HEADER_TOO_LARGE)
+        self.transport.loseConnection()
+
+    def _answer(self, status: int, error: errors.ResError) -> None:
+        """Write a whole response with ``error``, telling the client the connection closes."""
         body = encode_error(error)
         self.transport.write(
             b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
             % (status, reason_phrase(status).encode(), CONTENT_TYPE, len(body), body))
-        self.transport.loseConnection()
 
 
 # --- URL paths -------------------------------------------------------------------

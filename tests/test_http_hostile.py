@@ -20,6 +20,8 @@ to Go's net/http); the behaviours are the gateway's own:
 * very long queries: 10 000 bytes are served (as Resgate does), a request
   line over twisted.web's 16 KiB limit gets 414 with an error object, a
   resource ID too long for a NATS subject 414 ``system.subjectTooLong``;
+* more than 500 header lines, or a head over 16 KiB in all: twisted.web's
+  400 (no body); a head that arrives too slowly: tests/test_http_slow_head.py;
 * malformed JSON, bad percent escapes: 400 and 404;
 * a chain of references deeper than any recursion: still encoded;
 * a client that leaves mid-request: its connection is released at once
@@ -291,6 +293,26 @@ async def test_header_line_over_limit_is_431(gateway, bystander):
     response = await raw_request(gateway.port, raw("GET", b"/api/test/model", headers=(b"X-Big: " + b"a" * 20000,)))
     assert response.status == 431
     assert json.loads(response.body)["code"] == "system.badRequest"
+    await bystander.finish()
+
+
+@pytest_twisted.ensureDeferred
+async def test_too_many_header_lines_is_bad_request(gateway, bystander):
+    """twisted.web takes at most 500 header lines (Go has no count, only a size limit)."""
+    await bystander.start()
+    headers = tuple(b"X-H%d: %d" % (i, i) for i in range(501))
+    response = await raw_request(gateway.port, raw("GET", b"/api/test/model", headers=headers))
+    assert response.status == 400
+    await bystander.finish()
+
+
+@pytest_twisted.ensureDeferred
+async def test_headers_over_total_size_are_bad_request(gateway, bystander):
+    """Each line under the 16 KiB line limit, all of them over twisted.web's 16 KiB for the whole head."""
+    await bystander.start()
+    headers = tuple(b"X-H%d: " % i + b"a" * 1000 for i in range(20))
+    response = await raw_request(gateway.port, raw("GET", b"/api/test/model", headers=headers))
+    assert response.status == 400
     await bystander.finish()
 
 

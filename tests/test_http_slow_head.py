@@ -1,0 +1,203 @@
+"""Slow request heads (slowloris): bounded by ``resgate.web.HEAD_TIMEOUT``.
+
+A client that sends its request line and headers a byte at a time, and
+never finishes, gets 408 and the connection closes once the head has been
+arriving for ``HEAD_TIMEOUT`` seconds; the WebSocket upgrade request is
+bound alike. A head that trickles in but completes in time is served, and
+an idle keep-alive connection between requests is never closed (as in
+Resgate: docs/http.md). Other clients are served throughout.
+
+Not upstream scenarios: Resgate sets no ReadHeaderTimeout; the bound is the
+gateway's own. The tests set it short.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, protocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+from resgate import web
+from tests.rig.aio import eventually, sleep, within
+from tests.rig.api import parse_response, send, upgrade_request
+from tests.rig.resources import get_result
+
+pytestmark = pytest.mark.usefixtures("logged_errors", "logged_failures")
+
+MODEL = get_result("test.model")["model"]
+GET = b"GET /api/test/model HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: trickle\r\nAccept: */*\r\n\r\n"
+#: A short bound for the tests that wait for it to pass.
+SHORT = 0.3
+
+
+@pytest.fixture
+def serve_model(fake_service):
+    fake_service.on("access.test.model", lambda r: r.respond_result({"get": True}))
+    fake_service.on("get.test.model", lambda r: r.respond_result({"model": MODEL}))
+
+
+class RawHttpClient(protocol.Protocol):
+    """Writes what it is told when it is told; keeps what arrives."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.closed: defer.Deferred = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason=None) -> None:
+        self.closed.callback(self.data)
+
+    @property
+    def responses(self) -> list:
+        """The complete responses received so far (each with a Content-Length)."""
+        found, rest = [], self.data
+        while b"\r\n\r\n" in rest:
+            head, _, body = rest.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            if len(body) < length:
+                break
+            found.append(parse_response(head + b"\r\n\r\n" + body[:length]))
+            rest = body[length:]
+        return found
+
+    @property
+    def is_open(self) -> bool:
+        return not self.closed.called
+
+
+async def raw_client(gateway) -> RawHttpClient:
+    from twisted.internet import reactor
+
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", gateway.port)
+    return await within(connectProtocol(endpoint, RawHttpClient()))
+
+
+async def trickle(client: RawHttpClient, data: bytes, pause: float) -> None:
+    """Send ``data`` a byte at a time, ``pause`` seconds apart, while the connection lasts."""
+    for i in range(len(data)):
+        if not client.is_open:
+            return
+        client.transport.write(data[i:i + 1])
+        await sleep(pause)
+
+
+async def assert_bystander_served(gateway) -> None:
+    response = await send(gateway, "GET", "test/model")
+    assert (response.status, response.json()) == (200, MODEL)
+
+
+def assert_timed_out(data: bytes) -> None:
+    response = parse_response(data)
+    assert response.status == 408, data
+    assert response.header("Connection") == "close"
+    assert json.loads(response.body) == {"code": "system.badRequest", "message": "Request header timeout"}
+
+
+@pytest.mark.parametrize("request_bytes", [GET, upgrade_request()], ids=["GET", "WebSocket upgrade"])
+@pytest_twisted.ensureDeferred
+async def test_head_sent_byte_by_byte_is_cut_off(gateway, serve_model, monkeypatch, request_bytes):
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", SHORT)
+    client = await raw_client(gateway)
+    # Never finishes: the blank line that ends the head is left out, and
+    # the bytes come slower than the bound allows for the whole head.
+    sending = defer.ensureDeferred(trickle(client, request_bytes[:-2], SHORT / 10))
+    await assert_bystander_served(gateway)
+    assert_timed_out(await within(client.closed))
+    await within(sending)
+    await assert_bystander_served(gateway)
+    assert not gateway.clients.protocols
+
+
+@pytest_twisted.ensureDeferred
+async def test_head_trickling_in_within_the_bound_is_served(gateway, serve_model, monkeypatch):
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", 10.0)
+    client = await raw_client(gateway)
+    pieces = [GET[i:i + 8] for i in range(0, len(GET), 8)]
+    for piece in pieces:
+        client.transport.write(piece)
+        await sleep(0.01)
+    await eventually(lambda: client.responses)
+    assert client.responses[0].status == 200
+    assert json.loads(client.responses[0].body) == MODEL
+    assert client.is_open
+    client.transport.loseConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_websocket_upgrade_trickling_in_within_the_bound_upgrades(gateway, monkeypatch):
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", 10.0)
+    client = await raw_client(gateway)
+    upgrade = upgrade_request()
+    for i in range(0, len(upgrade), 16):
+        client.transport.write(upgrade[i:i + 16])
+        await sleep(0.01)
+    await eventually(lambda: b"\r\n\r\n" in client.data)
+    assert client.data.startswith(b"HTTP/1.1 101 ")
+    await eventually(lambda: len(gateway.clients.protocols) == 1)
+    client.transport.loseConnection()
+    await eventually(lambda: not gateway.clients.protocols)
+
+
+@pytest_twisted.ensureDeferred
+async def test_idle_keep_alive_connection_is_not_closed(gateway, serve_model, monkeypatch):
+    """Before the first request and between requests, a connection may idle as long as it likes."""
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", SHORT)
+    client = await raw_client(gateway)
+    for n in range(1, 3):
+        await sleep(SHORT * 3)
+        assert client.is_open
+        client.transport.write(GET)
+        await eventually(lambda: len(client.responses) == n)
+        assert client.responses[-1].status == 200
+    assert client.is_open
+    client.transport.loseConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_head_has_its_own_bound(gateway, serve_model, monkeypatch):
+    """A request served after the first one's bound has passed: the bound is per head, not per connection."""
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", 1.0)
+    client = await raw_client(gateway)
+    for n in range(1, 4):
+        client.transport.write(GET[:10])
+        await sleep(0.5)
+        client.transport.write(GET[10:])
+        await eventually(lambda: len(client.responses) == n)
+    assert [r.status for r in client.responses] == [200, 200, 200]
+    assert client.is_open
+    client.transport.loseConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_pipelined_partial_head_is_cut_off(gateway, serve_model, monkeypatch):
+    """A head begun behind a request being answered is bound from when its turn comes."""
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", SHORT)
+    client = await raw_client(gateway)
+    client.transport.write(GET + b"GET /api/test/mo")
+    data = await within(client.closed)
+    first, _, second = data.partition(b"\r\n\r\n" + json.dumps(MODEL, separators=(",", ":")).encode())
+    assert parse_response(first + _).status == 200
+    assert_timed_out(second)
+
+
+@pytest_twisted.ensureDeferred
+async def test_body_is_not_bound_by_the_head_timeout(gateway, fake_service, monkeypatch):
+    """Only the head is bound: a body may arrive later (as Resgate, no body timeout)."""
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", SHORT)
+    fake_service.on("access.test.model", lambda r: r.respond_result({"call": "*"}))
+    fake_service.on("call.test.model.echo", lambda r: r.respond_result(r.payload["params"]))
+    client = await raw_client(gateway)
+    body = b'{"a":1}'
+    client.transport.write(b"POST /api/test/model/echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{"
+                           % len(body))
+    await sleep(SHORT * 3)
+    client.transport.write(body[1:])
+    await eventually(lambda: client.responses)
+    assert (client.responses[0].status, json.loads(client.responses[0].body)) == (200, {"a": 1})
+    client.transport.loseConnection()
