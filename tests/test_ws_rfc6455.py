@@ -13,6 +13,8 @@ served afterwards.
 | invalid UTF-8 in a text message (also split across frames) | close 1007 |
 | a frame, or a message in fragments, over ``MAX_MESSAGE_SIZE`` | close 1009, before the payload is read |
 | a binary message | a request like a text message, as in Resgate |
+| with ``--wscompression``: a message inflating past ``MAX_MESSAGE_SIZE`` (deflate bomb) | close 1009, while inflating |
+| with ``--wscompression``: compressed data that is not deflate | close 1007 |
 | an unmasked frame, RSV bits, an unknown opcode, a control frame over 125 bytes or fragmented | close 1002 |
 | a ping flood | one pong per ping, in order; a client that floods without reading is cut off |
 | a close code the RFC forbids on the wire (999, 1005, 1006, 5000, ...), a 1-byte close payload | close 1002 |
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import zlib
 
 import pytest
 import pytest_twisted
@@ -243,6 +246,60 @@ async def test_binary_message_that_is_no_json_gets_no_reply(gateway, bystander, 
     assert (await client.response(2))["result"] == {"protocol": "1.2.3"}
     assert len([f for f in client.frames if f.opcode == OP_TEXT]) == 1
     await bystander.assert_served()
+
+
+# ---------------------------------------------------------------------------
+# Compressed messages (--wscompression)
+
+DEFLATE = {"Sec-WebSocket-Extensions": "permessage-deflate"}
+
+
+def deflated(payload: bytes) -> bytes:
+    """``payload`` as a permessage-deflate message body (RFC 7692: raw deflate, the flush tail cut)."""
+    compressor = zlib.compressobj(wbits=-15)
+    body = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert body.endswith(b"\x00\x00\xff\xff")
+    return body[:-4]
+
+
+@pytest_twisted.async_yield_fixture
+async def compressing(gateway_factory, fake_service):
+    """A gateway with --wscompression, its bystander, and a raw client that negotiated deflate."""
+    gateway = await gateway_factory(ws_compression=True)
+    bystander = await Bystander(gateway, fake_service).connect()
+    client = await connect_raw_ws(gateway.port, headers=DEFLATE)
+    assert b"permessage-deflate" in client.response_head.lower()
+    yield client, bystander
+
+
+@pytest_twisted.ensureDeferred
+async def test_compressed_request_is_answered(compressing):
+    client, bystander = compressing
+    client.send(frame(OP_TEXT, deflated(REQUEST), rsv=4))
+    answer = await client.wait_for(lambda f: f.opcode == OP_TEXT)
+    assert answer.rsv == 4
+    inflated = zlib.decompressobj(wbits=-15).decompress(answer.payload + b"\x00\x00\xff\xff")
+    assert json.loads(inflated) == {"id": 7, "result": "pong"}
+    await bystander.assert_served()
+
+
+@pytest_twisted.ensureDeferred
+async def test_compression_bomb_closes_1009(compressing):
+    """A few KiB that inflate past MAX_MESSAGE_SIZE: stopped while inflating, not after."""
+    client, bystander = compressing
+    bomb = deflated(b'{"id":1,"method":"version","x":"' + b" " * (8 * MAX_MESSAGE_SIZE) + b'"}')
+    assert len(bomb) < 64 * 1024
+    client.send(frame(OP_TEXT, bomb, rsv=4))
+    await assert_closed_with(client, CLOSE_MESSAGE_TOO_BIG)
+    await bystander.assert_alone()
+
+
+@pytest_twisted.ensureDeferred
+async def test_corrupt_compressed_data_closes_1007(compressing):
+    client, bystander = compressing
+    client.send(frame(OP_TEXT, b"\xff\xff\xff\xff not deflate", rsv=4))
+    await assert_closed_with(client, CLOSE_INVALID_PAYLOAD)
+    await bystander.assert_alone()
 
 
 # ---------------------------------------------------------------------------

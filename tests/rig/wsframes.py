@@ -67,6 +67,8 @@ class Frame:
     opcode: int
     payload: bytes
     fin: bool = True
+    #: The RSV bits: 4 (RSV1) on a compressed message's first frame.
+    rsv: int = 0
 
     @property
     def close_code(self) -> int | None:
@@ -88,8 +90,9 @@ class RawWsClient(protocol.Protocol):
     it never answers a ping.
     """
 
-    def __init__(self, path: str = "/", answer_close: bool = True) -> None:
+    def __init__(self, path: str = "/", answer_close: bool = True, headers: dict[str, str] | None = None) -> None:
         self.path = path
+        self.headers = headers or {}
         self.answer_close = answer_close
         self.close_sent = False
         self.opened: defer.Deferred = defer.Deferred()
@@ -104,7 +107,8 @@ class RawWsClient(protocol.Protocol):
         key = base64.b64encode(os.urandom(16))
         self.transport.write(
             b"GET " + self.path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n"
+            + b"".join(f"{name}: {value}\r\n".encode() for name, value in self.headers.items()) + b"\r\n"
         )
 
     def dataReceived(self, data: bytes) -> None:
@@ -188,7 +192,7 @@ def _parse_frame(data: bytes) -> tuple[Frame, bytes] | None:
     """One unmasked server frame from the start of ``data`` and the rest, or None if incomplete."""
     if len(data) < 2:
         return None
-    fin, opcode = bool(data[0] & 0x80), data[0] & 0x0F
+    fin, rsv, opcode = bool(data[0] & 0x80), data[0] >> 4 & 0x7, data[0] & 0x0F
     size, offset = data[1] & 0x7F, 2
     if size == 126:
         if len(data) < 4:
@@ -200,15 +204,15 @@ def _parse_frame(data: bytes) -> tuple[Frame, bytes] | None:
         size, offset = struct.unpack("!Q", data[2:10])[0], 10
     if len(data) < offset + size:
         return None
-    return Frame(opcode, data[offset:offset + size], fin), data[offset + size:]
+    return Frame(opcode, data[offset:offset + size], fin, rsv), data[offset + size:]
 
 
 async def connect_raw_ws(port: int, path: str = "/", timeout: float = WAIT_TIMEOUT,
-                         answer_close: bool = True) -> RawWsClient:
-    """A RawWsClient upgraded on the gateway at ``port`` (loopback)."""
+                         answer_close: bool = True, headers: dict[str, str] | None = None) -> RawWsClient:
+    """A RawWsClient upgraded on the gateway at ``port`` (loopback), with ``headers`` in its request."""
     from twisted.internet import reactor
 
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=timeout)
-    client = await within(connectProtocol(endpoint, RawWsClient(path, answer_close)), timeout)
+    client = await within(connectProtocol(endpoint, RawWsClient(path, answer_close, headers)), timeout)
     await within(client.opened, timeout)
     return client
