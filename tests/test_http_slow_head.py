@@ -24,6 +24,7 @@ from resgate import web
 from tests.rig.aio import eventually, sleep, within
 from tests.rig.api import parse_response, send, upgrade_request
 from tests.rig.resources import get_result
+from tests.rig.wsframes import text_frame
 
 pytestmark = pytest.mark.usefixtures("logged_errors", "logged_failures")
 
@@ -131,7 +132,8 @@ async def test_head_trickling_in_within_the_bound_is_served(gateway, serve_model
 
 @pytest_twisted.ensureDeferred
 async def test_websocket_upgrade_trickling_in_within_the_bound_upgrades(gateway, monkeypatch):
-    monkeypatch.setattr(web, "HEAD_TIMEOUT", 10.0)
+    """And the upgraded connection outlives the bound: the timer stops with the head."""
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", 1.0)
     client = await raw_client(gateway)
     upgrade = upgrade_request()
     for i in range(0, len(upgrade), 16):
@@ -140,6 +142,10 @@ async def test_websocket_upgrade_trickling_in_within_the_bound_upgrades(gateway,
     await eventually(lambda: b"\r\n\r\n" in client.data)
     assert client.data.startswith(b"HTTP/1.1 101 ")
     await eventually(lambda: len(gateway.clients.protocols) == 1)
+    await sleep(1.5)
+    client.transport.write(text_frame('{"id":1,"method":"version"}'))
+    await eventually(lambda: b'"protocol":"1.2.3"' in client.data)
+    assert client.is_open
     client.transport.loseConnection()
     await eventually(lambda: not gateway.clients.protocols)
 
@@ -162,11 +168,11 @@ async def test_idle_keep_alive_connection_is_not_closed(gateway, serve_model, mo
 @pytest_twisted.ensureDeferred
 async def test_each_head_has_its_own_bound(gateway, serve_model, monkeypatch):
     """A request served after the first one's bound has passed: the bound is per head, not per connection."""
-    monkeypatch.setattr(web, "HEAD_TIMEOUT", 1.0)
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", 1.5)
     client = await raw_client(gateway)
     for n in range(1, 4):
         client.transport.write(GET[:10])
-        await sleep(0.5)
+        await sleep(0.6)
         client.transport.write(GET[10:])
         await eventually(lambda: len(client.responses) == n)
     assert [r.status for r in client.responses] == [200, 200, 200]
