@@ -3,10 +3,13 @@
 200 clients on one in-process gateway subscribe, unsubscribe, call and set
 at random on a small world of resources (models with references, some of
 them changing and forming cycles, and two collections), while the service
-emits change, add and remove events on its own. Every client keeps its copy
-of what it holds the way a RES client does (resources from responses and
-events, dropping what it no longer references) and checks every message as
-it comes:
+emits change, add and remove events on its own. Clients also glance at rare
+models (subscribe, unsubscribe at once), which leave the gateway's cache and
+are got again, each get answered between two events of the service (DESIGN.md
+invariant 2: the one before is part of the response, the one after is not).
+Every client keeps its copy of what it holds the way a RES client does
+(resources from responses and events, dropping what it no longer
+references) and checks every message as it comes:
 
 * a model's ``seq`` goes up by exactly one with each change event the client
   gets while it holds the model, starting from the copy it was sent;
@@ -37,6 +40,7 @@ import gc
 import json
 import os
 import random
+import sys
 import time
 from typing import Any, Callable
 
@@ -67,7 +71,7 @@ EVENTS_PER_SECOND = 40
 OPERATION_INTERVAL = (0.5, 3.0)
 #: Operations and their weights; a "subscription" subscribes or unsubscribes
 #: (see ``SUBSCRIPTIONS_AIMED_AT``).
-OPERATIONS = {"subscription": 60, "set": 16, "call": 10, "push": 8, "reconnect": 2}
+OPERATIONS = {"subscription": 60, "set": 16, "call": 10, "push": 8, "glance": 8, "reconnect": 2}
 #: A client tends to hold this many direct subscriptions: the more it holds,
 #: the likelier it unsubscribes (none at twice this many).
 SUBSCRIPTIONS_AIMED_AT = 3
@@ -81,8 +85,9 @@ SETTLE_BOUND = 60.0
 #: what it once allocated, so this is loose; the live-object count is the
 #: precise check, RSS catches a leak that dies with its connection.
 RSS_GROWTH_BOUND_KB = 64 * 1024
-#: Collection states each history keeps (plenty: copies are seconds behind at most).
-HISTORY_KEPT = 20000
+#: Collection states each history keeps (plenty: copies are seconds behind at
+#: most, and a collection changes some ten times a second).
+HISTORY_KEPT = 2000
 #: Violations each client keeps the text of (all are counted).
 VIOLATIONS_KEPT = 20
 
@@ -91,6 +96,10 @@ MODELS = [f"soak.m.{i}" for i in range(6)]
 REFERRING_MODELS = ["soak.m.0", "soak.m.1", "soak.m.5"]
 COLLECTIONS = ["soak.c.0", "soak.c.1"]
 RIDS = MODELS + COLLECTIONS
+#: Models a client only glances at (subscribes and at once unsubscribes):
+#: rarely held, they leave the gateway's cache and are got again, events racing
+#: the get (see ``serve``).
+RARE_MODELS = [f"soak.r.{i}" for i in range(100)]
 
 GATEWAY_CLASSES = (Connection, Subscription, ResourceSubscription, EventSubscription, ResourceEvent,
                    Model, Collection, ClientProtocol)
@@ -114,6 +123,8 @@ class Stats:
         self.emitted: collections.Counter[str] = collections.Counter()
         self.delivered: collections.Counter[str] = collections.Counter()
         self.resources_sent = 0
+        #: Get requests the service answered between two events.
+        self.raced_gets = 0
         self.violations = 0
 
 
@@ -157,6 +168,8 @@ class ServiceWorld:
                                        data={"data": {"tags": ["a", "b"]}})
         self.models["soak.m.1"]["ref"] = {"rid": "soak.m.3"}
         self.models["soak.m.5"]["ref"] = {"rid": "soak.m.4"}
+        for i, rid in enumerate(RARE_MODELS):
+            self.models[rid] = {"name": f"rare {i}", "seq": 0, "tick": 0}
         self.heads = {"soak.c.0": 0, "soak.c.1": 2}
         self.collections = {
             "soak.c.0": ["soak.c.0#1", "soak.c.0#2", "soak.c.0#3"],
@@ -164,6 +177,8 @@ class ServiceWorld:
         }
         self.next_item = 100
         self.histories = {rid: History(values) for rid, values in self.collections.items()}
+        #: Whether get requests are answered between two events (see ``serve``).
+        self.racing = True
 
     def get_result(self, rid: str) -> dict:
         if rid in self.models:
@@ -199,28 +214,46 @@ class ServiceWorld:
     def tick(self) -> None:
         """One event of the service's own."""
         roll = self.rng.random()
-        if roll < 0.55:
-            rid = self.rng.choice(MODELS)
-            self.change(rid, {"tick": self.models[rid]["tick"] + 1})
-        elif roll < 0.7:
+        if roll < 0.5:
+            self.step(self.rng.choice(MODELS))
+        elif roll < 0.6:
+            self.step(self.rng.choice(RARE_MODELS))
+        elif roll < 0.75:
             rid = self.rng.choice(REFERRING_MODELS)
             target = self.rng.choice([m for m in MODELS if m != rid])
             self.change(rid, {"ref": {"rid": target}})
         else:
-            rid = self.rng.choice(COLLECTIONS)
-            items = len(self.collections[rid]) - self.heads[rid]
-            if items > 1 and (items >= 12 or self.rng.random() < 0.5):
-                self.remove(rid)
-            else:
-                self.add(rid)
+            self.step(self.rng.choice(COLLECTIONS))
+
+    def step(self, rid: str) -> None:
+        """An event that changes ``rid`` the way it changes on its own."""
+        if rid in self.models:
+            self.change(rid, {"tick": self.models[rid]["tick"] + 1})
+            return
+        items = len(self.collections[rid]) - self.heads[rid]
+        if items > 1 and (items >= 12 or self.rng.random() < 0.5):
+            self.remove(rid)
+        else:
+            self.add(rid)
 
 
 def serve(service, world: ServiceWorld) -> None:
     """Script ``service`` (a FakeService) to play ``world``."""
     world.publish = service.event
-    for rid in RIDS:
+    for rid in RIDS + RARE_MODELS:
+        def get(request, rid=rid):
+            # While the run lasts, an event comes just before the response
+            # (already part of it: the gateway must drop it) and one just after.
+            racing = world.racing
+            if racing:
+                world.step(rid)
+            request.respond_result(world.get_result(rid))
+            if racing:
+                world.step(rid)
+                world.stats.raced_gets += 1
+
         service.on(f"access.{rid}", lambda request: request.respond_result({"get": True, "call": "*"}))
-        service.on(f"get.{rid}", lambda request, rid=rid: request.respond_result(world.get_result(rid)))
+        service.on(f"get.{rid}", get)
     for rid in MODELS:
         def set_value(request, rid=rid):
             world.change(rid, {"value": request.payload["params"]["value"]})
@@ -255,6 +288,13 @@ class ClientView:
         self.stats.violations += 1
         if len(self.violations) < VIOLATIONS_KEPT:
             self.violations.append(f"{self.name}: {text}")
+
+    def closed(self) -> None:
+        """The connection is gone, and with it what it held; the violations stay."""
+        self.direct.clear()
+        self.models.clear()
+        self.collections.clear()
+        self.positions.clear()
 
     def holds(self, rid: str) -> bool:
         return rid in self.models or rid in self.collections
@@ -516,6 +556,17 @@ class SoakClient:
         self.stats.operations["unsubscribe"] += 1
         await self.protocol.request(f"unsubscribe.{rid}", handler=lambda response: view.unsubscribed(rid, response))
 
+    async def glance(self) -> None:
+        """Subscribe to a rare model and let go of it at once."""
+        view = self.view
+        rid = self.rng.choice(RARE_MODELS)
+        self.stats.operations["glance"] += 1
+        response = await self.protocol.request(f"subscribe.{rid}",
+                                               handler=lambda response: view.subscribed(rid, response))
+        if "result" in response:
+            await self.protocol.request(f"unsubscribe.{rid}",
+                                        handler=lambda response: view.unsubscribed(rid, response))
+
     async def _call(self, kind: str, rid: str, method: str, params: Any = None) -> None:
         self.stats.operations[kind] += 1
         response = await self.protocol.request(f"call.{rid}.{method}", params)
@@ -534,6 +585,7 @@ class SoakClient:
     async def reconnect(self) -> None:
         self.stats.operations["reconnect"] += 1
         await self.protocol.close()
+        self.view.closed()
         await self.connect()
 
     async def sync(self) -> None:
@@ -586,11 +638,14 @@ async def soak(gateway, fake_service, duration: float) -> None:
     emitter = task.LoopingCall(emit)
     emitter.start(1 / EVENTS_PER_SECOND, now=False)
     runs = [defer.ensureDeferred(c.run()) for c in clients]
-    rss_series = []  # every tenth of the run, for the summary
+    # Every tenth of the run, for the summary: RSS, and the memory blocks
+    # Python has allocated (RSS also counts what Python freed but kept).
+    rss_series, blocks_series = [], []
     try:
         for tenth in range(1, 11):
             await sleep(duration / 10)
             rss_series.append(rss_kb())
+            blocks_series.append(sys.getallocatedblocks())
             if tenth == round(10 * WARM_UP_SHARE):
                 rss_warm = rss_series[-1]
                 objects_warm = live_gateway_objects()
@@ -598,6 +653,7 @@ async def soak(gateway, fake_service, duration: float) -> None:
         for c in clients:
             c.running = False
         emitter.stop()
+        world.racing = False
     await within(defer.gatherResults(runs, consumeErrors=True), SETTLE_BOUND)
     ran = time.monotonic() - started
     rss_end = rss_kb()
@@ -617,7 +673,7 @@ async def soak(gateway, fake_service, duration: float) -> None:
     # Fresh gets: the gateway's cache holds what the service holds.
     fresh_view = ClientView("fresh", world, stats)
     fresh = await open_client(gateway.ws_url, fresh_view)
-    for rid in RIDS:
+    for rid in RIDS + RARE_MODELS:
         response = await fresh.request(f"get.{rid}")
         group = "models" if rid in world.models else "collections"
         expected = world.models[rid] if rid in world.models else world.collections[rid]
@@ -638,13 +694,15 @@ async def soak(gateway, fake_service, duration: float) -> None:
     print(f"soak: ran {ran:.1f} s with {CLIENTS} clients, {sum(len(c.views) for c in clients)} connections")
     print(f"soak: operations {dict(stats.operations)} ({sum(stats.operations.values())} in all)")
     print(f"soak: events emitted {dict(stats.emitted)} ({sum(stats.emitted.values())} in all, "
-          f"{sum(stats.emitted.values()) / ran:.0f}/s)")
+          f"{sum(stats.emitted.values()) / ran:.0f}/s); gets answered between two events {stats.raced_gets}")
     print(f"soak: events delivered {dict(stats.delivered)} ({sum(stats.delivered.values())} in all, "
           f"{sum(stats.delivered.values()) / ran:.0f}/s); resources sent {stats.resources_sent}; "
           f"held at the end {held}")
     print(f"soak: RSS at warm-up {rss_warm / 1024:.1f} MiB, at the end {rss_end / 1024:.1f} MiB "
           f"(+{(rss_end - rss_warm) / 1024:.1f} MiB); every tenth of the run "
           f"{' '.join(f'{kb / 1024:.1f}' for kb in rss_series)} MiB")
+    print(f"soak: Python memory blocks allocated every tenth of the run "
+          f"{' '.join(f'{blocks / 1000:.0f}k' for blocks in blocks_series)}")
     print(f"soak: live gateway objects before {baseline}")
     print(f"soak:   at warm-up {objects_warm}")
     print(f"soak:   at the end {objects_end}")
@@ -656,7 +714,7 @@ async def soak(gateway, fake_service, duration: float) -> None:
     assert not mismatches, f"{len(mismatches)} mismatches (seed {seed}):\n" + "\n".join(mismatches[:40])
     assert objects_after == baseline, f"gateway objects left: {objects_after}, before: {baseline}"
     # At most one subscription per client and resource, whatever the history.
-    assert objects_end["Subscription"] <= CLIENTS * len(RIDS), objects_end
+    assert objects_end["Subscription"] <= CLIENTS * (len(RIDS) + len(RARE_MODELS)), objects_end
     assert rss_end - rss_warm < RSS_GROWTH_BOUND_KB, f"RSS grew from {rss_warm} kB to {rss_end} kB"
 
 
