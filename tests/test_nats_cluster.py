@@ -116,14 +116,16 @@ async def test_credentials_in_the_url_hold_for_the_nodes_learned_from_the_cluste
     try:
         first, _, service_node = cluster.nodes
         service = await model_service(service_node.url.replace("//", "//res:secret@"))
-        gateway = await gateway_factory(nats_url=first.url.replace("//", "//res:secret@"))
-        client = await subscribed_client(gateway, service)
+        try:
+            gateway = await gateway_factory(nats_url=first.url.replace("//", "//res:secret@"))
+            client = await subscribed_client(gateway, service)
 
-        first.kill()
-        assert await within(client.closed, 10) == 1001
-        change(service, greeting="changed while away")
-        await eventually(lambda: gateway.context.available, 15)
-        await subscribed_client(gateway, service)
-        await service.stop()
+            first.kill()
+            assert await within(client.closed, 10) == 1001
+            change(service, greeting="changed while away")
+            await eventually(lambda: gateway.context.available, 15)
+            await subscribed_client(gateway, service)
+        finally:
+            await service.stop()
     finally:
         cluster.cleanup()
