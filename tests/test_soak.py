@@ -22,7 +22,7 @@ references) and checks every message as it comes:
 At the end every client's copies equal the service's resources, and so do
 fresh gets through the gateway; the gateway logged no error; once the
 clients are gone and the cache has evicted, the gateway's live objects are
-back to what they were before the first client came; and the process's RSS
+back to (at most) what they were before the first client came; and the process's RSS
 grew by less than a bound a leak over the run would exceed.
 
 The run takes ``SOAK_DURATION`` seconds (``LONG_DURATION`` with ``--long``;
@@ -713,23 +713,17 @@ async def soak(gateway, fake_service, duration: float) -> None:
     violations = [text for c in clients for v in c.views for text in v.violations] + fresh_view.violations
     assert not violations, f"{stats.violations} violations (seed {seed}), first ones:\n" + "\n".join(violations[:40])
     assert not mismatches, f"{len(mismatches)} mismatches (seed {seed}):\n" + "\n".join(mismatches[:40])
-    assert objects_after == baseline, f"gateway objects left: {objects_after}, before: {baseline}"
+    # Not more than before: earlier tests' gateways may still hold some when the soak starts.
+    left = {name: count for name, count in objects_after.items() if count > baseline[name]}
+    assert not left, f"gateway objects left: {objects_after}, before: {baseline}"
     # At most one subscription per client and resource, whatever the history.
     assert objects_end["Subscription"] <= CLIENTS * (len(RIDS) + len(RARE_MODELS)), objects_end
     assert rss_end - rss_warm < RSS_GROWTH_BOUND_KB, f"RSS grew from {rss_warm} kB to {rss_end} kB"
 
 
-@pytest.mark.timeout(SOAK_DURATION + 240)
-@pytest_twisted.ensureDeferred
-async def test_soak(gateway, fake_service, long_run):
-    if long_run:
-        pytest.skip("--long runs test_soak_long instead")
-    await soak(gateway, fake_service, float(os.environ.get("SOAK_SECONDS") or SOAK_DURATION))
-
-
+# Sized for the long run; every wait inside is bounded on its own.
 @pytest.mark.timeout(LONG_DURATION + 300)
 @pytest_twisted.ensureDeferred
-async def test_soak_long(gateway, fake_service, long_run):
-    if not long_run:
-        pytest.skip("runs with --long")
-    await soak(gateway, fake_service, LONG_DURATION)
+async def test_soak(gateway, fake_service, long_run):
+    duration = LONG_DURATION if long_run else float(os.environ.get("SOAK_SECONDS") or SOAK_DURATION)
+    await soak(gateway, fake_service, duration)
