@@ -87,6 +87,16 @@ async def gateway(gateway_factory):
     yield await gateway_factory()
 
 
+def _watch(log, complaint: str):
+    """Observe the global log with ``log`` for a test; fail at teardown if it kept anything."""
+    globalLogPublisher.addObserver(log)
+    try:
+        yield log
+    finally:
+        globalLogPublisher.removeObserver(log)
+    assert log.messages == [], f"{complaint}: {log.messages}"
+
+
 @pytest.fixture
 def logged_errors(gateway_factory):
     """The errors the gateway logs during the test (a ``tests.rig.logs.ErrorLog``).
@@ -98,13 +108,7 @@ def logged_errors(gateway_factory):
     whose every test should be watched says so with
     ``pytestmark = pytest.mark.usefixtures("logged_errors")``.
     """
-    log = ErrorLog()
-    globalLogPublisher.addObserver(log)
-    try:
-        yield log
-    finally:
-        globalLogPublisher.removeObserver(log)
-    assert log.messages == [], f"the gateway logged errors: {log.messages}"
+    yield from _watch(ErrorLog(), "the gateway logged errors")
 
 
 @pytest.fixture
@@ -115,10 +119,4 @@ def logged_failures():
     twisted.web raise is logged by them, not by the gateway. Any such entry
     fails the test at teardown.
     """
-    log = FailureLog()
-    globalLogPublisher.addObserver(log)
-    try:
-        yield log
-    finally:
-        globalLogPublisher.removeObserver(log)
-    assert log.messages == [], f"errors were logged: {log.messages}"
+    yield from _watch(FailureLog(), "errors were logged")
