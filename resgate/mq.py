@@ -412,7 +412,7 @@ class MessageClient:
         self._nc = nc
         self._inbox_prefix = nc.new_inbox() + "."
         nc.subscribe_now(self._inbox_prefix + "*", self._on_reply)
-        log.info("Connected to NATS at {url}", url=self._safe_url())
+        log.info("Connected to NATS at {url}", url=self._connected_url(nc))
 
     def _servers(self) -> list[str]:
         """The configured servers, then the other cluster nodes the last connection learned of."""
@@ -477,6 +477,15 @@ class MessageClient:
     def _safe_url(self) -> str:
         """The server list without user, password or token."""
         return ",".join(_USERINFO.sub(r"\1***@", server.strip()) for server in self.url.split(","))
+
+    def _connected_url(self, nc: _OrderedClient) -> str:
+        """The server ``nc`` is connected to, without user, password or token.
+
+        One of a configured list, or a cluster node learned after a lost
+        connection: the operator sees which node the gateway uses.
+        """
+        url = nc.connected_url
+        return _USERINFO.sub(r"\1***@", url.geturl()) if url is not None else self._safe_url()
 
     def _on_reply(self, subject: bytes, data: bytes, headers: bytes | None) -> None:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
+from twisted.logger import formatEvent, globalLogPublisher
 
 from tests.rig.aio import eventually, within
 from tests.rig.nats import ClusterNode, NatsCluster
@@ -27,6 +28,20 @@ def cluster():
     cluster = NatsCluster(3).start()
     yield cluster
     cluster.cleanup()
+
+
+@pytest.fixture
+def connected_lines():
+    """The gateways' "Connected to NATS at ..." log lines during the test."""
+    lines: list[str] = []
+
+    def observe(event: dict) -> None:
+        if event.get("log_namespace") == "resgate.mq" and event.get("log_format", "").startswith("Connected"):
+            lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    yield lines
+    globalLogPublisher.removeObserver(observe)
 
 
 async def model_service(url: str) -> FakeService:
@@ -80,7 +95,8 @@ async def test_clients_of_gateways_on_different_nodes_see_the_same_events(cluste
 
 @pytest.mark.parametrize("servers", ["one URL", "URL list"])
 @pytest_twisted.ensureDeferred
-async def test_a_gateway_whose_node_dies_reconnects_through_another(cluster, service, gateway_factory, servers):
+async def test_a_gateway_whose_node_dies_reconnects_through_another(cluster, service, gateway_factory, servers,
+                                                                     connected_lines):
     first, second, service_node = cluster.nodes
     # With one URL the gateway learns the other nodes from the cluster; a
     # list names two nodes and the gateway picks one of them at random.
@@ -92,6 +108,8 @@ async def test_a_gateway_whose_node_dies_reconnects_through_another(cluster, ser
     watching = await subscribed_client(staying, service)
     await eventually(lambda: cluster.interest_known(service_node, EVENT_SUBJECT))
 
+    assert connected_lines[0] == f"Connected to NATS at {doomed.url}"
+    connected_lines.clear()
     doomed.kill()
     assert await within(leaving.closed, 10) == 1001
     await eventually(lambda: not moving.context.available)
@@ -101,6 +119,9 @@ async def test_a_gateway_whose_node_dies_reconnects_through_another(cluster, ser
     assert await watching.next_message() == away
 
     await eventually(lambda: moving.context.available, 15)
+    # The log names the node the gateway now uses.
+    [line] = connected_lines
+    assert line in {f"Connected to NATS at {node.url}" for node in cluster.nodes if node is not doomed}
     assert not watching.closed.called
     back = await subscribed_client(moving, service)
     assert service.model == {"greeting": "changed while away", "count": 0}
@@ -111,7 +132,7 @@ async def test_a_gateway_whose_node_dies_reconnects_through_another(cluster, ser
 
 
 @pytest_twisted.ensureDeferred
-async def test_credentials_in_the_url_hold_for_the_nodes_learned_from_the_cluster(gateway_factory):
+async def test_credentials_in_the_url_hold_for_the_nodes_learned_from_the_cluster(gateway_factory, connected_lines):
     cluster = NatsCluster(3, client_args=("--user", "res", "--pass", "secret")).start()
     try:
         first, _, service_node = cluster.nodes
@@ -125,6 +146,9 @@ async def test_credentials_in_the_url_hold_for_the_nodes_learned_from_the_cluste
             change(service, greeting="changed while away")
             await eventually(lambda: gateway.context.available, 15)
             await subscribed_client(gateway, service)
+            # The password stays out of the line naming the learned node.
+            assert connected_lines[-1].startswith("Connected to NATS at nats://***@127.0.0.1:"), connected_lines
+            assert "secret" not in " ".join(connected_lines)
         finally:
             await service.stop()
     finally:
