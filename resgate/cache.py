@@ -55,18 +55,65 @@ def excerpt(text: object) -> str:
     return text
 
 
-def log_service_fault(subject: str, error: errors.ResError) -> None:
-    """Log once that a service failed a request: no answer in time, or a broken one.
+#: Seconds during which further faults of one kind, by one service, for one
+#: request type, are counted instead of logged one by one.
+FAULT_LOG_WINDOW = 10.0
 
-    A warning: Resgate logs neither (the requester gets the error), but an
+
+class FaultLog:
+    """Warnings for a service's faults: no answer in time, or a broken one.
+
+    Warnings: Resgate logs neither (the requester gets the error), but an
     operator needs to know which service misbehaves. A service's own error
-    response is no fault of it and is not logged.
+    response is no fault of it and is not logged. A service that is down
+    times out every request made to it, a line per request with many
+    clients; so the first fault of a kind for a request type and service
+    (``get.library``) is logged whole, and the next ones are counted for
+    ``FAULT_LOG_WINDOW`` seconds and told in one line at its end, window
+    after window while they go on.
     """
-    # errors.TIMEOUT itself is mq's timeout; a service's system.timeout response is another object.
-    if error is errors.TIMEOUT:
-        log.warn("Request timeout on {subject}", subject=subject)
-    elif isinstance(error, errors.InvalidResponse):
-        log.warn("Invalid response to {subject}: {reason}", subject=subject, reason=excerpt(error.reason))
+
+    def __init__(self, clock) -> None:
+        self._clock = clock
+        #: (message, subject prefix) -> faults not logged in the open window, and its end.
+        self._windows: dict[tuple[str, str], list] = {}
+
+    def fault(self, subject: str, error: errors.ResError) -> None:
+        # errors.TIMEOUT itself is mq's timeout; a service's system.timeout response is another object.
+        if error is errors.TIMEOUT:
+            message, reason = "Request timeout on", ""
+        elif isinstance(error, errors.InvalidResponse):
+            message, reason = "Invalid response to", excerpt(error.reason)
+        else:
+            return
+        request_type, _, name = subject.partition(".")
+        key = (message, f"{request_type}.{name.partition('.')[0]}")
+        window = self._windows.get(key)
+        if window is not None:
+            window[0] += 1
+            return
+        if reason:
+            log.warn("{message} {subject}: {reason}", message=message, subject=subject, reason=reason)
+        else:
+            log.warn("{message} {subject}", message=message, subject=subject)
+        self._open(key)
+
+    def _open(self, key: tuple[str, str]) -> None:
+        self._windows[key] = [0, self._clock.callLater(FAULT_LOG_WINDOW, self._close, key)]
+
+    def _close(self, key: tuple[str, str]) -> None:
+        count, _ = self._windows.pop(key)
+        if count:
+            message, prefix = key
+            log.warn("{message} {prefix}.*: {count} more in the last {window:g} s",
+                     message=message, prefix=prefix, count=count, window=FAULT_LOG_WINDOW)
+            self._open(key)
+
+    def stop(self) -> None:
+        for _, timer in self._windows.values():
+            if timer.active():
+                timer.cancel()
+        self._windows.clear()
 
 
 def _references(values) -> dict[str, None]:
@@ -274,7 +321,7 @@ class ResourceSubscription:
                 error = e
         work = self.owner.cache.work
         if error is not None:
-            log_service_fault("get." + self.owner.name, error)
+            self.owner.cache.faults.fault("get." + self.owner.name, error)
             self.state = STATE_ERROR
             self.error = error
             subs = list(self.subs)
@@ -698,6 +745,7 @@ class ResourceCache:
         self.reactor = reactor
         self.unsubscribe_delay = unsubscribe_delay
         self.reset_throttle = reset_throttle
+        self.faults = FaultLog(reactor)
         # One throttle for every system.reset: a storm of resets, each naming
         # other resources, still has no more than reset_throttle requests in
         # flight (Resgate's throttle is per event, so bounds only one).
@@ -713,6 +761,7 @@ class ResourceCache:
         )
 
     def stop(self) -> None:
+        self.faults.stop()
         if self._system_sub is not None:
             self._system_sub.unsubscribe()
             self._system_sub = None
@@ -746,12 +795,12 @@ class ResourceCache:
 
         def respond(data: bytes | None, error: errors.ResError | None) -> None:
             if error is not None:
-                log_service_fault(subject, error)
+                self.faults.fault(subject, error)
                 callback(codec.Access(error=error), None)
                 return
             access, meta = codec.decode_access_response(data)
             if access.error is not None:
-                log_service_fault(subject, access.error)
+                self.faults.fault(subject, access.error)
             callback(access, meta if is_http else None)
 
         self.request(subject, payload, respond)
@@ -764,13 +813,13 @@ class ResourceCache:
         """
         def respond(data: bytes | None, error: errors.ResError | None) -> None:
             if error is not None:
-                log_service_fault(subject, error)
+                self.faults.fault(subject, error)
                 callback(None, None, None, error)
                 return
             try:
                 result, rid, meta = codec.decode_call_response(data)
             except errors.ResError as e:
-                log_service_fault(subject, e)
+                self.faults.fault(subject, e)
                 callback(None, None, codec.response_meta(data), e)
                 return
             callback(result, rid, meta, None)

@@ -12,6 +12,7 @@ What the gateway does and logs (WebSocket and HTTP clients alike):
 | fault | client gets | gateway logs | test |
 | --- | --- | --- | --- |
 | no answer to get, access, call, auth | ``system.timeout`` (HTTP 404, as Resgate); the request is forgotten | one warning, ``Request timeout on <subject>`` | test_unanswered_request_times_out_and_is_forgotten, test_http_request_fault_is_an_error_response |
+| a service that is down: many requests time out | ``system.timeout`` each | the first one's warning, then ``Request timeout on get.<service>.*: N more in the last 10 s`` once a window while they go on | test_a_service_down_is_logged_once_then_counted_per_window, test_many_requests_to_a_service_that_is_down_make_one_line |
 | garbage starting with a letter (read as a pre-response, as Resgate does) | ``system.timeout`` | one warning, the timeout | test_unanswered_request_times_out_and_is_forgotten[*-letter-garbage] |
 | answer after the timeout | nothing more (it had ``system.timeout``); asking again works | nothing more: the timeout was the fault | test_answer_after_the_timeout_is_ignored |
 | second answer to one request | nothing: the first answer stands, in the cache too | nothing (see below) | test_second_answer_is_ignored |
@@ -63,10 +64,11 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
-from resgate.cache import LOG_EXCERPT
+from resgate import errors
+from resgate.cache import FAULT_LOG_WINDOW, LOG_EXCERPT, FaultLog
 from tests.rig.aio import eventually, sleep
 from tests.rig.http import http_request
 from tests.rig.replies import TIMEOUT_MS, model_get, raw, result
@@ -291,6 +293,77 @@ async def test_answer_after_the_timeout_is_ignored(gateway_factory, fake_service
     if method == "subscribe.test.model":
         assert response["result"] == client_result("test.model")
     assert_no_line(gateway_log, logged_errors)
+
+
+# ---------------------------------------------------------------------------
+# A service that is down: one line a window, not one a request
+
+
+@pytest.fixture
+def clocked_faults():
+    """A FaultLog on a fake clock, and the warnings it logs (as text)."""
+    clock = task.Clock()
+    lines: list[str] = []
+
+    def observe(event: dict) -> None:
+        if event.get("log_namespace") == "resgate.cache" and event.get("log_level") == LogLevel.warn:
+            lines.append(formatEvent(event))
+
+    faults = FaultLog(clock)
+    globalLogPublisher.addObserver(observe)
+    yield clock, faults, lines
+    globalLogPublisher.removeObserver(observe)
+    faults.stop()
+    assert not clock.getDelayedCalls()
+
+
+def test_a_service_down_is_logged_once_then_counted_per_window(clocked_faults):
+    clock, faults, lines = clocked_faults
+    for n in range(200):
+        faults.fault(f"get.library.book.{n}", errors.TIMEOUT)
+    # Another request type, another kind of fault, another service: each its own first line.
+    faults.fault("call.library.book.1.set", errors.TIMEOUT)
+    faults.fault("get.library.book.7", errors.invalid_response("invalid value"))
+    faults.fault("get.shelf.1", errors.TIMEOUT)
+    # A service's own error is no fault of it.
+    faults.fault("get.library.book.8", errors.ResError("system.notFound", "Not found"))
+    assert lines == [
+        "Request timeout on get.library.book.0",
+        "Request timeout on call.library.book.1.set",
+        "Invalid response to get.library.book.7: invalid value",
+        "Request timeout on get.shelf.1",
+    ]
+    del lines[:]
+
+    clock.advance(FAULT_LOG_WINDOW)
+    assert lines == [f"Request timeout on get.library.*: 199 more in the last {FAULT_LOG_WINDOW:g} s"]
+    del lines[:]
+    # Still down: a count a window.
+    for n in range(50):
+        faults.fault(f"get.library.book.{n}", errors.TIMEOUT)
+    clock.advance(FAULT_LOG_WINDOW)
+    assert lines == [f"Request timeout on get.library.*: 50 more in the last {FAULT_LOG_WINDOW:g} s"]
+    del lines[:]
+    # A quiet window closes the count; the next fault is a first line again.
+    clock.advance(FAULT_LOG_WINDOW)
+    assert lines == []
+    faults.fault("get.library.book.3", errors.TIMEOUT)
+    assert lines == ["Request timeout on get.library.book.3"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_many_requests_to_a_service_that_is_down_make_one_line(gateway_factory, fake_service, gateway_log,
+                                                                    logged_errors):
+    gateway = await gateway_factory(request_timeout=TIMEOUT_MS)
+    client = await connect_client(gateway)
+    # Nothing answers auth.test.down*: every request times out within the window.
+    pending = [client.request(f"auth.test.down{n}.login") for n in range(20)]
+    await serve(fake_service, {f"auth.test.down{n}.login": None for n in range(20)})
+    responses = await defer.gatherResults(pending)
+    assert [response["error"] for response in responses] == [ERR_TIMEOUT] * 20
+    await still_serving(gateway, fake_service)
+    await expect_one_line(gateway_log, logged_errors, LogLevel.warn, "Request timeout on auth.test.down")
+    assert_no_pending_requests(gateway)
 
 
 # ---------------------------------------------------------------------------
