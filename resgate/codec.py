@@ -148,6 +148,21 @@ def decode_proper_value(raw: Any) -> Value:
 # --- Service responses ---------------------------------------------------------
 
 
+def json_type_name(value: Any) -> str:
+    """What kind of JSON value ``value`` is ("an array"), for messages that must not show it."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
+
+
 def _decode_json(payload: bytes) -> Any:
     try:
         return orjson.loads(payload)

@@ -23,7 +23,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 from urllib.parse import urlsplit
 
-from resgate.codec import is_valid_rid, is_valid_rid_part
+from resgate.codec import is_valid_rid, is_valid_rid_part, json_type_name
 
 if TYPE_CHECKING:
     from resgate.options import Options
@@ -533,19 +533,9 @@ def _read_config_file(path: str) -> dict[str, Any] | None:
         return {}  # Go decodes a bare null into an untouched struct
     if not isinstance(document, dict):
         raise ConfigError(
-            f"config file {path} must hold a JSON object, not {_json_type_name(document)}"
+            f"config file {path} must hold a JSON object, not {json_type_name(document)}"
         )
     return document
-
-
-def _json_type_name(value: object) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    return "a number"
 
 
 def _write_config_file(path: str, document: dict[str, Any], stderr: TextIO) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from resgate import errors
+from resgate.codec import json_type_name
 
 log = Logger(namespace="resgate.meta")
 
@@ -99,7 +100,9 @@ class Meta:
         if raw is None:
             return None
         if not isinstance(raw, dict):
-            log.error("Invalid meta object: {kind}", kind=_json_kind(raw))
+            # Only its kind: a header may carry a cookie or a credential for the
+            # client, and errors are logged at every level.
+            log.error("Invalid meta object: {kind}", kind=json_type_name(raw))
             return None
         status = raw.get("status")
         if status is not None and type(status) is not int:
@@ -140,25 +143,11 @@ def merge_meta(first: Meta | None, second: Meta | None) -> Meta | None:
     return first.merged(second)
 
 
-def _json_kind(value: Any) -> str:
-    """What a broken meta part is, without its value: a header may carry a cookie
-    or a credential for the client, and errors are logged at every level."""
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return "not an object"
-
-
 def _decode_header(raw: Any) -> Header:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        log.error("Invalid meta header: {kind}", kind=_json_kind(raw))
+        log.error("Invalid meta header: {kind}", kind=json_type_name(raw))
         return {}
     header: Header = {}
     for name, values in raw.items():
