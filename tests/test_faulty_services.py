@@ -116,6 +116,11 @@ class GatewayLog:
                 and str(event.get("log_namespace", "")).startswith("resgate"):
             self.lines.append((level, formatEvent(event), event.get("log_failure")))
 
+    def take(self) -> list[str]:
+        """The texts of the lines logged since the last take, forgotten."""
+        taken, self.lines = self.lines, []
+        return [text for _, text, _ in taken]
+
 
 @pytest.fixture
 def gateway_log(logged_errors):
@@ -301,24 +306,19 @@ async def test_answer_after_the_timeout_is_ignored(gateway_factory, fake_service
 
 @pytest.fixture
 def clocked_faults():
-    """A FaultLog on a fake clock, and the warnings it logs (as text)."""
+    """A FaultLog on a fake clock, and a GatewayLog of what it logs."""
     clock = task.Clock()
-    lines: list[str] = []
-
-    def observe(event: dict) -> None:
-        if event.get("log_namespace") == "resgate.cache" and event.get("log_level") == LogLevel.warn:
-            lines.append(formatEvent(event))
-
     faults = FaultLog(clock)
-    globalLogPublisher.addObserver(observe)
-    yield clock, faults, lines
-    globalLogPublisher.removeObserver(observe)
+    log = GatewayLog()
+    globalLogPublisher.addObserver(log)
+    yield clock, faults, log
+    globalLogPublisher.removeObserver(log)
     faults.stop()
     assert not clock.getDelayedCalls()
 
 
 def test_a_service_down_is_logged_once_then_counted_per_window(clocked_faults):
-    clock, faults, lines = clocked_faults
+    clock, faults, log = clocked_faults
     for n in range(200):
         faults.fault(f"get.library.book.{n}", errors.TIMEOUT)
     # Another request type, another kind of fault, another service: each its own first line.
@@ -327,28 +327,25 @@ def test_a_service_down_is_logged_once_then_counted_per_window(clocked_faults):
     faults.fault("get.shelf.1", errors.TIMEOUT)
     # A service's own error is no fault of it.
     faults.fault("get.library.book.8", errors.ResError("system.notFound", "Not found"))
-    assert lines == [
+    assert log.take() == [
         "Request timeout on get.library.book.0",
         "Request timeout on call.library.book.1.set",
         "Invalid response to get.library.book.7: invalid value",
         "Request timeout on get.shelf.1",
     ]
-    del lines[:]
 
     clock.advance(FAULT_LOG_WINDOW)
-    assert lines == [f"Request timeout on get.library.*: 199 more in the last {FAULT_LOG_WINDOW:g} s"]
-    del lines[:]
+    assert log.take() == [f"Request timeout on get.library.*: 199 more in the last {FAULT_LOG_WINDOW:g} s"]
     # Still down: a count a window.
     for n in range(50):
         faults.fault(f"get.library.book.{n}", errors.TIMEOUT)
     clock.advance(FAULT_LOG_WINDOW)
-    assert lines == [f"Request timeout on get.library.*: 50 more in the last {FAULT_LOG_WINDOW:g} s"]
-    del lines[:]
+    assert log.take() == [f"Request timeout on get.library.*: 50 more in the last {FAULT_LOG_WINDOW:g} s"]
     # A quiet window closes the count; the next fault is a first line again.
     clock.advance(FAULT_LOG_WINDOW)
-    assert lines == []
+    assert log.take() == []
     faults.fault("get.library.book.3", errors.TIMEOUT)
-    assert lines == ["Request timeout on get.library.book.3"]
+    assert log.take() == ["Request timeout on get.library.book.3"]
 
 
 @pytest_twisted.ensureDeferred
