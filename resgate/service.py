@@ -23,6 +23,7 @@ from twisted.web import http, resource, server
 
 import resgate
 from resgate import errors
+from resgate.bus import Bus
 from resgate.config import Config
 from resgate.embedded import EmbeddedNatsService
 from resgate.cache import UNSUBSCRIBE_DELAY, ResourceCache
@@ -150,7 +151,7 @@ class MessagingService(Service):
 
     name = "nats"
 
-    def __init__(self, client: MessageClient, reactor, on_lost: Callable[[str], None],
+    def __init__(self, client: Bus, reactor, on_lost: Callable[[str], None],
                  on_restored: Callable[[], None]) -> None:
         self.client = client
         self.reactor = reactor
@@ -267,13 +268,15 @@ class GatewayService(MultiService):
     ``listen`` overrides the endpoint built from the config (tests listen on
     ``tcp:0:interface=127.0.0.1``; operators may use any Twisted endpoint).
     ``on_fatal`` is called with a one-line reason when the gateway fails to
-    start or loses NATS; by default the failure is only logged.
+    start or loses NATS; by default the failure is only logged. ``bus``
+    replaces the NATS connection built from the config (tests pass an
+    in-memory bus).
     """
 
     name = "resgate"
 
     def __init__(self, config: Config, *, reactor=None, listen: str | None = None,
-                 unsubscribe_delay: float = UNSUBSCRIBE_DELAY) -> None:
+                 unsubscribe_delay: float = UNSUBSCRIBE_DELAY, bus: Bus | None = None) -> None:
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
@@ -285,7 +288,7 @@ class GatewayService(MultiService):
             host, port = config.embedded_nats_address
             self.embedded_nats = EmbeddedNatsService(host, port, reactor=reactor, debug=config.debug)
             self.embedded_nats.setServiceParent(self)
-        self.mq = MessageClient(
+        self.mq: Bus = bus if bus is not None else MessageClient(
             config.nats_url,
             creds=config.nats_creds or None,
             cert=config.nats_cert or None,
