@@ -345,7 +345,11 @@ def legacy_new_rid(result: Any) -> str | None:
 
 
 def decode_event(payload: bytes) -> Any:
-    """The JSON payload of an event (None when empty); raises ResError when malformed."""
+    """The JSON payload of an event; raises ResError when malformed.
+
+    An empty payload is None, as is ``null``: the client gets ``"data":null``
+    for both (see subscription.encode_event).
+    """
     return _decode_json(payload) if payload else None
 
 

@@ -648,7 +648,10 @@ class SharedMessage:
 
 
 def encode_event(rid: str, event: str, data: Any) -> bytes:
-    """A client event message, ``{"event": "<rid>.<event>", "data": ...}``."""
-    if data is None:
-        return orjson.dumps({"event": f"{rid}.{event}"})
+    """A client event message, ``{"event": "<rid>.<event>", "data": ...}``.
+
+    ``data`` is always written, ``null`` included: a custom event's payload
+    reaches the client as the service sent it, and an event without one (an
+    empty payload, a delete) carries ``"data":null`` as Resgate's does.
+    """
     return orjson.dumps({"event": f"{rid}.{event}", "data": data})

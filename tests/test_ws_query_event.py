@@ -130,8 +130,8 @@ def event_of(rid: str, name: str, data) -> dict:
 
 
 def delete_event(rid: str) -> dict:
-    # Resgate omits the data of a delete event.
-    return {"event": f"{rid}.delete"}
+    # The gateway makes this delete itself, without data: the client gets null.
+    return {"event": f"{rid}.delete", "data": None}
 
 
 async def next_events(client, count: int) -> list:
