@@ -658,7 +658,7 @@ ODD_BUT_VALID_EVENTS = [
                  id="custom-event-array"),
     pytest.param("test.collection", "foo_bar", b'"text"', event("test.collection.foo_bar", "text"),
                  id="custom-event-string"),
-    pytest.param("test.model", "custom", b"", {"event": "test.model.custom"}, id="custom-event-empty"),
+    pytest.param("test.model", "custom", b"", event("test.model.custom", None), id="custom-event-empty"),
     # A change without "values" is RES 1.0's change event: the object is the values.
     pytest.param("test.model", "change", b"{}", None, id="change-without-values"),
     pytest.param("test.model", "change", b'{"string":"bar"}', event("test.model.change", {"values": {"string": "bar"}}),
