@@ -29,7 +29,7 @@ from resgate.embedded import EmbeddedNatsService
 from resgate.cache import UNSUBSCRIBE_DELAY, ResourceCache
 from resgate.conn import GatewayContext
 from resgate.metrics import MetricsResource
-from resgate.mq import MessageClient
+from resgate.natsbus import NatsBus
 from resgate.transport import PortReactor
 from resgate.web import ApiResource, BoundedBodyRequest, BoundedLineChannel, write_not_found
 from resgate.work import WorkQueue
@@ -288,7 +288,7 @@ class GatewayService(MultiService):
             host, port = config.embedded_nats_address
             self.embedded_nats = EmbeddedNatsService(host, port, reactor=reactor, debug=config.debug)
             self.embedded_nats.setServiceParent(self)
-        self.mq: Bus = bus if bus is not None else MessageClient(
+        self.mq: Bus = bus if bus is not None else NatsBus(
             config.nats_url,
             creds=config.nats_creds or None,
             cert=config.nats_cert or None,

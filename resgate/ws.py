@@ -27,6 +27,7 @@ from resgate.config import ResourceMethod
 from resgate.conn import Connection, GatewayContext
 from resgate.meta import DirectResponse, Meta, reason_phrase
 from resgate.subscription import SharedMessage
+from resgate.trace import one_line
 from resgate.web import header_auth
 
 log = Logger(namespace="resgate.ws")
@@ -34,13 +35,6 @@ log = Logger(namespace="resgate.ws")
 #: The largest client message accepted; a larger one closes the connection
 #: (1009, message too big). Resgate has no limit; unbounded input is not ours.
 MAX_MESSAGE_SIZE = 1024 * 1024
-
-# A traced message stays one log record line, whatever line breaks a client sends.
-_ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r"})
-
-
-def _trace_text(data: bytes) -> str:
-    return data.decode("utf-8", "replace").translate(_ONE_LINE)
 
 
 def canonical_header_name(name: str) -> str:
@@ -166,7 +160,7 @@ class ClientProtocol(WebSocketServerProtocol):
             return
         context = self.factory.context
         if context.trace:
-            log.debug("[{cid}] --> {payload}", cid=conn.cid, payload=_trace_text(payload),
+            log.debug("[{cid}] --> {payload}", cid=conn.cid, payload=one_line(payload),
                       resgate_trace=True)
         context.work.enqueue(lambda: rpc.handle_request(conn, payload, self._send))
 
@@ -218,7 +212,7 @@ class ClientProtocol(WebSocketServerProtocol):
 
         The bound (``wsMaxUnread``) is on what the gateway holds beyond the
         socket buffers: a client that does not read must not grow the
-        gateway's memory without bound (DESIGN.md invariant 5).
+        gateway's memory without bound (docs/design.md).
         """
         if self._unread is None:
             return False
@@ -241,7 +235,7 @@ class ClientProtocol(WebSocketServerProtocol):
         if self.conn is None or self.state != self.STATE_OPEN or self._backlogged(len(data)):
             return
         if self.factory.context.trace:
-            log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=_trace_text(data),
+            log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=one_line(data),
                       resgate_trace=True)
         if self.websocket_extensions_in_use:
             self.sendMessage(data)  # compressed for this connection
@@ -253,7 +247,7 @@ class ClientProtocol(WebSocketServerProtocol):
         if self.conn is None or self.state != self.STATE_OPEN or self._backlogged(len(message.data)):
             return
         if self.factory.context.trace:
-            log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=_trace_text(message.data),
+            log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=one_line(message.data),
                       resgate_trace=True)
         if message.prepared is None:
             message.prepared = self.factory.prepareMessage(message.data)
