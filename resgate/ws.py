@@ -23,12 +23,12 @@ from twisted.logger import Logger
 
 from resgate import errors, rpc
 from resgate.apiencoding import CONTENT_TYPE, encode_error, rid_to_path
+from resgate.auth import header_auth, remote_addr
 from resgate.config import ResourceMethod
 from resgate.conn import Connection, GatewayContext
 from resgate.meta import DirectResponse, Meta, reason_phrase
 from resgate.subscription import SharedMessage
 from resgate.trace import one_line
-from resgate.web import header_auth
 
 log = Logger(namespace="resgate.ws")
 
@@ -130,10 +130,8 @@ class ClientProtocol(WebSocketServerProtocol):
             # Go's net/http keeps Host apart from the headers; services see it as "host".
             if name != "host":
                 header[canonical_header_name(name)] = [value]
-        peer = self.transport.getPeer()
-        host = getattr(peer, "host", "")
-        remote = f"[{host}]:{peer.port}" if ":" in host else f"{host}:{getattr(peer, 'port', '')}"
-        return {"header": header, "host": request.headers.get("host", ""), "remoteAddr": remote,
+        return {"header": header, "host": request.headers.get("host", ""),
+                "remoteAddr": remote_addr(self.transport.getPeer()),
                 "uri": self.http_request_uri}
 
     #: Bytes written since the transport's buffer filled up (None: it has room).

@@ -19,7 +19,7 @@ worker's number, levels kept, so there is one log whatever the log setup.
 Workers start after the supervisor's own gateway listens (the actual port is
 known then) and stop before it, SIGTERM first, SIGKILL after
 ``WORKER_STOP_TIMEOUT``. A worker that exits while the gateway runs is logged
-and started again after a delay from ``RESTART_DELAYS``.
+and started again after a delay from ``RESTART_BACKOFF``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from twisted.internet import defer, error, protocol
 from twisted.logger import Logger, eventFromJSON
 from twisted.python.failure import Failure
 
+from resgate.backoff import jittered_backoff
 from resgate.config import Config, ConfigError
 
 log = Logger(namespace="resgate.workers")
@@ -47,8 +48,10 @@ SHARED_PORT_SUPPORTED = sys.platform.startswith("linux") and hasattr(socket, "SO
 WORKER_START_TIMEOUT = 30.0
 #: How long a worker may take to stop after SIGTERM before it is killed.
 WORKER_STOP_TIMEOUT = 10.0
-#: Waits before starting a worker that exited again (seconds); the last one repeats.
-RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+#: The first wait before starting a worker that exited again (seconds), and the longest.
+FIRST_RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 30.0
+RESTART_BACKOFF = jittered_backoff(FIRST_RESTART_DELAY, MAX_RESTART_DELAY)
 #: A worker that ran this long before exiting is restarted after the first delay again.
 STABLE_RUN = 60.0
 #: The largest settings line a worker reads from its stdin.
@@ -256,8 +259,9 @@ class WorkerSupervisor(Service):
         ran = self.reactor.seconds() - worker.started_at
         failures = 0 if ran >= STABLE_RUN else self._failures.get(worker.number, 0)
         self._failures[worker.number] = failures + 1
-        delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)]
-        log.error("Worker {number} (pid {pid}) {how}; starting it again in {delay:g}s",
+        delay = RESTART_BACKOFF(failures)
+        # Whole seconds: the jitter's fractions are noise to an operator.
+        log.error("Worker {number} (pid {pid}) {how}; starting it again in {delay:.0f}s",
                   number=worker.number, pid=worker.pid, how=how, delay=delay)
         self._restarts[worker.number] = self.reactor.callLater(delay, self._restart, worker.number)
 
