@@ -4,7 +4,7 @@ The options are Resgate 1.8's, spelled the way Go's flag package accepts
 them (``-nats URL``, ``-port=8080``, ``--port 8080``, ``-DV``), so scripts
 written for Resgate keep working. Values stay ``None`` unless given: the
 configuration file sits between the defaults and the flags, and only the
-flags actually given may override it (see ``Config.from_options``).
+flags actually given may override it (see ``config_from_options``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, TextIO
 
 from twisted.python import usage
 
@@ -28,7 +29,16 @@ from resgate.config import (
     DEFAULT_WS_MAX_UNREAD,
     DEFAULT_WS_PATH,
     MAX_PORT,
+    DEPRECATED_SECONDS_LIMIT,
     MAX_WORKERS,
+    SETTINGS,
+    SETTINGS_BY_FOLDED_KEY,
+    SETTINGS_BY_KEY,
+    Config,
+    SettingKind,
+    is_zero,
+    read_config_file,
+    write_config_file,
 )
 
 USAGE = f"""\
@@ -314,3 +324,66 @@ class Options(usage.Options):
             if letter in with_value:
                 return position == len(group) - 1
         return False
+
+
+def config_from_options(options: Options, *, stderr: TextIO = sys.stderr) -> Config:
+    """Build the Config of a command line: defaults < ``--config`` file < flags given.
+
+    A missing configuration file is created holding the resulting
+    settings, as Resgate does. A requestTimeout of 10 or less is read as
+    seconds, with a warning on ``stderr``. Raises ConfigError.
+    """
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    path: str | None = options["config"]
+    create_file = False
+    if path:
+        document = read_config_file(path)
+        if document is None:
+            create_file = True
+        else:
+            for key, value in document.items():
+                setting = SETTINGS_BY_FOLDED_KEY.get(key.lower())
+                if setting is not None and value is not None:
+                    values[setting.key] = value
+                    origins[setting.key] = f" in {path}"
+
+    for setting in SETTINGS:
+        if setting.flag in options.given:
+            value = options[setting.flag]
+            if setting.kind is SettingKind.PORT and value == 0:
+                continue  # Resgate lets only a non-zero port flag override
+            if setting.kind is SettingKind.OPTIONAL_STRING and value == "":
+                value = None
+            elif setting.key == "allowOrigin":
+                value = ";".join(value)
+            values[setting.key] = value
+            origins[setting.key] = f" from --{setting.flag}"
+
+    for setting in SETTINGS:
+        if setting.zero_is_default and is_zero(values.get(setting.key), setting.kind):
+            del values[setting.key]
+
+    timeout = values.get("requestTimeout")
+    if type(timeout) is int and 0 < timeout <= DEPRECATED_SECONDS_LIMIT:
+        print(
+            f"[DEPRECATED] requestTimeout {timeout}{origins['requestTimeout']} is read as"
+            f" seconds; set it to {timeout * 1000} (milliseconds) to silence this warning",
+            file=stderr,
+        )
+        values["requestTimeout"] = timeout * 1000
+
+    attrs = {SETTINGS_BY_KEY[key].attr: value for key, value in values.items()}
+    workers = options["workers"]
+    if workers is not None:
+        origins["workers"] = " from --workers"
+    config = Config(
+        **attrs,
+        embed_nats=bool(options["embed-nats"]),
+        workers=DEFAULT_WORKERS if workers is None else workers,
+        origins=origins,
+    )
+    if create_file:
+        assert path is not None
+        write_config_file(path, config.to_json(), stderr)
+    return config

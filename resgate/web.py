@@ -37,7 +37,7 @@ from twisted.web import http, resource, server
 
 from resgate import apiencoding, codec, errors
 from resgate.apiencoding import CONTENT_TYPE, NOT_FOUND_BODY, encode_error, rid_to_path
-from resgate.config import ResourceMethod
+from resgate.auth import call_service, header_auth, remote_addr
 from resgate.conn import Connection, GatewayContext
 from resgate.meta import DirectResponse, Header, Meta, canonical_header_key, merge_meta, reason_phrase
 from resgate.subscription import VERSION_LATEST, Subscription
@@ -256,43 +256,12 @@ def describe_request(request: server.Request) -> dict[str, Any]:
             continue
         header.setdefault(key, []).extend(v.decode("utf-8", "replace") for v in values)
     host_values = request.requestHeaders.getRawHeaders(b"host") or [b""]
-    peer = request.getClientAddress()
-    address = getattr(peer, "host", "")
-    remote = f"[{address}]:{peer.port}" if ":" in address else f"{address}:{getattr(peer, 'port', '')}"
     return {
         "header": header,
         "host": host_values[0].decode("utf-8", "replace"),
-        "remoteAddr": remote,
+        "remoteAddr": remote_addr(request.getClientAddress()),
         "uri": request.uri.decode("utf-8", "replace"),
     }
-
-
-# --- Requests to services, keeping their meta -------------------------------------------
-
-#: callback(result, resource rid, meta, error) of a call or auth request.
-CallCallback = Callable[[Any, "str | None", "Meta | None", "errors.ResError | None"], None]
-
-
-def call_service(conn: Connection, subject: str, payload: bytes, callback: CallCallback) -> None:
-    """Send a call or auth request; ``callback`` gets the response's meta as a Meta."""
-    conn.cache.call(subject, payload,
-                    lambda result, rid, meta, error: callback(result, rid, Meta.decode(meta), error))
-
-
-AuthCallback = Callable[["str | None", "errors.ResError | None", "Meta | None"], None]
-
-
-def header_auth(conn: Connection, method: ResourceMethod, callback: AuthCallback) -> None:
-    """The auth request of ``--headauth``/``--wsheadauth``: ``callback(rid, error, meta)``.
-
-    It carries the HTTP request's header, host, remoteAddr and uri (the
-    connection's ``http_info``) and ``isHttp``, whatever the transport, as
-    Resgate's does; its result is not needed, only the token and meta.
-    """
-    name, query = codec.split_rid(conn.expand_cid(method.rid))
-    payload = codec.create_request(conn.cid, conn.token, query=query, is_http=True, http=conn.http_info)
-    call_service(conn, f"auth.{name}.{method.method}", payload,
-                 lambda _result, rid, meta, error: callback(rid, error, meta))
 
 
 # --- The resource -----------------------------------------------------------------------

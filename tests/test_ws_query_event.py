@@ -58,7 +58,7 @@ import json
 import pytest
 import pytest_twisted
 
-from tests.rig.mq import confirm_subscriptions
+from tests.rig.natsbus import confirm_subscriptions
 from tests.rig.aio import as_deferred
 from tests.rig.resources import (
     ERR_INTERNAL_ERROR,

@@ -63,7 +63,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from tests.rig.mq import confirm_subscriptions
+from tests.rig.natsbus import confirm_subscriptions
 from tests.rig.aio import as_deferred, sleep, within
 from tests.rig.resources import (
     ERR_INTERNAL_ERROR,

@@ -17,7 +17,7 @@ import nats
 from twisted.internet import defer
 
 from tests.rig.aio import WAIT_TIMEOUT, as_deferred, within
-from tests.rig.mq import confirm_subscriptions
+from tests.rig.natsbus import confirm_subscriptions
 
 REQUEST_SUBJECTS = ("get.>", "access.>", "call.>", "auth.>")
 

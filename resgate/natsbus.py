@@ -1,11 +1,13 @@
-"""The gateway's NATS connection: requests, event subscriptions, publishes.
+"""The gateway's NATS connection: ``resgate.bus.Bus`` over nats-py.
 
-This is the only module that knows NATS. It runs nats-py on Twisted's asyncio
-reactor (one event loop) and hands the rest of the gateway Deferreds and
-``resgate.errors.ResError`` values.
+Requests, event subscriptions, publishes. This is the only module that
+imports nats; the rest of the gateway is typed against ``Bus``. Its log
+namespace stays ``resgate.mq``, the logger name operators filter on. It
+runs nats-py on Twisted's asyncio reactor (one event loop) and hands the
+rest of the gateway Deferreds and ``resgate.errors.ResError`` values.
 
 Every message this client receives, replies and events alike, reaches its
-handler in the order the connection delivered it (DESIGN.md, invariant 1).
+handler in the order the connection delivered it (docs/design.md).
 nats-py runs one task per subscription, which reorders messages across
 subscriptions, so ``_OrderedClient`` takes over nats-py's per-message
 dispatch for this module's subscriptions and calls handlers inline.
@@ -30,6 +32,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from resgate import errors
+from resgate.trace import one_line
 
 log = Logger(namespace="resgate.mq")
 
@@ -57,7 +60,6 @@ _NO_RESPONDERS = b"NATS/1.0 503"
 _SUBJECT = re.compile(r"[^ \t\r\n.]+(?:\.[^ \t\r\n.]+)*")
 _PATTERN = re.compile(r"(?:[^ \t\r\n.*>]+|\*)(?:\.(?:[^ \t\r\n.*>]+|\*))*(?:\.>)?|>")
 _USERINFO = re.compile(r"(^|//)[^/@]*@")
-_ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r"})
 _SSL_DECORATION = re.compile(r"^\[[^\]]*\] *| *\([^()]*\.c:\d+\)$")
 #: A creds file is a few kilobytes; reading is bounded all the same.
 MAX_CREDS_FILE_SIZE = 64 * 1024
@@ -90,7 +92,7 @@ def check_nats_hook(client_class: type = nats.aio.client.Client) -> None:
         or not all(name in state for name in _CLIENT_STATE)
     ):
         raise ImportError(
-            f"resgate.mq overrides nats-py's Client._process_msg{_HOOK_PARAMS[1:]} and uses "
+            f"resgate.natsbus overrides nats-py's Client._process_msg{_HOOK_PARAMS[1:]} and uses "
             f"its pending buffer, which nats-py {nats.aio.client.__version__} does not have; "
             "install the nats-py version pinned in setup.cfg"
         )
@@ -185,13 +187,13 @@ class _Request:
         self.extension: IDelayedCall | None = None
 
 
-class Subscription:
+class NatsSubscription:
     """Interest in a subject; its messages reach the handler in connection order."""
 
     __slots__ = ("subject", "_client", "_nc", "_handler", "_sid")
 
     def __init__(
-        self, client: MessageClient, nc: _OrderedClient, subject: str, handler: Callable[[str, bytes], None]
+        self, client: NatsBus, nc: _OrderedClient, subject: str, handler: Callable[[str, bytes], None]
     ) -> None:
         self.subject = subject
         self._client = client
@@ -208,11 +210,11 @@ class Subscription:
     def _deliver(self, subject: bytes, data: bytes, headers: bytes | None) -> None:
         name = subject.decode()
         if self._client.trace:
-            log.debug("=>> {subject}: {payload}", subject=name, payload=_text(data), resgate_trace=True)
+            log.debug("=>> {subject}: {payload}", subject=name, payload=one_line(data), resgate_trace=True)
         self._handler(name, data)
 
 
-class MessageClient:
+class NatsBus:
     """The gateway's one NATS connection.
 
     There is no automatic reconnect (as Resgate, which uses NoReconnect):
@@ -328,7 +330,7 @@ class MessageClient:
             return 0
         if self.trace:
             log.debug("<== ({inbox}) {subject}: {payload}", inbox=inbox[-6:], subject=subject,
-                      payload=_text(payload), resgate_trace=True)
+                      payload=one_line(payload), resgate_trace=True)
         request = _Request(token, inbox, respond, self._clock.seconds() + self.request_timeout)
         self._requests[token] = request
         self._deadlines.append(request)
@@ -336,7 +338,7 @@ class MessageClient:
             self._timer = self._clock.callLater(self.request_timeout, self._on_deadline)
         return token
 
-    def subscribe(self, subject: str, handler: Callable[[str, bytes], None]) -> Subscription:
+    def subscribe(self, subject: str, handler: Callable[[str, bytes], None]) -> NatsSubscription:
         """Subscribe at once: the SUB is queued before this returns, ahead of any later request.
 
         ``handler(subject, payload)`` runs inline, in connection order.
@@ -346,7 +348,7 @@ class MessageClient:
         if nc is None:
             raise NOT_CONNECTED
         _check_subject(subject, wildcards=True)
-        subscription = Subscription(self, nc, subject, handler)
+        subscription = NatsSubscription(self, nc, subject, handler)
         if self.trace:
             log.debug("S=> {subject}", subject=subject, resgate_trace=True)
         return subscription
@@ -361,7 +363,7 @@ class MessageClient:
             _check_subject(reply)
         nc.publish_now(subject, reply or "", payload)
         if self.trace:
-            log.debug("<== {subject}: {payload}", subject=subject, payload=_text(payload), resgate_trace=True)
+            log.debug("<== {subject}: {payload}", subject=subject, payload=one_line(payload), resgate_trace=True)
 
     def close(self) -> Deferred[None]:
         """Close the connection; pending requests fail with DISPOSING. Idempotent."""
@@ -500,7 +502,7 @@ class MessageClient:
             if no_responders:
                 log.debug("x=> ({inbox}) No responders", inbox=request.inbox[-6:], resgate_trace=True)
             else:
-                log.debug("==> ({inbox}): {payload}", inbox=request.inbox[-6:], payload=_text(data),
+                log.debug("==> ({inbox}): {payload}", inbox=request.inbox[-6:], payload=one_line(data),
                           resgate_trace=True)
         if data and _A <= (data[0] | 32) <= _Z:
             self._apply_pre_response(request, data)
@@ -638,8 +640,3 @@ def _describe(error: BaseException | None) -> str:
         return error.strerror
     text = str(error).removeprefix("nats: ").strip("'") or type(error).__name__
     return " ".join(text.split())
-
-
-def _text(payload: bytes) -> str:
-    """A payload for a trace record, kept on one line."""
-    return payload.decode(errors="replace").translate(_ONE_LINE)
