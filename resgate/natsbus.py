@@ -69,7 +69,14 @@ _CREDS_SECTIONS = ((b"-----BEGIN NATS USER JWT-----", "user JWT"),
 Route = Callable[[bytes, bytes, "bytes | None"], None]
 
 _HOOK_PARAMS = ("self", "sid", "subject", "reply", "data", "headers")
+_CLOSE_PARAMS = ("self", "status", "do_cbs")
 _CLIENT_STATE = ("_sid", "_pending", "_pending_data_size", "_max_pending_size", "_flush_queue")
+
+
+#: How long the connect-time self-test waits for its message to come back through the inbox.
+SELF_TEST_TIMEOUT = CONNECT_TIMEOUT
+#: The inbox token of the self-test's message; request tokens start at 1.
+_SELF_TEST_TOKEN = 0
 
 
 class MQConnectError(Exception):
@@ -79,22 +86,29 @@ class MQConnectError(Exception):
 def check_nats_hook(client_class: type = nats.aio.client.Client) -> None:
     """Fail loudly unless nats-py has the private hooks this module relies on.
 
-    ``_OrderedClient`` overrides ``Client._process_msg`` and writes to the
-    client's pending buffer directly; a nats-py release that changes those
-    would otherwise break message order silently.
+    ``_OrderedClient`` overrides ``Client._process_msg`` and ``Client._close``
+    and writes to the client's pending buffer directly; a nats-py release
+    that changes those would otherwise break message order silently. The
+    shapes are checked here, at import; that the parser still calls the
+    hook is checked on every connect (``NatsBus`` self-test).
     """
     hook = getattr(client_class, "_process_msg", None)
+    close = getattr(client_class, "_close", None)
     state = vars(client_class()) if hook is not None else {}
     if (
         hook is None
+        or close is None
         or not inspect.iscoroutinefunction(hook)
+        or not inspect.iscoroutinefunction(close)
         or tuple(inspect.signature(hook).parameters) != _HOOK_PARAMS
+        or tuple(inspect.signature(close).parameters) != _CLOSE_PARAMS
         or not all(name in state for name in _CLIENT_STATE)
     ):
         raise ImportError(
-            f"resgate.natsbus overrides nats-py's Client._process_msg{_HOOK_PARAMS[1:]} and uses "
-            f"its pending buffer, which nats-py {nats.aio.client.__version__} does not have; "
-            "install the nats-py version pinned in setup.cfg"
+            f"resgate.natsbus overrides nats-py's Client._process_msg{_HOOK_PARAMS[1:]} and "
+            f"Client._close{_CLOSE_PARAMS[1:]} and uses its pending buffer, which nats-py "
+            f"{nats.aio.client.__version__} does not have; install a nats-py version in the range "
+            "setup.cfg names"
         )
 
 
@@ -128,6 +142,13 @@ class _OrderedClient(nats.aio.client.Client):
         except Exception:
             # An exception here would end nats-py's read loop for good.
             log.failure("NATS message handler failed for {subject}", subject=subject.decode(errors="replace"))
+
+    async def _close(self, status: int, do_cbs: bool = True) -> None:
+        # When the connection is lost, nats-py's read loop calls _close, and
+        # before 2.16 _close cancels the read loop's own task, so it never got
+        # to the closed callback (a lost connection went unnoticed). Shielded,
+        # it runs in a task of its own and always reaches the callbacks.
+        await asyncio.shield(super()._close(status, do_cbs))
 
     def publish_now(self, subject: str, reply: str, payload: bytes) -> None:
         """Queue a PUB; raises ResError instead of blocking or sending what the server rejects."""
@@ -254,6 +275,8 @@ class NatsBus:
         # All requests share one timeout, so arrival order is deadline order.
         self._deadlines: collections.deque[_Request] = collections.deque()
         self._timer: IDelayedCall | None = None
+        # Set while connect's self-test waits for its message (see _self_test).
+        self._self_test_arrival: asyncio.Future[None] | None = None
 
     @property
     def is_connected(self) -> bool:
@@ -414,7 +437,36 @@ class NatsBus:
         self._nc = nc
         self._inbox_prefix = nc.new_inbox() + "."
         nc.subscribe_now(self._inbox_prefix + "*", self._on_reply)
+        try:
+            await self._self_test(nc)
+        except MQConnectError:
+            self._drop(nc, errors.DISPOSING)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(nc.close(), CONNECT_TIMEOUT)
+            raise
         log.info("Connected to NATS at {url}", url=self._connected_url(nc))
+
+    async def _self_test(self, nc: _OrderedClient) -> None:
+        """Send one message to the gateway's own inbox and wait for it to come back.
+
+        It proves that nats-py's parser still hands messages to
+        ``_OrderedClient._process_msg``; without that every request would
+        silently time out. Raises MQConnectError (one line) if it does not.
+        """
+        arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._self_test_arrival = arrived
+        try:
+            nc.publish_now(f"{self._inbox_prefix}{_SELF_TEST_TOKEN}", "", b"")
+            await asyncio.wait_for(asyncio.shield(arrived), SELF_TEST_TIMEOUT)
+            nc.dispatched = 0  # counts the gateway's own traffic only
+        except (asyncio.TimeoutError, errors.ResError):
+            raise MQConnectError(
+                f"nats-py {nats.aio.client.__version__} does not deliver messages to the gateway's "
+                f"dispatch hook (a message to its own inbox did not come back within "
+                f"{SELF_TEST_TIMEOUT:g} s); install a nats-py version in the range setup.cfg names"
+            ) from None
+        finally:
+            self._self_test_arrival = None
 
     def _servers(self) -> list[str]:
         """The configured servers, then the other cluster nodes the last connection learned of."""
@@ -496,6 +548,9 @@ class NatsBus:
             return
         request = self._requests.get(token)
         if request is None:
+            arrival = self._self_test_arrival
+            if token == _SELF_TEST_TOKEN and arrival is not None and not arrival.done():
+                arrival.set_result(None)
             return
         no_responders = not data and headers is not None and headers.startswith(_NO_RESPONDERS)
         if self.trace:

@@ -502,3 +502,37 @@ async def test_send_request_reports_errors_found_before_sending_at_once(nats_ser
     assert len(outcomes) == 1
     reply, error = outcomes[0]
     assert reply is None and isinstance(error, errors.ResError)
+
+
+@pytest.fixture
+def hook_never_called(monkeypatch):
+    """nats-py as a release would be whose parser no longer calls ``_process_msg``:
+    the gateway's messages go to nats-py's own dispatch, which knows none of them."""
+    import nats.aio.client
+
+    from resgate import natsbus
+
+    async def parser_skips_the_hook(self, sid, subject, reply, data, headers):
+        await nats.aio.client.Client._process_msg(self, sid, subject, reply, data, headers)
+
+    monkeypatch.setattr(natsbus._OrderedClient, "_process_msg", parser_skips_the_hook)
+    monkeypatch.setattr(natsbus, "SELF_TEST_TIMEOUT", 0.5)
+
+
+@pytest_twisted.ensureDeferred
+async def test_connect_self_test_passes_and_counts_no_dispatch(nats_server, clients):
+    client = await clients(nats_server.url)
+    assert client.is_connected
+    assert client.dispatched == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_connect_fails_in_one_line_when_the_dispatch_hook_is_not_called(nats_server, hook_never_called):
+    client = NatsBus(nats_server.url)
+    error = await failure_of(client.connect())
+    assert isinstance(error, MQConnectError)
+    message = str(error)
+    assert "\n" not in message and "dispatch hook" in message and "setup.cfg" in message
+    assert not client.is_connected
+    assert await failure_of(client.request("mq.any", b"{}")) == NOT_CONNECTED
+    await within(client.close())
