@@ -39,6 +39,7 @@ from resgate import apiencoding, codec, errors
 from resgate.apiencoding import CONTENT_TYPE, NOT_FOUND_BODY, encode_error, rid_to_path
 from resgate.auth import call_service, header_auth, remote_addr
 from resgate.conn import Connection, GatewayContext
+from resgate.internals import partial_line
 from resgate.meta import DirectResponse, Header, Meta, canonical_header_key, merge_meta, reason_phrase
 from resgate.subscription import VERSION_LATEST, Subscription
 
@@ -145,7 +146,7 @@ class BoundedLineChannel(http.HTTPChannel):
         # armed only for one still arriving: in line mode (not reading a
         # body, not holding a request being answered) with a partial line
         # buffered, or a request line received and its headers not.
-        if self._head_timer is None and self.line_mode and (self._buffer or self.requests):
+        if self._head_timer is None and self.line_mode and (partial_line(self) or self.requests):
             self._head_timer = self.callLater(HEAD_TIMEOUT, self._head_timed_out)
 
     def allHeadersReceived(self) -> None:

@@ -26,6 +26,7 @@ from resgate.apiencoding import CONTENT_TYPE, encode_error, rid_to_path
 from resgate.auth import header_auth, remote_addr
 from resgate.config import ResourceMethod
 from resgate.conn import Connection, GatewayContext
+from resgate.internals import frame_bytes
 from resgate.meta import DirectResponse, Meta, reason_phrase
 from resgate.subscription import SharedMessage
 from resgate.trace import one_line
@@ -238,7 +239,7 @@ class ClientProtocol(WebSocketServerProtocol):
         if self.websocket_extensions_in_use:
             self.sendMessage(data)  # compressed for this connection
         else:
-            self.transport.write(self.factory.prepareMessage(data).payloadHybi)
+            self.transport.write(frame_bytes(self.factory.prepareMessage(data)))
 
     def _send_shared(self, message: SharedMessage) -> None:
         """Send a message many clients get alike, framed once for all of them."""
@@ -252,7 +253,7 @@ class ClientProtocol(WebSocketServerProtocol):
         if self.websocket_extensions_in_use:
             self.sendPreparedMessage(message.prepared)  # compressed for this connection
         else:
-            self.transport.write(message.prepared.payloadHybi)
+            self.transport.write(frame_bytes(message.prepared))
 
 
 class ClientFactory(WebSocketServerFactory):
