@@ -140,6 +140,32 @@ def test_unknown_option_is_a_usage_error():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("argv", [["-portt", "9000"], ["-pp", "1"], ["-nat", "nats://x"], ["--portt=1"]])
+def test_misspelt_flags_are_named_as_unknown(argv):
+    result = run(sys.executable, "-m", "resgate", *argv)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == f"resgate: unknown option {argv[0].partition('=')[0]}"
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_output_into_a_closed_pipe_ends_quietly(flag):
+    """As in ``resgate --help | head -1`` once head has gone."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "resgate", flag], stdout=write_end,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=30)
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (0, b"")
+
+
+def test_help_piped_into_head_shows_its_first_line_without_a_traceback():
+    result = run("sh", "-c", f"'{sys.executable}' -m resgate --help | head -1")
+    assert result.returncode == 0
+    assert (result.stdout, result.stderr) == ("Usage: resgate [options]\n", "")
+
+
 def test_twistd_with_another_reactor_is_refused_clearly():
     result = run(TWISTD, "--reactor=select", "--pidfile=", "-n", "resgate")
     assert result.returncode == 1
