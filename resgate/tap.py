@@ -108,6 +108,18 @@ class ProcessExit:
             os._exit(self.status)
 
 
+def handle_sigint_even_if_ignored() -> None:
+    """Stop on SIGINT even when it was inherited as ignored, as Go Resgate does.
+
+    A background job of a non-interactive shell, and some wrappers, start the
+    process with SIGINT ignored; Python keeps that, and Twisted installs its
+    SIGINT handler only over Python's default one. Restoring the default
+    lets the reactor take SIGINT, like SIGTERM, whatever the parent chose.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 #: Allocations between two collections of the youngest generation (Python's
 #: default is 700). A gateway holds many long-lived objects per client, and
 #: each full collection walks them all: with 5,000 clients, one landing in
@@ -128,6 +140,7 @@ def build_gateway(options: Options) -> tuple[GatewayService, ProcessExit]:
     With ``--workers N`` the gateway supervises N-1 worker processes on its port.
     """
     tune_gc()
+    handle_sigint_even_if_ignored()
     try:
         config = Config.from_options(options)
         reactor = install_reactor()

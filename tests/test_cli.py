@@ -109,6 +109,20 @@ def test_serves_until_signalled_then_exits_cleanly(nats_server, twistd, signum):
         process.cleanup()
 
 
+@pytest.mark.parametrize("twistd", [False, True], ids=["resgate", "twistd"])
+def test_sigint_inherited_as_ignored_still_stops_the_gateway(nats_server, twistd):
+    """A background job of a script inherits SIGINT ignored; Go Resgate stops on it all the same."""
+    process = GatewayProcess("-n", nats_server.url, "-i", "127.0.0.1", "-p", str(free_port()),
+                             twistd=twistd, ignore_sigint=True)
+    try:
+        port = process.wait_listening()
+        assert process.stop(signal.SIGINT) == (-signal.SIGINT if twistd else 0), process.output()
+        assert refuses_connections(port)
+        assert "Server stopped" in process.output()
+    finally:
+        process.cleanup()
+
+
 def test_embedded_nats_runs_with_the_gateway_and_stops_with_it():
     nats_port = free_port()
     process = GatewayProcess("--embed-nats", "-n", f"nats://127.0.0.1:{nats_port}",

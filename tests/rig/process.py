@@ -33,6 +33,10 @@ def refuses_connections(port: int) -> bool:
     return False
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class GatewayProcess:
     """Runs ``python -m resgate ARGS`` (or ``twistd -n resgate ARGS``).
 
@@ -40,7 +44,8 @@ class GatewayProcess:
     ``output()`` reads it. ``wait_listening()`` returns the port it listens on.
     """
 
-    def __init__(self, *args: str, twistd: bool = False, cwd: str | None = None) -> None:
+    def __init__(self, *args: str, twistd: bool = False, cwd: str | None = None,
+                 ignore_sigint: bool = False) -> None:
         self._dir = tempfile.mkdtemp(prefix="resgate-proc-")
         self.output_path = os.path.join(self._dir, "output.log")
         if twistd:
@@ -49,8 +54,10 @@ class GatewayProcess:
         else:
             command = [sys.executable, "-m", "resgate", *args]
         self._output = open(self.output_path, "wb")
+        # ignore_sigint: started the way a background job of a script is.
         self.process = subprocess.Popen(command, stdout=self._output, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, cwd=cwd or self._dir)
+                                        stdin=subprocess.DEVNULL, cwd=cwd or self._dir,
+                                        preexec_fn=_ignore_sigint if ignore_sigint else None)
 
     def output(self) -> str:
         with open(self.output_path, encoding="utf-8", errors="replace") as f:
