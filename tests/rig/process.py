@@ -24,6 +24,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def descendants(pid: int) -> set[int]:
+    """The live (not zombie) descendants of ``pid``, from Linux's /proc."""
+    parents: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and is_running(int(name)):
+            try:
+                with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
+                    parents.setdefault(int(f.read().rpartition(")")[2].split()[1]), []).append(int(name))
+            except (OSError, ValueError, IndexError):
+                continue
+    found: set[int] = set()
+    pending = [pid]
+    while pending:
+        for child in parents.get(pending.pop(), []):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
+def is_running(pid: int) -> bool:
+    """True while ``pid`` exists and is no zombie (an exited child not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def refuses_connections(port: int) -> bool:
     """True when nothing listens on the loopback port."""
     try:
