@@ -114,6 +114,23 @@ def test_runs_an_example_and_a_signal_stops_everything_it_started(tmp_path, exam
         launcher.cleanup(started)
 
 
+def test_a_killed_launcher_leaves_nothing_running(tmp_path):
+    """SIGKILL leaves it no time to stop its children: Linux stops them (PR_SET_PDEATHSIG)."""
+    chosen = ports()
+    launcher = Launcher(tmp_path, "hello-world", *flags(chosen))
+    started: set[int] = set()
+    try:
+        launcher.wait_output("is live: open")
+        started = descendants(launcher.process.pid)
+        assert len(started) >= 3, launcher.output()
+        launcher.process.kill()
+        launcher.wait_exit()
+        assert wait_gone(started) == set()
+        assert all(refuses_connections(port) for port in chosen.values())
+    finally:
+        launcher.cleanup(started)
+
+
 @pytest.mark.parametrize("held", ["--port", "--nats-port", "--page-port"])
 def test_a_port_held_by_another_process_is_named_and_nothing_starts(tmp_path, held):
     chosen = ports()
