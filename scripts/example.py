@@ -44,9 +44,9 @@ STOP_TIMEOUT = 10.0
 POLL_INTERVAL = 0.1
 #: Bytes read from a child's output at a time.
 READ_SIZE = 65536
-#: Exit statuses: a start that failed; stopped by SIGINT, SIGTERM, SIGHUP (128 + signal).
+#: Exit status of a start that failed or a child that died; a bad command line
+#: exits 2 (argparse), a stop by SIGINT, SIGTERM or SIGHUP 128 + the signal.
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 _SIGNAL_EXIT = 128
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1
