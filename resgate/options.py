@@ -9,6 +9,7 @@ flags actually given may override it (see ``config_from_options``).
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -120,6 +121,9 @@ Common options:
                                    and exit
 
 Every long option also works with one dash (-nats, -port=8080).
+
+Documentation: README.md and docs/ in the source tree (docs/configuration.md
+for every setting); the RES protocol and Resgate at https://resgate.io/docs/
 """
 
 _UNSIGNED = re.compile(r"[0-9]+", re.ASCII)
@@ -166,6 +170,22 @@ def _workers(value: str) -> int:
             f'invalid value "{value}" for --workers: must be an integer from 1 to {MAX_WORKERS}'
         )
     return int(digits)
+
+
+def _print_and_exit(text: str) -> None:
+    """Print ``text`` and exit 0, quietly when the reader went away (``resgate --help | head -1``).
+
+    A closed pipe is the reader's choice, not an error: its output is
+    dropped instead of ending in a BrokenPipeError traceback, here or at
+    the interpreter's final flush.
+    """
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    sys.exit(0)
 
 
 def _go_bool(option: str, value: str) -> bool:
@@ -231,15 +251,13 @@ class Options(usage.Options):
 
     def opt_help(self) -> None:
         """Print the usage text and exit."""
-        print(self)
-        sys.exit(0)
+        _print_and_exit(str(self))
 
     opt_h = opt_help
 
     def opt_version(self) -> None:
         """Print the gateway and protocol versions, in Resgate's shape, and exit."""
-        print(f"resgate  v{resgate.__version__}\nprotocol v{resgate.PROTOCOL_VERSION}")
-        sys.exit(0)
+        _print_and_exit(f"resgate  v{resgate.__version__}\nprotocol v{resgate.PROTOCOL_VERSION}")
 
     opt_v = opt_version
 
@@ -294,7 +312,7 @@ class Options(usage.Options):
             spelled = arg[: dashes + len(name)]
             long = self.synonyms.get(name)
             if long is None:
-                if dashes == 2 or name[:1] not in self.shortOpt.replace(":", ""):
+                if dashes == 2 or not self._is_short_group(name):
                     raise usage.UsageError(f"unknown option {spelled}")
                 out.append(arg)
                 if self._short_group_wants_next(arg[1:]) and i < len(argv):
@@ -313,6 +331,24 @@ class Options(usage.Options):
             elif not has_value or _go_bool(spelled, value):
                 out.append(f"--{long}")
         return out
+
+    def _is_short_group(self, group: str) -> bool:
+        """Whether ``-group`` is getopt short options (``-Dp``, ``-Vm9001``, ``-p8080``).
+
+        Short flags, then at most one value-taking letter with its value
+        attached. An attached value of letters only is taken for a misspelt
+        long name instead (``-portt``, ``-pp``, ``-nat``): Go knows no short
+        groups, so such a word is far likelier a typo than a value.
+        """
+        with_value = set(re.findall(r"(.):", self.shortOpt))
+        flags = set(self.shortOpt.replace(":", "")) - with_value
+        for position, letter in enumerate(group):
+            if letter in with_value:
+                attached = group[position + 1 :]
+                return not attached.isalpha()
+            if letter not in flags:
+                return False
+        return bool(group)
 
     def _short_group_wants_next(self, group: str) -> bool:
         """Whether getopt takes the next argument as the value of ``-group``.

@@ -123,12 +123,25 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
+def handle_sigint_even_if_ignored() -> None:
+    """Stop on SIGINT even when it was inherited as ignored, as Go Resgate does.
+
+    A background job of a non-interactive shell, and some wrappers, start the
+    process with SIGINT ignored; Python keeps that, and Twisted installs its
+    SIGINT handler only over Python's default one. Restoring the default
+    lets the reactor take SIGINT, like SIGTERM, whatever the parent chose.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def build_gateway(options: Options) -> tuple[GatewayService, ProcessExit]:
     """Config, reactor and gateway for a standalone process; exits on bad config.
 
     With ``--workers N`` the gateway supervises N-1 worker processes on its port.
     """
     tune_gc()
+    handle_sigint_even_if_ignored()
     try:
         config = config_from_options(options)
         reactor = install_reactor()
