@@ -32,7 +32,7 @@ from resgate.metrics import MetricsResource
 from resgate.mq import MessageClient
 from resgate.transport import PortReactor
 from resgate.web import ApiResource, BoundedBodyRequest, BoundedLineChannel, write_not_found
-from resgate.work import WorkQueue
+from resgate.workqueue import WorkQueue
 from resgate.ws import ClientFactory
 
 log = Logger(namespace="resgate")
