@@ -29,7 +29,7 @@ from urllib.parse import quote
 import orjson
 
 from resgate import codec, errors
-from resgate.cache import TYPE_COLLECTION, TYPE_MODEL
+from resgate.cache.resources import TYPE_COLLECTION, TYPE_MODEL
 
 #: The Content-Type of every API response with a body.
 CONTENT_TYPE = b"application/json; charset=utf-8"

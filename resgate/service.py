@@ -24,10 +24,10 @@ from twisted.web import http, resource, server
 import resgate
 from resgate import errors
 from resgate.bus import Bus
+from resgate.cache.cache import UNSUBSCRIBE_DELAY, ResourceCache
 from resgate.config import Config
+from resgate.context import GatewayContext
 from resgate.embedded import EmbeddedNatsService
-from resgate.cache import UNSUBSCRIBE_DELAY, ResourceCache
-from resgate.conn import GatewayContext
 from resgate.metrics import MetricsResource
 from resgate.mq import MessageClient
 from resgate.transport import PortReactor
@@ -307,8 +307,8 @@ class GatewayService(MultiService):
         CacheService(self.cache, self.clients).setServiceParent(self)
         self.metrics = self.context.metrics
         self.metrics.current_connections = lambda: len(self.clients.protocols)
-        self.metrics.cache_resources = lambda: len(self.cache.event_subs)
-        self.metrics.cache_subscriptions = lambda: sum(es.count for es in self.cache.event_subs.values())
+        self.metrics.cache_resources = lambda: len(self.cache.names)
+        self.metrics.cache_subscriptions = lambda: sum(es.count for es in self.cache.names.values())
         root = GatewayRoot(config.ws_path, WebSocketResource(self.clients),
                            config.api_path, ApiResource(self.context))
         self.site = GatewaySite(root)

@@ -12,7 +12,7 @@ A subscription's ``model``/``collection`` is the client's copy: the resource
 as of the last event the client was sent (or would have been, when it does
 not hold it). An event waiting for its new references changes it only when
 it goes out, and the references it drops are released only then, so what
-the gateway believes the client holds (conn.py, ``_collect``) follows the
+the gateway believes the client holds (connection.py, ``_collect``) follows the
 references the client sees. ``refs`` holds those references and, for an
 event still waiting, the new ones it brings: they keep subscriptions alive,
 but only the copy's references make the client hold anything.
@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-import orjson
-
 from resgate import codec, errors
-from resgate.cache import TYPE_COLLECTION, TYPE_MODEL, Collection, Model, ResourceEvent, Throttle
+from resgate.cache.resources import TYPE_COLLECTION, TYPE_MODEL, Collection, Model, ResourceEvent
+from resgate.cache.throttle import Throttle
+from resgate.clientcodec import SharedMessage, encode_event
 from resgate.codec import Access
 
 if TYPE_CHECKING:
@@ -631,24 +631,3 @@ def mark_sent(subs: list[Subscription]) -> list[Subscription]:
 def let_events_through(released: list[Subscription]) -> None:
     for sub in released:
         sub._unqueue_events(QUEUE_LOADING)
-
-
-class SharedMessage:
-    """A client message sent unchanged to many connections.
-
-    ``data`` is encoded once; a transport may keep its framed form in
-    ``prepared`` (a WebSocket frame) so it is framed once as well.
-    """
-
-    __slots__ = ("data", "prepared")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.prepared: Any = None
-
-
-def encode_event(rid: str, event: str, data: Any) -> bytes:
-    """A client event message, ``{"event": "<rid>.<event>", "data": ...}``."""
-    if data is None:
-        return orjson.dumps({"event": f"{rid}.{event}"})
-    return orjson.dumps({"event": f"{rid}.{event}", "data": data})

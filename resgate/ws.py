@@ -23,10 +23,11 @@ from twisted.logger import Logger
 
 from resgate import errors, rpc
 from resgate.apiencoding import CONTENT_TYPE, encode_error, rid_to_path
+from resgate.clientcodec import SharedMessage
 from resgate.config import ResourceMethod
-from resgate.conn import Connection, GatewayContext
+from resgate.connection import Connection
+from resgate.context import GatewayContext
 from resgate.meta import DirectResponse, Meta, reason_phrase
-from resgate.subscription import SharedMessage
 from resgate.web import header_auth
 
 log = Logger(namespace="resgate.ws")

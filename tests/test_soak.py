@@ -49,8 +49,9 @@ import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from twisted.internet import defer, task
 
-from resgate.cache import Collection, EventSubscription, Model, ResourceEvent, ResourceSubscription
-from resgate.conn import Connection
+from resgate.cache.cache import CachedResource, NameEntry
+from resgate.cache.resources import Collection, Model, ResourceEvent
+from resgate.connection import Connection
 from resgate.subscription import Subscription
 from resgate.ws import ClientProtocol
 from tests.rig.aio import eventually, sleep, within
@@ -102,7 +103,7 @@ RIDS = MODELS + COLLECTIONS
 #: the get (see ``serve``).
 RARE_MODELS = [f"soak.r.{i}" for i in range(100)]
 
-GATEWAY_CLASSES = (Connection, Subscription, ResourceSubscription, EventSubscription, ResourceEvent,
+GATEWAY_CLASSES = (Connection, Subscription, CachedResource, NameEntry, ResourceEvent,
                    Model, Collection, ClientProtocol)
 
 
@@ -687,7 +688,7 @@ async def soak(gateway, fake_service, duration: float) -> None:
         await c.protocol.close()
     try:
         # Connections go at once, cached resources after the unsubscribe delay.
-        await eventually(lambda: not gateway.context.conns and not gateway.cache.event_subs, SETTLE_BOUND)
+        await eventually(lambda: not gateway.context.conns and not gateway.cache.names, SETTLE_BOUND)
     except AssertionError:
         pass  # what is left is reported below
     objects_after = live_gateway_objects()

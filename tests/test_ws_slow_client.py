@@ -69,7 +69,7 @@ async def test_client_that_does_not_read_is_cut_off(gateway, fake_service):
     await reader.request("subscribe.test.big")
     stalled = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", gateway.port), StalledClient())
     await eventually(lambda: len(gateway.clients.protocols) == 2)
-    await eventually(lambda: len(gateway.cache.event_subs["test.big"].base.subs) == 2)
+    await eventually(lambda: len(gateway.cache.names["test.big"].base.subs) == 2)
 
     # Events come in batches the reader takes in before the next: it keeps up,
     # the stalled client falls further behind with every batch until cut off.

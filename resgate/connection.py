@@ -13,16 +13,15 @@ import base64
 import os
 from typing import Any, Callable
 
-import orjson
 from twisted.logger import Logger
 
 from resgate import codec, errors
-from resgate.cache import ResourceCache, Throttle
+from resgate.cache.throttle import Throttle
 from resgate.codec import Access
-from resgate.metrics import Metrics
+from resgate.clientcodec import SharedMessage, encode_event
+from resgate.context import GatewayContext
 from resgate.subscription import (
-    STATE_SENT, VERSION_CALL_RESOURCE_RESPONSE, VERSION_LEGACY, SharedMessage, Subscription, encode_event,
-    let_events_through, mark_sent,
+    STATE_SENT, VERSION_CALL_RESOURCE_RESPONSE, VERSION_LEGACY, Subscription, let_events_through, mark_sent,
 )
 
 log = Logger(namespace="resgate.conn")
@@ -75,22 +74,6 @@ class CidSource:
 new_cid = CidSource()
 
 
-class GatewayContext:
-    """What connections share: the cache, the work queue, settings."""
-
-    def __init__(self, cache: ResourceCache, config, *, debug: bool = False, trace: bool = False) -> None:
-        self.cache = cache
-        self.mq = cache.mq
-        self.work = cache.work
-        self.config = config
-        self.debug = debug
-        self.trace = trace
-        self.conns: dict[str, Connection] = {}
-        self.metrics = Metrics()
-        #: False while NATS is lost: new clients are turned away (503).
-        self.available = True
-
-
 class Connection:
     """A client connection; ``send(bytes)`` writes one message to the client.
 
@@ -118,7 +101,6 @@ class Connection:
         self.disposing = False
         self._conn_sub = None
         context.conns[self.cid] = self
-        self.cache.add_conn(self)
         if not conn_events:
             return
         try:
@@ -490,7 +472,6 @@ class Connection:
         if self.disposing:
             return
         self.disposing = True
-        self.cache.remove_conn(self)
         self.context.conns.pop(self.cid, None)
         if self._conn_sub is not None:
             self._conn_sub.unsubscribe()
@@ -504,21 +485,6 @@ def _protocol_string() -> str:
     from resgate import PROTOCOL_VERSION
 
     return PROTOCOL_VERSION
-
-
-#: The result of a request that has none (unsubscribe): the response leaves it out.
-NO_RESULT = object()
-
-
-def encode_result(request_id: Any, result: Any) -> bytes:
-    """A success response; NO_RESULT is left out, as Resgate does, None is null."""
-    if result is NO_RESULT:
-        return orjson.dumps({"id": request_id})
-    return orjson.dumps({"result": result, "id": request_id})
-
-
-def encode_error(request_id: Any, error: errors.ResError) -> bytes:
-    return orjson.dumps({"error": error.to_dict(), "id": request_id})
 
 
 def _reachable(starts: list[Subscription], region: dict[Subscription, None],
