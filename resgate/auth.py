@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from resgate import codec, errors
 from resgate.config import ResourceMethod
-from resgate.conn import Connection
+from resgate.connection import Connection
 from resgate.meta import Meta
 
 #: callback(result, resource rid, meta, error) of a call or auth request.

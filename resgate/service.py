@@ -21,10 +21,10 @@ from twisted.python.failure import Failure
 
 import resgate
 from resgate.bus import Bus
+from resgate.cache.cache import UNSUBSCRIBE_DELAY, ResourceCache
 from resgate.config import Config
-from resgate.cache import UNSUBSCRIBE_DELAY, ResourceCache
+from resgate.context import GatewayContext
 from resgate.embedded import EmbeddedNatsService
-from resgate.conn import GatewayContext
 from resgate.errors import describe_failure
 from resgate.messaging import MessagingService
 from resgate.metrics import MetricsResource
@@ -32,7 +32,7 @@ from resgate.natsbus import NatsBus
 from resgate.site import GatewayRoot, GatewaySite
 from resgate.transport import PortReactor
 from resgate.web import ApiResource
-from resgate.work import WorkQueue
+from resgate.workqueue import WorkQueue
 from resgate.ws import ClientFactory
 
 log = Logger(namespace="resgate")
@@ -158,8 +158,8 @@ class GatewayService(MultiService):
         CacheService(self.cache, self.clients).setServiceParent(self)
         self.metrics = self.context.metrics
         self.metrics.current_connections = lambda: len(self.clients.protocols)
-        self.metrics.cache_resources = lambda: len(self.cache.event_subs)
-        self.metrics.cache_subscriptions = lambda: sum(es.count for es in self.cache.event_subs.values())
+        self.metrics.cache_resources = lambda: len(self.cache.names)
+        self.metrics.cache_subscriptions = lambda: sum(es.count for es in self.cache.names.values())
         root = GatewayRoot(config.ws_path, WebSocketResource(self.clients),
                            config.api_path, ApiResource(self.context))
         self.site = GatewaySite(root)

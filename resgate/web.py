@@ -38,7 +38,8 @@ from twisted.web import http, resource, server
 from resgate import apiencoding, codec, errors
 from resgate.apiencoding import CONTENT_TYPE, NOT_FOUND_BODY, encode_error, rid_to_path
 from resgate.auth import call_service, header_auth, remote_addr
-from resgate.conn import Connection, GatewayContext
+from resgate.connection import Connection
+from resgate.context import GatewayContext
 from resgate.internals import partial_line
 from resgate.meta import DirectResponse, Header, Meta, canonical_header_key, merge_meta, reason_phrase
 from resgate.subscription import VERSION_LATEST, Subscription

@@ -24,11 +24,12 @@ from twisted.logger import Logger
 from resgate import errors, rpc
 from resgate.apiencoding import CONTENT_TYPE, encode_error, rid_to_path
 from resgate.auth import header_auth, remote_addr
+from resgate.clientcodec import SharedMessage
 from resgate.config import ResourceMethod
-from resgate.conn import Connection, GatewayContext
+from resgate.connection import Connection
+from resgate.context import GatewayContext
 from resgate.internals import frame_bytes
 from resgate.meta import DirectResponse, Meta, reason_phrase
-from resgate.subscription import SharedMessage
 from resgate.trace import one_line
 
 log = Logger(namespace="resgate.ws")

@@ -8,8 +8,8 @@ the gateway makes itself) carries ``"data":null``, as Resgate's does.
 import pytest
 
 from resgate import codec, errors
-from resgate.cache import ResourceEvent
-from resgate.subscription import encode_event
+from resgate.cache.resources import ResourceEvent
+from resgate.clientcodec import encode_event
 
 # (payload the service publishes, the data member the client gets)
 CUSTOM_PAYLOADS = [
