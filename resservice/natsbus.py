@@ -52,6 +52,12 @@ class NatsBus:
             if connected:
                 await relay(on_error, error)
 
+        async def disconnected_cb() -> None:
+            await relay(on_disconnect)
+
+        async def reconnected_cb() -> None:
+            await relay(on_reconnect)
+
         options.setdefault("connect_timeout", CONNECT_TIMEOUT)
         options.setdefault("max_reconnect_attempts", -1)
         options.setdefault("reconnect_time_wait", RECONNECT_WAIT)
@@ -60,8 +66,7 @@ class NatsBus:
             try:
                 nc = await nats.connect(
                     url, name=name, error_cb=error_cb,
-                    disconnected_cb=lambda: relay(on_disconnect),
-                    reconnected_cb=lambda: relay(on_reconnect),
+                    disconnected_cb=disconnected_cb, reconnected_cb=reconnected_cb,
                     allow_reconnect=True, **options)
                 break
             except Exception as e:

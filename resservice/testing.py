@@ -157,6 +157,22 @@ class Session:
         await self.bus.subscribe(">", self._record)
         await self.bus.flush()
         await self.service.start(self._service_bus)
+        if self.service.reset_resources or self.service.reset_access:
+            # Over NATS the reset may still be on its way: tests start after it.
+            await self._wait_for(lambda: any(m.subject == "system.reset" for m in self.messages), EVENT_WAIT)
+
+    async def _wait_for(self, condition: Any, timeout: float) -> None:
+        assert self._arrived is not None
+        deadline = time.monotonic() + timeout
+        while not condition():
+            self._arrived.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"not seen within {timeout}s")
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
 
     async def close(self) -> None:
         """Shut the service down and close the session's connection."""
@@ -176,6 +192,8 @@ class Session:
             if waiting is not None and not waiting.done():
                 waiting.set_result(message)
             return
+        if message.subject.startswith("_INBOX."):
+            return  # replies to others, and round trips: not events
         self.messages.append(message)
         assert self._arrived is not None
         self._arrived.set()
@@ -228,17 +246,10 @@ class Session:
 
     async def next_event(self, timeout: float = EVENT_WAIT) -> Message:
         """The next message the service published (not a reply) that no assertion took yet."""
-        assert self._arrived is not None
-        deadline = time.monotonic() + timeout
-        while self._consumed >= len(self.messages):
-            self._arrived.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no event within {timeout}s")
-            try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
-            except asyncio.TimeoutError:
-                raise AssertionError(f"no event within {timeout}s") from None
+        try:
+            await self._wait_for(lambda: self._consumed < len(self.messages), timeout)
+        except AssertionError:
+            raise AssertionError(f"no event within {timeout}s") from None
         message = self.messages[self._consumed]
         self._consumed += 1
         return message
