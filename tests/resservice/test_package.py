@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_importing_resservice_imports_nothing_of_the_gateway():
-    code = ("import sys, resservice, resservice.testing, resservice.store, resservice.sqlite\n"
+    code = ("import sys, resservice, resservice.testing, resservice.store, resservice.sqlite, resservice.prot\n"
             "bad = sorted(m for m in sys.modules if m == 'resgate' or m.startswith('resgate.'))\n"
             "tw = sorted(m for m in sys.modules if m.startswith('twisted'))\n"
             "print(bad, tw)")
