@@ -22,12 +22,12 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 try:
-    import resservice  # noqa: F401  installed with the project
+    import resservice
 except ImportError:
     # Run from a clone that was not installed: the package is at its root.
     sys.path.insert(0, str(ROOT))
 
-from resservice import Service  # noqa: E402
+    import resservice
 
 #: ResClient's browser bundle, installed by ``npm ci`` in examples/ (scripts/setup).
 RESCLIENT_JS = Path(__file__).resolve().parent / "node_modules" / "resclient" / "dist" / "resclient.min.js"
@@ -107,7 +107,7 @@ def install_reactor() -> None:
         asyncioreactor.install()
 
 
-def run(service: Service, page: Path, port: int, description: str = "A RES service example",
+def run(service: resservice.Service, page: Path, port: int, description: str = "A RES service example",
         children: dict | None = None, argv: list[str] | None = None,
         started: Callable[[], None] | None = None) -> None:
     """Start ``service``, serve ``page`` and run the reactor until stopped (then shut down gracefully).

@@ -11,7 +11,7 @@ import asyncio
 import collections
 import dataclasses
 import itertools
-from typing import Awaitable, Callable, Protocol
+from typing import Callable, Protocol
 
 #: NATS's default max_payload: what a nats-server accepts unless configured otherwise.
 DEFAULT_MAX_PAYLOAD = 1024 * 1024

@@ -69,7 +69,7 @@ async def test_an_empty_change_or_reset_sends_nothing(open_session):
 async def test_custom_events_may_not_take_a_protocol_name(open_session, name):
     service = Service("test")
     service.model("model")(lambda r: {})
-    async with open_session(service) as session:
+    async with open_session(service):
         with pytest.raises(ValueError):
             service.resource("test.model").event(name)
 
