@@ -151,7 +151,7 @@ class Service(Mux):
         if bus is None or isinstance(bus, (str, list)):
             bus = await NatsBus.connect(
                 bus or DEFAULT_NATS_URL, name=self.name or "resservice",
-                on_disconnect=lambda: self._run_hooks("disconnect"),
+                on_disconnect=self._disconnected,
                 on_reconnect=self._reconnected,
                 on_error=lambda e: self._log_error(f"NATS: {e}"), **nats_options)
             self._owns_bus = True
@@ -221,6 +221,11 @@ class Service(Mux):
         self.state = "stopped"
         self._stopped.set()
         await self._run_hooks("shutdown")
+
+    async def _disconnected(self) -> None:
+        # Closing the connection at shutdown disconnects too: that is no loss.
+        if self.state == "serving":
+            await self._run_hooks("disconnect")
 
     async def _reconnected(self) -> None:
         # Events made while disconnected may be lost: gateways get everything again.

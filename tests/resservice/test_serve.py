@@ -156,3 +156,53 @@ async def test_instances_in_a_queue_group_share_the_requests(nats_server):
     await second.shutdown()
     # Each request answered once, by one of the two; both took some.
     assert len(answers) == 20 and len(served) == 20 and set(answers) == {1, 2}
+
+
+@on_asyncio
+async def test_one_worker_handles_one_group_at_a_time():
+    service = Service("test", worker_count=1)
+    running, most = [0], [0]
+
+    @service.call("model.$id", "work")
+    async def work(request):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await asyncio.sleep(0.01)
+        running[0] -= 1
+        return None
+
+    async with Session(service) as session:
+        answers = await asyncio.gather(*(session.call(f"test.model.{i}", "work") for i in range(5)))
+    assert all(a.error is None for a in answers) and most == [1]
+
+
+@on_asyncio
+async def test_lost_nats_calls_the_hooks_and_resets_once_back(private_nats_server):
+    service = Service("test")
+    service.model("model")(lambda r: {})
+    happened: list[str] = []
+    service.on_disconnect(lambda s: happened.append("disconnect"))
+    service.on_reconnect(lambda s: happened.append("reconnect"))
+    await service.start(private_nats_server.url)
+    sent = service.reset
+    service.reset = lambda resources=None, access=None: (happened.append(f"reset {resources} {access}"),
+                                                         sent(resources, access))
+    try:
+        private_nats_server.stop()
+        while "disconnect" not in happened:
+            await asyncio.sleep(0.05)
+        private_nats_server.start()
+        while "reconnect" not in happened:
+            await asyncio.sleep(0.05)
+        await service.flush()  # the reset went out on the new connection
+    finally:
+        await service.shutdown()
+    assert happened == ["disconnect", "reset ['test.>'] ['test.>']", "reconnect"]
+
+
+def test_the_testing_nats_server_serves_a_session():
+    from resservice.testing import NatsServer
+
+    with NatsServer() as server:
+        assert server.url.startswith("nats://127.0.0.1:") and server.process.poll() is None
+    assert server.process.poll() is not None
