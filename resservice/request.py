@@ -75,7 +75,7 @@ class Request(Resource):
         self.answered = False
         self.response_status: int | None = None
         self.response_header: dict[str, list[str]] = {}
-        #: Seconds from now the requester waits, as this service last told it (``timeout()``).
+        #: When (event loop time) the requester stops waiting: the handler's bound, moved by ``timeout()``.
         self.deadline: float | None = None
 
     # --- parsing

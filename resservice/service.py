@@ -586,7 +586,13 @@ class Service(Mux):
     def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: "asyncio.Future[Any]") -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Background work (an unsubscribe after the connection closed, say) has no one to tell.
+            self.log.warning("resservice: background work failed: %s", task.exception())
 
     def _log_error(self, message: str, exc_info: bool = False) -> None:
         self.log.error("resservice: %s", message, exc_info=exc_info)

@@ -127,3 +127,16 @@ async def test_hostile_subjects_are_refused(service_log):
         (await session.request("access.a..b", {})).assert_error("system.internalError")
         (await session.access("a.b")).assert_access(get=True, call="*")
     assert len(service_log.errors) == 1
+
+
+@on_asyncio
+async def test_the_error_hook_hears_of_every_logged_error(open_session, service_log):
+    service = echo_service()
+    heard = []
+    service.on_error(lambda s, message: heard.append(message))
+    service.call("model", "crash")(lambda r: 1 / 0)
+    async with open_session(service) as session:
+        (await session.call("test.model", "crash")).assert_error("system.internalError")
+        (await session.request("get.test.model", b"nope")).assert_error("system.internalError")
+        await service.flush()
+    assert len(heard) == 2 and "ZeroDivisionError" in heard[0] and "bad request" in heard[1]
