@@ -7,6 +7,7 @@ handling a request, before that request's reply.
 from __future__ import annotations
 
 import dataclasses
+import typing
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -57,9 +58,17 @@ class Resource:
         """One path parameter; KeyError names it when the pattern has none by that name."""
         return self.path_params[name]
 
-    def parse_query(self) -> dict[str, list[str]]:
-        """The query as ``{key: [values]}`` (empty without one)."""
-        return urllib.parse.parse_qs(self.query or "", keep_blank_values=True)
+    def parse_query(self, into: type | None = None) -> Any:
+        """The query as ``{key: [values]}`` (empty without one), or as an instance of dataclass ``into``.
+
+        For a dataclass, a field typed ``list[...]`` takes every value of its
+        key, any other field the last one, converted to the field's type
+        (str, int, float, bool); what does not fit raises InvalidQuery.
+        """
+        values = urllib.parse.parse_qs(self.query or "", keep_blank_values=True)
+        if into is None:
+            return values
+        return query_into(values, into)
 
     # --- value
 
@@ -148,6 +157,43 @@ class Resource:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.rid}>"
+
+
+def query_into(values: dict[str, list[str]], into: type) -> Any:
+    """An instance of dataclass ``into`` from parsed query values."""
+    if not dataclasses.is_dataclass(into):
+        raise TypeError(f"{into!r} is not a dataclass")
+    hints = typing.get_type_hints(into)
+    fields = {f.name: f for f in dataclasses.fields(into) if f.init}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise errors.invalid_query(f"unknown query key {sorted(unknown)[0]!r}")
+    kwargs: dict[str, Any] = {}
+    for name, field in fields.items():
+        if name not in values:
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise errors.invalid_query(f"missing query key {name!r}")
+            continue
+        hint = hints.get(name, str)
+        if typing.get_origin(hint) is list:
+            (item,) = typing.get_args(hint) or (str,)
+            kwargs[name] = [_query_value(name, v, item) for v in values[name]]
+        else:
+            kwargs[name] = _query_value(name, values[name][-1], hint)
+    return into(**kwargs)
+
+
+def _query_value(name: str, text: str, hint: Any) -> Any:
+    try:
+        if hint is bool:
+            if text not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text in ("true", "1")
+        if hint in (int, float):
+            return hint(text)
+    except ValueError:
+        raise errors.invalid_query(f"query key {name!r} is not {getattr(hint, '__name__', hint)}") from None
+    return text
 
 
 class QueryRequest(Resource):

@@ -380,3 +380,27 @@ async def test_custom_errors_keep_code_message_and_data(open_session, service_lo
         response.assert_error("test.custom", "Custom error")
         assert response.error.data == {"foo": "bar"}
     assert service_log.errors == []
+
+
+@dataclasses.dataclass
+class Page:
+    start: int = 0
+    limit: int = 10
+    tags: list[str] = dataclasses.field(default_factory=list)
+    done: bool = False
+
+
+@on_asyncio
+async def test_parse_query_into_a_dataclass(open_session):
+    service = Service("test")
+
+    @service.collection("list")
+    def page(request):
+        query = request.parse_query(Page)
+        return Collection([query.start, query.limit, query.tags, query.done], query=request.query)
+
+    async with open_session(service) as session:
+        (await session.get("test.list", query="start=5&tags=a&tags=b&done=true")).assert_collection(
+            [5, 10, ["a", "b"], True], query="start=5&tags=a&tags=b&done=true")
+        for bad in ("start=x", "other=1", "done=maybe"):
+            (await session.get("test.list", query=bad)).assert_error("system.invalidQuery")
