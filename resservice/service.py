@@ -34,8 +34,6 @@ DEFAULT_HANDLER_TIMEOUT = 3.0
 DEFAULT_SHUTDOWN_WAIT = 5.0
 #: How long a query event's inbox takes query requests.
 QUERY_EVENT_DURATION = 5.0
-#: How much of a bad payload a log line shows.
-LOGGED_PAYLOAD = 200
 #: Where ``serve()`` connects when given no bus or URL.
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
@@ -96,6 +94,8 @@ class Service(Mux):
         self._hooks: dict[str, list[Hook]] = {kind: [] for kind in _HOOKS}
         self._in_flight: set[Request] = set()
         self._background: set[asyncio.Future[Any]] = set()
+        #: The inboxes of recent query events, and the timers that end them.
+        self._query_inboxes: dict[Any, asyncio.TimerHandle] = {}
         self._stopped: asyncio.Event | None = None
 
     # --- configuration
@@ -213,6 +213,8 @@ class Service(Mux):
         await self.drained()
         assert self.bus is not None and self._stopped is not None
         try:
+            for sub in list(self._query_inboxes):
+                await self._end_query_inbox(sub)
             await self.bus.flush()
             if self._owns_bus:
                 await self.bus.close()
@@ -436,8 +438,8 @@ class Service(Mux):
         return expand_group(handler.group, params) if handler.group else rid
 
     def _bad_request(self, message: Message, reason: str) -> None:
-        excerpt = message.data[:LOGGED_PAYLOAD].decode("utf-8", "replace")
-        self._log_error(f"bad request on {message.subject}: {reason}: {excerpt!r}")
+        # The payload's size, not its text: a request may carry a token or a password.
+        self._log_error(f"bad request on {message.subject}: {reason} ({len(message.data)} bytes)")
         self._reply(message.reply, {"error": errors.internal_error(f"bad request: {reason}").to_json()})
 
     async def _handle(self, request: Request, func: HandlerFunc) -> None:
@@ -543,11 +545,18 @@ class Service(Mux):
             inbox = bus.new_inbox()
             sub = await bus.subscribe(inbox, lambda message: self._on_query_request(resource, callback, message))
             await bus.publish(f"event.{resource.rid}.query", encode({"subject": inbox}))
-            asyncio.get_running_loop().call_later(QUERY_EVENT_DURATION, lambda: self._spawn(sub.unsubscribe()))
+            self._query_inboxes[sub] = asyncio.get_running_loop().call_later(
+                QUERY_EVENT_DURATION, lambda: self._spawn(self._end_query_inbox(sub)))
 
         if self.state not in ("serving", "stopping"):
             raise RuntimeError("the service publishes once serving")
         self._enqueue(subscribe_and_publish)
+
+    async def _end_query_inbox(self, sub: Any) -> None:
+        timer = self._query_inboxes.pop(sub, None)
+        if timer is not None:
+            timer.cancel()
+            await sub.unsubscribe()
 
     def _on_query_request(self, resource: Resource, callback: Callable[..., Any], message: Message) -> None:
         try:
