@@ -153,7 +153,7 @@ class Service(Mux):
                 bus or DEFAULT_NATS_URL, name=self.name or "resservice",
                 on_disconnect=self._disconnected,
                 on_reconnect=self._reconnected,
-                on_error=lambda e: self._log_error(f"NATS: {e}"), **nats_options)
+                on_error=self._nats_error, **nats_options)
             self._owns_bus = True
         self.bus = bus
         for subject in self.subjects():
@@ -223,6 +223,11 @@ class Service(Mux):
         self.state = "stopped"
         self._stopped.set()
         await self._run_hooks("shutdown")
+
+    def _nats_error(self, error: Exception) -> None:
+        # While stopping, the closing connection's own errors are expected.
+        if self.state == "serving":
+            self._log_error(f"NATS: {error}")
 
     async def _disconnected(self) -> None:
         # Closing the connection at shutdown disconnects too: that is no loss.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import pytest_twisted
 
 from resservice import Access, Ref, Service, invalid_params
@@ -15,6 +16,9 @@ from tests.rig.aio import as_deferred, within
 from tests.rig.http import http_request
 from tests.rig.resclient import WAIT, spawn_node
 from tests.rig.resources import connect_client
+
+# The gateway must log no error while it talks to a resservice service.
+pytestmark = pytest.mark.usefixtures("logged_errors")
 
 
 def library() -> tuple[Service, dict]:
