@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # examples/, where page.py lives
 
 from page import run  # noqa: E402
-from resservice import Access, Ref, Service, invalid_params, not_found  # noqa: E402
+from resservice import Access, Ref, Request, Service, invalid_params, not_found  # noqa: E402
 
 books = {
     1: {"id": 1, "title": "Animal Farm", "author": "George Orwell"},
@@ -49,7 +49,7 @@ def checked(field, value):
     return value.strip()
 
 
-def find_book(request):
+def find_book(request: Request) -> dict:
     try:
         return books[int(request.path_params["id"])]
     except (KeyError, ValueError):
@@ -57,23 +57,23 @@ def find_book(request):
 
 
 @service.access(">")
-def access(request):
+def access(request: Request) -> Access:
     # Everyone may read everything and call every method.
     return Access(get=True, call="*")
 
 
 @service.model("book.$id")
-def get_book(request):
+def get_book(request: Request) -> dict:
     return find_book(request)
 
 
 @service.collection("books")
-def get_books(request):
+def get_books(request: Request) -> list:
     return [Ref(book_rid(book_id)) for book_id in order]
 
 
 @service.call("book.$id", "set")
-def set_book(request):
+def set_book(request: Request) -> None:
     book = find_book(request)
     params = request.params or {}
     changed = {}
@@ -89,7 +89,7 @@ def set_book(request):
 
 
 @service.call("books", "new")
-def new_book(request):
+def new_book(request: Request) -> None:
     global next_id
     params = request.params or {}
     title, author = params.get("title"), params.get("author")
@@ -104,7 +104,7 @@ def new_book(request):
 
 
 @service.call("books", "delete")
-def delete_book(request):
+def delete_book(request: Request) -> None:
     book_id = (request.params or {}).get("id")
     if not isinstance(book_id, int) or isinstance(book_id, bool):
         raise invalid_params("Book ID must be a number")

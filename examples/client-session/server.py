@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # examples/, where page.py lives
 
 from page import run  # noqa: E402
-from resservice import Access, ResError, Service, invalid_params  # noqa: E402
+from resservice import Access, Request, ResError, Service, invalid_params  # noqa: E402
 
 USERS = {
     "admin": {"id": 1, "name": "Administrator", "role": "admin", "password": "admin"},
@@ -102,7 +102,7 @@ def dispose(session):
 
 
 @service.auth("session", "login")
-def login(request):
+def login(request: Request) -> dict:
     if request.token:
         raise ResError("session.alreadyLoggedIn", "Already logged in")
     params = request.params or {}
@@ -118,7 +118,7 @@ def login(request):
 
 
 @service.auth("session", "relogin")
-def relogin(request):
+def relogin(request: Request) -> dict:
     key = (request.params or {}).get("reloginKey")
     if not isinstance(key, str):
         raise invalid_params("Invalid parameters")
@@ -134,7 +134,7 @@ def relogin(request):
 
 
 @service.auth("session", "logout")
-def logout(request):
+def logout(request: Request) -> None:
     session = sessions_by_cid.get(request.cid)
     if session is not None:
         dispose(session)
@@ -142,13 +142,13 @@ def logout(request):
 
 
 @service.access("session.user.$cid")
-def access_user(request):
+def access_user(request: Request) -> Access:
     # A connection may only see its own user model.
     return Access(get=request.cid == request.path_params["cid"])
 
 
 @service.model("session.user.$cid")
-def get_user(request):
+def get_user(request: Request) -> dict:
     session = sessions_by_cid.get(request.path_params["cid"])
     return user_info(session.user) if session else NO_USER
 
@@ -159,12 +159,12 @@ ticker = {"seconds": 0}
 
 
 @service.access("ticker.model")
-def access_ticker(request):
+def access_ticker(request: Request) -> dict:
     return {"get": bool(request.token and request.token.get("role"))}
 
 
 @service.model("ticker.model")
-def get_ticker(request):
+def get_ticker(request: Request) -> dict:
     return ticker
 
 

@@ -14,7 +14,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # examples/, where page.py lives
 
 from page import run  # noqa: E402
-from resservice import Access, Service, invalid_params  # noqa: E402
+from resservice import Access, Request, Service, invalid_params  # noqa: E402
 
 shared = {"message": "Edit me!"}
 
@@ -22,18 +22,18 @@ service = Service("example")
 
 
 @service.model("shared")
-def get_shared(request):
+def get_shared(request: Request) -> dict:
     return shared
 
 
 @service.access("shared")
-def access_shared(request):
+def access_shared(request: Request) -> Access:
     # Everyone may read the model and call its set method.
     return Access(get=True, call="set")
 
 
 @service.call("shared", "set")
-def set_shared(request):
+def set_shared(request: Request) -> None:
     message = (request.params or {}).get("message")
     if not isinstance(message, str):
         raise invalid_params("message must be a string")

@@ -11,18 +11,18 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # examples/, where page.py lives
 
 from page import run  # noqa: E402
-from resservice import Access, Service  # noqa: E402
+from resservice import Access, Request, Service  # noqa: E402
 
 service = Service("example")
 
 
 @service.model("model")
-def get_model(request):
+def get_model(request: Request) -> dict:
     return {"message": "Hello, World!"}
 
 
 @service.access("model")
-def access_model(request):
+def access_model(request: Request) -> Access:
     return Access(get=True)
 
 

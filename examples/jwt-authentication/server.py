@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # examples/, where page.py lives
 
 from page import run  # noqa: E402
-from resservice import Access, Service, invalid_params  # noqa: E402
+from resservice import Access, Request, Service, invalid_params  # noqa: E402
 
 SECRET = b"shhhhh"  # a real service keeps its secret out of the source
 COOKIE = "access-token"
@@ -99,7 +99,7 @@ service = Service(reset_resources=["example.>"], reset_access=["example.>"])
 
 
 @service.auth("auth", "jwtHeader")
-def jwt_header(request):
+def jwt_header(request: Request) -> None:
     jwt = token_from_header(request.header)
     if jwt is None:
         raise invalid_params("Invalid params: missing jwt token")
@@ -114,19 +114,19 @@ def jwt_header(request):
 
 
 @service.access("example.model")
-def access_model(request):
+def access_model(request: Request) -> Access:
     if request.token and request.token.get("user"):
         return Access(get=True, call="set")
     return Access()
 
 
 @service.model("example.model")
-def get_model(request):
+def get_model(request: Request) -> dict:
     return model
 
 
 @service.call("example.model", "set")
-def set_model(request):
+def set_model(request: Request) -> None:
     message = (request.params or {}).get("message")
     if not isinstance(message, str):
         raise invalid_params("message must be a string")

@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # examples/, where page.py lives
 
 from page import run  # noqa: E402
-from resservice import Service, invalid_params  # noqa: E402
+from resservice import Request, Service, invalid_params  # noqa: E402
 
 PASSWORD = "secret"
 
@@ -31,7 +31,7 @@ service = Service(reset_resources=["ticker.>"], reset_access=["ticker.>"])
 
 
 @service.auth("passwd", "login")
-def login(request):
+def login(request: Request) -> None:
     if (request.params or {}).get("password") != PASSWORD:
         raise invalid_params("Invalid params: wrong password")
     # The gateway keeps the token for the connection and passes it along with
@@ -41,18 +41,18 @@ def login(request):
 
 
 @service.auth("passwd", "logout")
-def logout(request):
+def logout(request: Request) -> None:
     service.token_event(request.cid, None)
     return None
 
 
 @service.access("ticker.model")
-def access_ticker(request):
+def access_ticker(request: Request) -> dict:
     return {"get": bool(request.token and request.token.get("user"))}
 
 
 @service.model("ticker.model")
-def get_ticker(request):
+def get_ticker(request: Request) -> dict:
     return ticker
 
 
