@@ -305,7 +305,8 @@ def refs_subscribe(port: int, pid: int) -> None:
     r = loadgen("refs", url=ws_url(port), tag=f"r{os.getpid()}", cold=3, warm=5)
     wrong = [n for n in r["resources"] if n != 1001]
     check = f", WRONG RESOURCE COUNTS {wrong}" if wrong else ""
-    report("refs_1000", f"cold {r['coldMedian']:.0f} ms, warm {r['warmMedian']:.1f} ms (medians; cold "
+    gets = f", {count(1001 / (r['coldMedian'] / 1000))} gets/s cold" if r["coldMedian"] else ""
+    report("refs_1000", f"cold {r['coldMedian']:.0f} ms{gets}, warm {r['warmMedian']:.1f} ms (medians; cold "
            f"{', '.join(f'{x:.0f}' for x in r['coldMs'])}; warm {', '.join(f'{x:.1f}' for x in r['warmMs'])}){check}")
 
 
@@ -320,11 +321,18 @@ SCENARIOS = {
 }
 
 
+#: The service processes ``--service`` chooses from.
+SERVICES = {"fake": "bench.service", "resservice": "bench.resservice_service"}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     names = ["ceilings", *SCENARIOS]
     parser = argparse.ArgumentParser(prog="python -m bench", description="The gateway's benchmark (bench/README.md).")
     parser.add_argument("only", nargs="*", metavar="NAME",
                         help=f"run only these ({', '.join(names)}); all when none is named")
+    parser.add_argument("--service", choices=sorted(SERVICES), default="fake",
+                        help="the RES service behind the gateway: the hand-written nats-py one (fake) "
+                             "or the same resources on resservice (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="run the gateway as N worker processes behind one port (--workers)")
     parser.add_argument("--py-spy", metavar="DIR", dest="profile_dir",
@@ -353,10 +361,10 @@ def main(argv: list[str] | None = None) -> None:
     failed = False
     nats = NatsServer().start()
     try:
-        with child([sys.executable, "-m", "bench.service", "--nats", nats.url], log_dir, "service") as service:
+        with child([sys.executable, "-m", SERVICES[args.service], "--nats", nats.url], log_dir, "service") as service:
             if read_line(service) != "ready":
-                raise RuntimeError("the fake service did not start")
-            print(f"# resgate bench {time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} cores; "
+                raise RuntimeError(f"the {args.service} service did not start")
+            print(f"# resgate bench {time.strftime('%Y-%m-%d %H:%M')}; {args.service} service; {os.cpu_count()} cores; "
                   f"machine busy {busy:.0f}/{100 * os.cpu_count()}% before start", flush=True)
             for name in ["ceilings", *SCENARIOS]:
                 if name not in args.only:

@@ -10,18 +10,7 @@ import pytest
 from resgate import codec, errors
 from resgate.cache.resources import ResourceEvent
 from resgate.clientcodec import encode_event
-
-# (payload the service publishes, the data member the client gets)
-CUSTOM_PAYLOADS = [
-    (b"null", b"null"),
-    (b"false", b"false"),
-    (b"0", b"0"),
-    (b'""', b'""'),
-    (b"{}", b"{}"),
-    (b"[]", b"[]"),
-    (b'{"a":null,"b":[null]}', b'{"a":null,"b":[null]}'),
-    (b"", b"null"),
-]
+from tests.rig.resources import CUSTOM_PAYLOADS
 
 
 @pytest.mark.parametrize("payload, data", CUSTOM_PAYLOADS, ids=[p.decode() or "empty" for p, _ in CUSTOM_PAYLOADS])

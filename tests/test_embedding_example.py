@@ -77,7 +77,15 @@ async def test_host_endpoint_and_gateway_both_serve(nats_server):
 
         over_http = await http_request("GET", f"http://127.0.0.1:{host.gateway_port}/api/test/model")
         assert (over_http.status, over_http.json()) == (200, client_data("test.model"))
+        # The host's own resservice service, through its own gateway.
+        await eventually(lambda: host.logged("RES service 'host' serving"), START_WAIT)
+        greeting = await http_request("GET", f"http://127.0.0.1:{host.gateway_port}/api/host/greeting")
+        assert (greeting.status, greeting.json()) == (200, {"message": "Hello from the host"})
         client = await connect_client(f"ws://127.0.0.1:{host.gateway_port}/")
+        response = await client.request("subscribe.host.greeting")
+        assert response["result"] == {"models": {"host.greeting": {"message": "Hello from the host"}}}
+        response = await client.request("call.host.greeting.set", {"message": "Hi"})
+        assert await client.next_message() == {"event": "host.greeting.change", "data": {"values": {"message": "Hi"}}}
         response = await client.request("subscribe.test.model")
         assert response["result"] == {"models": {"test.model": client_data("test.model")}}
         service.event("test.model", "change", {"values": {"int": 43}})

@@ -14,7 +14,7 @@ from tests.rig.resources import (
     connect_client,
     subscribe_to,
 )
-from tests.test_codec_events import CUSTOM_PAYLOADS
+from tests.rig.resources import CUSTOM_PAYLOADS
 
 RESOURCES = ["test.model", "test.collection"]
 RESOURCE_IDS = ["model", "collection"]

@@ -19,9 +19,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # examples/, where ressvc.py lives
+sys.path.insert(0, str(HERE.parent))  # examples/, where page.py lives
 
-from ressvc import Collection, InvalidParams, Model, NotFound, Ref, Service, run  # noqa: E402
+from page import run  # noqa: E402
+from resservice import Access, Ref, Request, Service, invalid_params, not_found  # noqa: E402
 
 books = {
     1: {"id": 1, "title": "Animal Farm", "author": "George Orwell"},
@@ -32,7 +33,7 @@ books = {
 order = [1, 2, 3]
 next_id = 4
 
-service = Service(reset=["library.>"])
+service = Service("library")
 
 
 def book_rid(book_id):
@@ -42,37 +43,37 @@ def book_rid(book_id):
 def checked(field, value):
     """A title or author, stripped; invalid params unless a non-empty string."""
     if not isinstance(value, str):
-        raise InvalidParams(f"{field} must be a string")
+        raise invalid_params(f"{field} must be a string")
     if not value.strip():
-        raise InvalidParams(f"{field} must not be empty")
+        raise invalid_params(f"{field} must not be empty")
     return value.strip()
 
 
-def find_book(request):
+def find_book(request: Request) -> dict:
     try:
-        return books[int(request.path["id"])]
+        return books[int(request.path_params["id"])]
     except (KeyError, ValueError):
-        raise NotFound() from None
+        raise not_found() from None
 
 
-@service.access("library.>")
-def access(request):
+@service.access(">")
+def access(request: Request) -> Access:
     # Everyone may read everything and call every method.
-    return {"get": True, "call": "*"}
+    return Access(get=True, call="*")
 
 
-@service.get("library.book.$id")
-def get_book(request):
-    return Model(find_book(request))
+@service.model("book.$id")
+def get_book(request: Request) -> dict:
+    return find_book(request)
 
 
-@service.get("library.books")
-def get_books(request):
-    return Collection([Ref(book_rid(book_id)) for book_id in order])
+@service.collection("books")
+def get_books(request: Request) -> list:
+    return [Ref(book_rid(book_id)) for book_id in order]
 
 
-@service.call("library.book.$id", "set")
-def set_book(request):
+@service.call("book.$id", "set")
+def set_book(request: Request) -> None:
     book = find_book(request)
     params = request.params or {}
     changed = {}
@@ -83,35 +84,35 @@ def set_book(request):
                 changed[key] = value
     if changed:
         book.update(changed)
-        service.change(book_rid(book["id"]), changed)
+        request.change(changed)
     return None
 
 
-@service.call("library.books", "new")
-def new_book(request):
+@service.call("books", "new")
+def new_book(request: Request) -> None:
     global next_id
     params = request.params or {}
     title, author = params.get("title"), params.get("author")
     if not (isinstance(title, str) and title.strip() and isinstance(author, str) and author.strip()):
-        raise InvalidParams("Must provide both title and author")
+        raise invalid_params("Must provide both title and author")
     book = {"id": next_id, "title": title.strip(), "author": author.strip()}
     next_id += 1
     books[book["id"]] = book
     order.append(book["id"])
-    service.add("library.books", Ref(book_rid(book["id"])), len(order) - 1)
+    request.add(Ref(book_rid(book["id"])), len(order) - 1)
     return None
 
 
-@service.call("library.books", "delete")
-def delete_book(request):
+@service.call("books", "delete")
+def delete_book(request: Request) -> None:
     book_id = (request.params or {}).get("id")
     if not isinstance(book_id, int) or isinstance(book_id, bool):
-        raise InvalidParams("Book ID must be a number")
+        raise invalid_params("Book ID must be a number")
     if book_id in books:
         del books[book_id]
         idx = order.index(book_id)
         del order[idx]
-        service.remove("library.books", idx)
+        request.remove(idx)
     return None
 
 

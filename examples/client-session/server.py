@@ -27,9 +27,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # examples/, where ressvc.py lives
+sys.path.insert(0, str(HERE.parent))  # examples/, where page.py lives
 
-from ressvc import InvalidParams, Model, ResError, Service, run  # noqa: E402
+from page import run  # noqa: E402
+from resservice import Access, Request, ResError, Service, invalid_params  # noqa: E402
 
 USERS = {
     "admin": {"id": 1, "name": "Administrator", "role": "admin", "password": "admin"},
@@ -40,7 +41,8 @@ USERS = {
 EXPIRE = 120.0  # seconds a relogin key is valid; the page renews it every 60
 NO_USER = {"id": None, "name": None, "role": None}
 
-service = Service(reset=["ticker.>", "session.>"])
+# Two roots (session, ticker): no service name, the reset patterns named.
+service = Service(reset_resources=["ticker.>", "session.>"], reset_access=["ticker.>", "session.>"])
 
 
 class Session:
@@ -64,14 +66,14 @@ def attach(session, cid):
     """Move the session to connection ``cid`` and give that connection its token."""
     if session.cid is not None:
         # One connection per session: the old one loses its token.
-        service.set_token(session.cid, None)
+        service.token_event(session.cid, None)
         sessions_by_cid.pop(session.cid, None)
     session.cid = cid
     sessions_by_cid[cid] = session
     # The token stays with the gateway and the services; the client sees the
     # user model.
-    service.set_token(cid, {"sid": session.sid, "userId": session.user["id"], "role": session.user["role"]})
-    service.change(f"session.user.{cid}", user_info(session.user))
+    service.token_event(cid, {"sid": session.sid, "userId": session.user["id"], "role": session.user["role"]})
+    service.resource(f"session.user.{cid}").change(user_info(session.user))
 
 
 def issue_key(session):
@@ -92,21 +94,21 @@ def dispose(session):
     if session.expiry is not None and session.expiry.active():
         session.expiry.cancel()
     if session.cid is not None:
-        service.change(f"session.user.{session.cid}", NO_USER)
-        service.set_token(session.cid, None)
+        service.resource(f"session.user.{session.cid}").change(NO_USER)
+        service.token_event(session.cid, None)
         sessions_by_cid.pop(session.cid, None)
     for key in session.keys:
         sessions_by_key.pop(key, None)
 
 
 @service.auth("session", "login")
-def login(request):
+def login(request: Request) -> dict:
     if request.token:
         raise ResError("session.alreadyLoggedIn", "Already logged in")
     params = request.params or {}
     username, password = params.get("username"), params.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
-        raise InvalidParams("Invalid parameters")
+        raise invalid_params("Invalid parameters")
     user = USERS.get(username.lower())
     if user is None or user["password"] != password:
         raise ResError("session.wrongUsernamePassword", "Wrong username or password")
@@ -116,10 +118,10 @@ def login(request):
 
 
 @service.auth("session", "relogin")
-def relogin(request):
+def relogin(request: Request) -> dict:
     key = (request.params or {}).get("reloginKey")
     if not isinstance(key, str):
-        raise InvalidParams("Invalid parameters")
+        raise invalid_params("Invalid parameters")
     session = sessions_by_key.get(key)
     if session is None or session.keys[-1] != key:
         if session is not None:
@@ -132,7 +134,7 @@ def relogin(request):
 
 
 @service.auth("session", "logout")
-def logout(request):
+def logout(request: Request) -> None:
     session = sessions_by_cid.get(request.cid)
     if session is not None:
         dispose(session)
@@ -140,15 +142,15 @@ def logout(request):
 
 
 @service.access("session.user.$cid")
-def access_user(request):
+def access_user(request: Request) -> Access:
     # A connection may only see its own user model.
-    return {"get": request.cid == request.path["cid"]}
+    return Access(get=request.cid == request.path_params["cid"])
 
 
-@service.get("session.user.$cid")
-def get_user(request):
-    session = sessions_by_cid.get(request.path["cid"])
-    return Model(user_info(session.user) if session else NO_USER)
+@service.model("session.user.$cid")
+def get_user(request: Request) -> dict:
+    session = sessions_by_cid.get(request.path_params["cid"])
+    return user_info(session.user) if session else NO_USER
 
 
 # --- the ticker -----------------------------------------------------------------
@@ -157,18 +159,18 @@ ticker = {"seconds": 0}
 
 
 @service.access("ticker.model")
-def access_ticker(request):
+def access_ticker(request: Request) -> dict:
     return {"get": bool(request.token and request.token.get("role"))}
 
 
-@service.get("ticker.model")
-def get_ticker(request):
-    return Model(ticker)
+@service.model("ticker.model")
+def get_ticker(request: Request) -> dict:
+    return ticker
 
 
 def tick():
     ticker["seconds"] += 1
-    service.change("ticker.model", {"seconds": ticker["seconds"]})
+    service.resource("ticker.model").change({"seconds": ticker["seconds"]})
 
 
 def start_ticker():

@@ -11,34 +11,35 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # examples/, where ressvc.py lives
+sys.path.insert(0, str(HERE.parent))  # examples/, where page.py lives
 
-from ressvc import InvalidParams, Model, Service, run  # noqa: E402
+from page import run  # noqa: E402
+from resservice import Access, Request, Service, invalid_params  # noqa: E402
 
 shared = {"message": "Edit me!"}
 
-service = Service(reset=["example.>"])
+service = Service("example")
 
 
-@service.get("example.shared")
-def get_shared(request):
-    return Model(shared)
+@service.model("shared")
+def get_shared(request: Request) -> dict:
+    return shared
 
 
-@service.access("example.shared")
-def access_shared(request):
+@service.access("shared")
+def access_shared(request: Request) -> Access:
     # Everyone may read the model and call its set method.
-    return {"get": True, "call": "set"}
+    return Access(get=True, call="set")
 
 
-@service.call("example.shared", "set")
-def set_shared(request):
+@service.call("shared", "set")
+def set_shared(request: Request) -> None:
     message = (request.params or {}).get("message")
     if not isinstance(message, str):
-        raise InvalidParams("message must be a string")
+        raise invalid_params("message must be a string")
     if message != shared["message"]:
         shared["message"] = message
-        service.change("example.shared", {"message": message})
+        request.change({"message": message})
     return None
 
 

@@ -7,8 +7,11 @@ The host serves its own HTTP endpoint (``/status`` on HOST_PORT, default
 RESGATE_PORT, default 8080, talking to NATS at NATS_URL, default
 nats://127.0.0.1:4222). RESGATE_LISTEN, when set, is a Twisted endpoint
 string the gateway listens on instead, such as ``systemd:domain=INET:index=0``
-for a socket that systemd opened (socket activation). Both are children of one MultiService, so they start
-and stop together. A gateway that cannot start (no NATS) logs why; the host
+for a socket that systemd opened (socket activation). It also runs a RES
+service of its own, written with resservice, in the same process: the model
+``host.greeting`` (``/api/host/greeting`` on the gateway), whose ``set``
+call changes it. All three are children of one MultiService, so they start
+and stop together (the service gracefully, answering requests under way). A gateway that cannot start (no NATS) logs why; the host
 keeps serving, and ``/status`` says the gateway is not running.
 """
 
@@ -27,6 +30,8 @@ from twisted.web import resource, server  # noqa: E402
 
 from resgate.config import Config  # noqa: E402
 from resgate.service import GatewayService  # noqa: E402
+from resservice import Access, Service, invalid_params  # noqa: E402
+from resservice.twisted import ServiceService  # noqa: E402
 
 HOST_PORT = int(os.environ.get("HOST_PORT", "8000"))
 RESGATE_PORT = int(os.environ.get("RESGATE_PORT", "8080"))
@@ -51,6 +56,32 @@ class Status(resource.Resource):
         }).encode()
 
 
+# The host's own RES service: it talks to the gateway over NATS like any other.
+greeting = {"message": "Hello from the host"}
+res_service = Service("host")
+
+
+@res_service.access("greeting")
+def access_greeting(request):
+    return Access(get=True, call="set")
+
+
+@res_service.model("greeting")
+def get_greeting(request):
+    return greeting
+
+
+@res_service.call("greeting", "set")
+def set_greeting(request):
+    message = (request.params or {}).get("message")
+    if not isinstance(message, str):
+        raise invalid_params("message must be a string")
+    if message != greeting["message"]:
+        greeting["message"] = message
+        request.change({"message": message})
+    return None
+
+
 # The same settings Resgate's flags and config file give, as a Config.
 config = Config(nats_url=NATS_URL, addr="127.0.0.1", port=RESGATE_PORT)
 gateway = GatewayService(config, reactor=reactor, listen=RESGATE_LISTEN)
@@ -63,3 +94,4 @@ root = resource.Resource()
 root.putChild(b"status", Status(gateway))
 strports.service(f"tcp:{HOST_PORT}:interface=127.0.0.1", server.Site(root)).setServiceParent(host)
 gateway.setServiceParent(host)
+ServiceService(res_service, NATS_URL).setServiceParent(host)

@@ -8,21 +8,22 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # examples/, where ressvc.py lives
+sys.path.insert(0, str(HERE.parent))  # examples/, where page.py lives
 
-from ressvc import Model, Service, run  # noqa: E402
+from page import run  # noqa: E402
+from resservice import Access, Request, Service  # noqa: E402
 
-service = Service(reset=["example.model"])
-
-
-@service.get("example.model")
-def get_model(request):
-    return Model({"message": "Hello, World!"})
+service = Service("example")
 
 
-@service.access("example.model")
-def access_model(request):
-    return {"get": True}
+@service.model("model")
+def get_model(request: Request) -> dict:
+    return {"message": "Hello, World!"}
+
+
+@service.access("model")
+def access_model(request: Request) -> Access:
+    return Access(get=True)
 
 
 if __name__ == "__main__":

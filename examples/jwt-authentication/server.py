@@ -27,9 +27,10 @@ from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # examples/, where ressvc.py lives
+sys.path.insert(0, str(HERE.parent))  # examples/, where page.py lives
 
-from ressvc import InvalidParams, Model, Service, run  # noqa: E402
+from page import run  # noqa: E402
+from resservice import Access, Request, Service, invalid_params  # noqa: E402
 
 SECRET = b"shhhhh"  # a real service keeps its secret out of the source
 COOKIE = "access-token"
@@ -93,44 +94,45 @@ def token_from_header(header: dict | None) -> str | None:
 
 model = {"message": "Hello, secure World!"}
 
-service = Service(reset=["example.>"])
+# The auth resource (auth.jwtHeader) is outside example.>: no service name.
+service = Service(reset_resources=["example.>"], reset_access=["example.>"])
 
 
 @service.auth("auth", "jwtHeader")
-def jwt_header(request):
+def jwt_header(request: Request) -> None:
     jwt = token_from_header(request.header)
     if jwt is None:
-        raise InvalidParams("Invalid params: missing jwt token")
+        raise invalid_params("Invalid params: missing jwt token")
     try:
         claims = verify_jwt(jwt)
     except ValueError as e:
-        raise InvalidParams(f"Invalid params: {e}") from None
+        raise invalid_params(f"Invalid params: {e}") from None
     # The gateway keeps the claims as the connection's token and passes them
     # along with its access, call and auth requests; the client never sees them.
-    service.set_token(request.cid, claims)
+    service.token_event(request.cid, claims)
     return None
 
 
 @service.access("example.model")
-def access_model(request):
+def access_model(request: Request) -> Access:
     if request.token and request.token.get("user"):
-        return {"get": True, "call": "set"}
-    return {"get": False}
+        return Access(get=True, call="set")
+    return Access()
 
 
-@service.get("example.model")
-def get_model(request):
-    return Model(model)
+@service.model("example.model")
+def get_model(request: Request) -> dict:
+    return model
 
 
 @service.call("example.model", "set")
-def set_model(request):
+def set_model(request: Request) -> None:
     message = (request.params or {}).get("message")
     if not isinstance(message, str):
-        raise InvalidParams("message must be a string")
+        raise invalid_params("message must be a string")
     if message != model["message"]:
         model["message"] = message
-        service.change("example.model", {"message": message})
+        request.change({"message": message})
     return None
 
 

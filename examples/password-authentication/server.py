@@ -17,46 +17,48 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # examples/, where ressvc.py lives
+sys.path.insert(0, str(HERE.parent))  # examples/, where page.py lives
 
-from ressvc import InvalidParams, Model, Service, run  # noqa: E402
+from page import run  # noqa: E402
+from resservice import Request, Service, invalid_params  # noqa: E402
 
 PASSWORD = "secret"
 
 ticker = {"seconds": 0}
 
-service = Service(reset=["ticker.>"])
+# Two roots (passwd, ticker): no service name, the reset pattern named.
+service = Service(reset_resources=["ticker.>"], reset_access=["ticker.>"])
 
 
 @service.auth("passwd", "login")
-def login(request):
+def login(request: Request) -> None:
     if (request.params or {}).get("password") != PASSWORD:
-        raise InvalidParams("Invalid params: wrong password")
+        raise invalid_params("Invalid params: wrong password")
     # The gateway keeps the token for the connection and passes it along with
     # the connection's access, call and auth requests; the client never sees it.
-    service.set_token(request.cid, {"user": "demo"})
+    service.token_event(request.cid, {"user": "demo"})
     return None
 
 
 @service.auth("passwd", "logout")
-def logout(request):
-    service.set_token(request.cid, None)
+def logout(request: Request) -> None:
+    service.token_event(request.cid, None)
     return None
 
 
 @service.access("ticker.model")
-def access_ticker(request):
+def access_ticker(request: Request) -> dict:
     return {"get": bool(request.token and request.token.get("user"))}
 
 
-@service.get("ticker.model")
-def get_ticker(request):
-    return Model(ticker)
+@service.model("ticker.model")
+def get_ticker(request: Request) -> dict:
+    return ticker
 
 
 def tick():
     ticker["seconds"] += 1
-    service.change("ticker.model", {"seconds": ticker["seconds"]})
+    service.resource("ticker.model").change({"seconds": ticker["seconds"]})
 
 
 def start_ticker():

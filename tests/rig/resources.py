@@ -497,3 +497,17 @@ class MonitoredNatsServer(NatsServer):
         """Resource names with an ``event.<name>.*`` (or ``.>``) subscription."""
         return {s[len("event."):-2] for s in await self.subscriptions()
                 if s.startswith("event.") and s[-2:] in (".*", ".>")}
+
+
+#: Custom event payloads as a service sends them, and the data a client must get for each
+#: (an empty payload is null data, as in Resgate).
+CUSTOM_PAYLOADS = [
+    (b"null", b"null"),
+    (b"false", b"false"),
+    (b"0", b"0"),
+    (b'""', b'""'),
+    (b"{}", b"{}"),
+    (b"[]", b"[]"),
+    (b'{"a":null,"b":[null]}', b'{"a":null,"b":[null]}'),
+    (b"", b"null"),
+]
