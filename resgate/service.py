@@ -13,9 +13,13 @@ from __future__ import annotations
 from typing import Callable
 
 from autobahn.twisted.resource import WebSocketResource
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -39,19 +43,51 @@ log = Logger(namespace="resgate")
 
 _PENDING = object()
 
-def listen_description(config: Config, port: int | None = None) -> str:
-    """The Twisted endpoint string for the configured address, port and TLS.
+#: A certificate chain or key file is a few kilobytes; reading one is bounded all the same.
+MAX_PEM_FILE_SIZE = 1024 * 1024
 
-    ``port`` names another port on the same address, plain TCP (the metrics port).
+
+def listen_description(config: Config, port: int | None = None) -> str:
+    """The Twisted endpoint string for the configured address and port.
+
+    ``port`` names another port on the same address (the metrics port). With
+    ``--tls`` the client port serves TLS from ``tls_options``, not from an
+    ``ssl:`` string: Twisted's parser of those hands pyOpenSSL its own
+    X509/PKey objects, which pyOpenSSL deprecates (a warning on every start).
     """
     # An empty addr means every interface: "::" listens on IPv6 and IPv4 alike.
     host = config.listen_host or "::"
-    parts = [f"port={config.port if port is None else port}", f"interface={quoteStringArgument(host)}"]
-    if config.tls and port is None:
-        parts.append(f"privateKey={quoteStringArgument(config.tls_key)}")
-        parts.append(f"certKey={quoteStringArgument(config.tls_cert)}")
-        return "ssl:" + ":".join(parts)
-    return "tcp:" + ":".join(parts)
+    return f"tcp:port={config.port if port is None else port}:interface={quoteStringArgument(host)}"
+
+
+def tls_options(cert_file: str, key_file: str) -> CertificateOptions:
+    """TLS settings from a PEM certificate (the first of the file) and a PEM key file.
+
+    As Twisted's ``ssl:`` endpoints read them, but as cryptography's objects.
+    Raises OSError or ValueError, naming the file, when one cannot be read.
+    """
+    try:
+        certificate = x509.load_pem_x509_certificate(_read_pem(cert_file, "certificate"))
+    except ValueError:
+        raise ValueError(f"TLS certificate file {cert_file} holds no PEM certificate") from None
+    try:
+        key = serialization.load_pem_private_key(_read_pem(key_file, "private key"), password=None)
+    except (ValueError, TypeError):
+        raise ValueError(f"TLS key file {key_file} holds no unencrypted PEM private key") from None
+    options = CertificateOptions(privateKey=key, certificate=certificate)
+    try:
+        options.getContext()  # checks the key against the certificate before any client connects
+    except SSL.Error:
+        raise ValueError(f"TLS key file {key_file} is not the key of certificate file {cert_file}") from None
+    return options
+
+
+def _read_pem(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_PEM_FILE_SIZE)
+    except OSError as e:
+        raise OSError(f"cannot read TLS {what} file {path}: {e.strerror}") from None
 
 
 class CacheService(Service):
@@ -86,9 +122,12 @@ class ListeningService(Service):
 
     name = "listener"
 
-    def __init__(self, description: str, factory, reactor, name: str = "listener") -> None:
+    def __init__(self, description: str, factory, reactor, name: str = "listener",
+                 tls_files: tuple[str, str] | None = None) -> None:
         self.name = name
         self.description = description
+        #: (certificate, key) PEM files: the TCP endpoint serves TLS with them.
+        self.tls_files = tls_files
         self.factory = factory
         self.reactor = reactor
         self.reuse_port = False
@@ -96,7 +135,12 @@ class ListeningService(Service):
 
     def startService(self) -> defer.Deferred:
         super().startService()
-        endpoint = serverFromString(PortReactor(self.reactor, reuse_port=self.reuse_port), self.description)
+        try:
+            tls = tls_options(*self.tls_files) if self.tls_files is not None else None
+        except (OSError, ValueError) as e:
+            return defer.fail(e)
+        endpoint = serverFromString(PortReactor(self.reactor, reuse_port=self.reuse_port, tls=tls),
+                                    self.description)
         return endpoint.listen(self.factory).addCallback(self._listening)
 
     def _listening(self, port) -> None:
@@ -163,7 +207,9 @@ class GatewayService(MultiService):
         root = GatewayRoot(config.ws_path, WebSocketResource(self.clients),
                            config.api_path, ApiResource(self.context))
         self.site = GatewaySite(root)
-        self.listener = ListeningService(listen or listen_description(config), self.site, reactor)
+        tls_files = (config.tls_cert, config.tls_key) if config.tls and listen is None else None
+        self.listener = ListeningService(listen or listen_description(config), self.site, reactor,
+                                         tls_files=tls_files)
         self.listener.setServiceParent(self)
         if config.metrics_port:
             metrics_site = GatewaySite(MetricsResource(self.metrics))

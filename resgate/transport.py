@@ -25,6 +25,7 @@ from typing import Any
 
 from twisted.internet import tcp
 from twisted.internet.interfaces import IReactorSSL, IReactorTCP
+from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
@@ -128,16 +129,24 @@ class PortReactor:
     Handed to ``serverFromString`` for the client listener, whose endpoint
     string (``tcp:`` or ``ssl:``) still decides the address, the certificate
     and the rest; other endpoint kinds (``unix:``, ``systemd:``) are unchanged.
+    With ``tls``, its TCP ports serve TLS with those options (the listener of
+    ``--tls``, whose certificate is not given in the endpoint string).
     """
 
-    def __init__(self, reactor, *, reuse_port: bool = False) -> None:
+    def __init__(self, reactor, *, reuse_port: bool = False, tls: CertificateOptions | None = None) -> None:
         self._reactor = reactor
         self.reuse_port = reuse_port
+        self.tls = tls
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
 
     def listenTCP(self, port: int, factory, backlog: int = 50, interface: str = "") -> ClientPort:
+        if self.tls is not None:
+            return self.listenSSL(port, factory, self.tls, backlog, interface)
+        return self._listen(port, factory, backlog, interface)
+
+    def _listen(self, port: int, factory, backlog: int, interface: str) -> ClientPort:
         listening = ClientPort(port, factory, backlog, interface, self._reactor, reuse_port=self.reuse_port)
         listening.startListening()
         return listening
@@ -145,7 +154,7 @@ class PortReactor:
     def listenSSL(self, port: int, factory, contextFactory, backlog: int = 50,
                   interface: str = "") -> ClientPort:
         # As the reactor's own listenSSL does: TLS in memory over a TCP port.
-        listening = self.listenTCP(port, TLSMemoryBIOFactory(contextFactory, False, factory),
-                                   backlog, interface)
+        listening = self._listen(port, TLSMemoryBIOFactory(contextFactory, False, factory),
+                                 backlog, interface)
         mark_tls(listening)
         return listening

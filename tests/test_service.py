@@ -181,7 +181,7 @@ async def test_tls_serves_https(nats_server, tmp_path):
         ({"addr": "", "port": 80}, r"tcp:port=80:interface=\:\:"),
         (
             {"addr": "0.0.0.0", "port": 443, "tls": True, "tls_cert": "/c:x.pem", "tls_key": "k.pem"},
-            r"ssl:port=443:interface=0.0.0.0:privateKey=k.pem:certKey=/c\:x.pem",
+            "tcp:port=443:interface=0.0.0.0",
         ),
     ],
 )
@@ -274,5 +274,40 @@ async def test_a_nats_py_that_skips_the_dispatch_hook_fails_start_without_listen
     assert "dispatch hook" in str(caught.value)
     assert len(reasons) == 1 and "\n" not in reasons[0] and "dispatch hook" in reasons[0]
     assert gateway.port is None
+    assert refuses_connections(listen_port)
+    await within(gateway.stopService())
+
+
+@pytest.mark.parametrize("broken", ["missing certificate", "missing key", "certificate not PEM",
+                                    "key not PEM", "empty certificate", "key of another certificate"])
+@pytest_twisted.ensureDeferred
+async def test_unreadable_tls_files_fail_start_in_one_line_without_listening(nats_server, tmp_path, broken):
+    cert, key = write_self_signed_cert(tmp_path)
+    (tmp_path / "other").mkdir()
+    _, other_key = write_self_signed_cert(tmp_path / "other")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_bytes(b"-----BEGIN NOTHING-----\n\x00\xff\n" * 3)
+    empty = tmp_path / "empty.pem"
+    empty.write_bytes(b"")
+    cert, key = {
+        "missing certificate": (str(tmp_path / "nope.pem"), key),
+        "missing key": (cert, str(tmp_path / "nope.key")),
+        "certificate not PEM": (str(garbage), key),
+        "key not PEM": (cert, str(garbage)),
+        "empty certificate": (str(empty), key),
+        "key of another certificate": (cert, other_key),
+    }[broken]
+    listen_port = free_port()
+    gateway = GatewayService(Config(nats_url=nats_server.url, addr="127.0.0.1", port=listen_port,
+                                    tls=True, tls_cert=cert, tls_key=key))
+    reasons = []
+    gateway.on_fatal = reasons.append
+    gateway.startService()
+    with pytest.raises(Exception):
+        await within(gateway.when_started(), 15)
+    assert len(reasons) == 1 and "\n" not in reasons[0], reasons
+    named = {"missing certificate": "nope.pem", "missing key": "nope.key", "certificate not PEM": "garbage.pem",
+             "key not PEM": "garbage.pem", "empty certificate": "empty.pem", "key of another certificate": "other"}
+    assert named[broken] in reasons[0], reasons
     assert refuses_connections(listen_port)
     await within(gateway.stopService())
