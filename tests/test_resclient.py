@@ -18,9 +18,8 @@ import json
 
 import pytest_twisted
 
-from tests.rig.aio import within
 from tests.rig.resources import CUSTOM_PAYLOADS
-from tests.rig.resclient import WAIT, spawn_node
+from tests.rig.resclient import spawn_node
 
 MODEL = "resclient.model"
 COLLECTION = "resclient.list"
@@ -156,17 +155,11 @@ async def test_resclient_sees_data_events_and_call_results(gateway, fake_service
         call_request = next(r for r in fake_service.requests if r.subject == f"call.{MODEL}.increment")
         assert call_request.payload["params"] == {"by": 41}
 
-        node.send({"cmd": "exit"})
-        final = (await node.expect("snapshot"))["snapshot"]
+        final = await node.exit_cleanly()
         assert final == {"model": state.model(), "collection": state.collection()}
         assert final["model"]["count"] == 42
-        code = await within(node.ended, WAIT)
-        assert code == 0, node.describe()
-        assert not node.lines, f"unexpected extra output: {node.lines!r}"
     finally:
-        node.kill()
-        if not node.ended.called:
-            await within(node.ended, WAIT)
+        await node.stop()
 
 
 @pytest_twisted.ensureDeferred
@@ -183,13 +176,6 @@ async def test_resclient_gets_custom_event_payloads_as_sent(gateway, fake_servic
                 fake_service.publish(f"event.{rid}.myEvent", payload)
                 line = await node.expect("custom")
                 assert line == {"custom": "myEvent", "rid": rid, "defined": True, "data": json.loads(data)}, payload
-
-        node.send({"cmd": "exit"})
-        await node.expect("snapshot")
-        code = await within(node.ended, WAIT)
-        assert code == 0, node.describe()
-        assert not node.lines, f"unexpected extra output: {node.lines!r}"
+        await node.exit_cleanly()
     finally:
-        node.kill()
-        if not node.ended.called:
-            await within(node.ended, WAIT)
+        await node.stop()

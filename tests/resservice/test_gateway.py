@@ -14,7 +14,7 @@ import pytest_twisted
 from resservice import Access, Ref, Service, invalid_params
 from tests.rig.aio import as_deferred, within
 from tests.rig.http import http_request
-from tests.rig.resclient import WAIT, spawn_node
+from tests.rig.resclient import spawn_node
 from tests.rig.resources import connect_client
 
 # The gateway must log no error while it talks to a resservice service.
@@ -121,12 +121,8 @@ async def test_resclient_sees_a_resservice_services_data_events_and_results(gate
         # By the time ResClient resolves the call, it has applied the change.
         assert call_line["call"] == {"count": 42} and call_line["model"]["count"] == 42
 
-        node.send({"cmd": "exit"})
-        final = (await node.expect("snapshot"))["snapshot"]
+        final = await node.exit_cleanly()
         assert final["model"]["count"] == 42 and final["collection"][-1] == "plain"
-        assert await within(node.ended, WAIT) == 0, node.describe()
     finally:
-        node.kill()
-        if not node.ended.called:
-            await within(node.ended, WAIT)
+        await node.stop()
         await within(as_deferred(service.shutdown()), 10)

@@ -110,6 +110,21 @@ class NodeScenario(protocol.ProcessProtocol):
             except error.ProcessExitedAlready:
                 pass
 
+    async def exit_cleanly(self) -> dict:
+        """Ask the scenario to exit; its last snapshot, once it exited 0 with nothing more to say."""
+        self.send({"cmd": "exit"})
+        final = (await self.expect("snapshot"))["snapshot"]
+        code = await within(self.ended, WAIT)
+        assert code == 0, self.describe()
+        assert not self.lines, f"unexpected extra output: {self.lines!r}"
+        return final
+
+    async def stop(self) -> None:
+        """Kill the scenario if it still runs, and wait until it has ended."""
+        self.kill()
+        if not self.ended.called:
+            await within(self.ended, WAIT)
+
 
 def spawn_node(ws_url: str, model: str, collection: str) -> NodeScenario:
     """Start scenario.mjs against ``ws_url`` for resources ``model`` and ``collection``."""
