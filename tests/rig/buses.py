@@ -15,3 +15,6 @@ import pytest
 BUS_KINDS = ("memory", "nats")
 
 OVER_BOTH_BUSES = pytest.mark.parametrize("bus_kind", BUS_KINDS, indirect=True)
+
+#: For tests only the memory bus allows (a fake clock, a lost connection on demand).
+ON_MEMORY_BUS = pytest.mark.parametrize("bus_kind", ("memory",), indirect=True)

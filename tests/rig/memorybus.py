@@ -48,7 +48,8 @@ from twisted.logger import Logger
 from resgate import errors
 from resgate.bus import MessageHandler, Respond
 
-log = Logger(namespace="tests.rig.memorybus")
+# Under resgate.*, as the NATS adapter logs: the logged_errors fixture counts what it logs.
+log = Logger(namespace="resgate.memorybus")
 
 #: Seconds a request waits for its reply by default (Resgate's default).
 REQUEST_TIMEOUT = 3.0
