@@ -86,6 +86,8 @@ async def gateway_factory(nats_server, memory_broker):
     gateways = []
 
     async def start(unsubscribe_delay=None, reactor=None, **settings):
+        if memory_broker is not None and "nats_url" in settings:
+            raise ValueError("a gateway on the memory bus has no nats_url: run the test over NATS only")
         settings.setdefault("nats_url", nats_server.url)
         config = Config(addr="127.0.0.1", port=0, **settings)
         options = {} if unsubscribe_delay is None else {"unsubscribe_delay": unsubscribe_delay}

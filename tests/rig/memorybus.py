@@ -301,7 +301,7 @@ class MemoryBus:
         inbox = f"{self._inbox_prefix}{token}"
         timer = self._clock.callLater(self.request_timeout, self._time_out, token)
         self._requests[token] = _Request(token, respond, timer)
-        if not self.broker.publish(subject, payload, inbox):
+        if not self.broker.publish(subject, payload, inbox) and self._inbox is not None:
             self.broker.answer_no_responders(self._inbox, inbox)
         return token
 
@@ -424,7 +424,7 @@ class MemoryMessage:
     _connection: MemoryConnection | None = field(default=None, repr=False)
 
     async def respond(self, data: bytes) -> None:
-        if not self.reply:
+        if not self.reply or self._connection is None:
             raise ValueError("the message has no reply subject")
         await self._connection.publish(self.reply, data)
 
