@@ -73,6 +73,22 @@ def bus_address(memory_broker, nats_server) -> BusAddress:
     return memory_broker if memory_broker is not None else nats_server.url
 
 
+@pytest.fixture
+def event_subscriptions(memory_broker, nats_server):
+    """``await event_subscriptions()``: the resources with an event subscription on the test's bus.
+
+    Over NATS the module's ``nats_server`` must be a
+    ``tests.rig.resources.MonitoredNatsServer``; the server may see an
+    unsubscribe a little after the gateway made it.
+    """
+    async def names() -> set[str]:
+        if memory_broker is not None:
+            return memory_broker.event_subscriptions()
+        return await nats_server.event_subscriptions()
+
+    return names
+
+
 @pytest_twisted.async_yield_fixture
 async def gateway_factory(nats_server, memory_broker):
     """Start in-process gateways on free loopback ports; all stop after the test.
