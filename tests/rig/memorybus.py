@@ -127,7 +127,6 @@ class MemoryBroker:
         self._inboxes = itertools.count(1)
         self._queue: collections.deque[tuple[_Subscription, str, bytes, str, int | None]] = collections.deque()
         self._drain_call: IDelayedCall | None = None
-        self.published = 0
 
     def bus(self, *, request_timeout: float = REQUEST_TIMEOUT, clock: IReactorTime | None = None) -> MemoryBus:
         """A gateway's connection (not yet connected); its timeouts run on ``clock`` (the broker's)."""
@@ -179,7 +178,6 @@ class MemoryBroker:
 
     def publish(self, subject: str, payload: bytes, reply: str = "") -> bool:
         """Queue ``payload`` for every subscription matching now; False when there was none."""
-        self.published += 1
         targets = list(self._exact.get(subject, ()))
         targets.extend(s for s in self._wildcard if matches(s.subject, subject))
         if len(targets) > 1:

@@ -75,7 +75,7 @@ class FakeService:
         self._handlers: dict[str, Callable[[ServiceRequest], None]] = {}
         self._unhandled: list[ServiceRequest] = []
         self._waiting: list[defer.Deferred] = []
-        self._nc: nats.NATS | None = None
+        self._nc: nats.NATS | MemoryConnection | None = None
 
     async def start(self) -> "FakeService":
         self._nc = await connect_service(self.bus)
