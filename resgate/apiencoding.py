@@ -29,7 +29,7 @@ from urllib.parse import quote
 import orjson
 
 from resgate import codec, errors
-from resgate.cache import TYPE_COLLECTION, TYPE_MODEL
+from resgate.cache.resources import TYPE_COLLECTION, TYPE_MODEL
 
 #: The Content-Type of every API response with a body.
 CONTENT_TYPE = b"application/json; charset=utf-8"
@@ -136,7 +136,7 @@ class _Encoder:
         if value.type == codec.VALUE_REFERENCE:
             ref = sub.refs.get(value.rid)
             # Not held (the parent failed half-way): point at it instead.
-            return self._href(value.rid) if ref is None else ref[0]
+            return self._href(value.rid) if ref is None else ref.sub
         if value.type == codec.VALUE_SOFT_REFERENCE:
             return self._href(value.rid)
         if value.type == codec.VALUE_DATA:

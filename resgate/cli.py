@@ -8,7 +8,7 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.python import usage
 
 from resgate.options import Options
-from resgate.tap import build_gateway
+from resgate.process import build_gateway
 
 
 def main(argv: list[str] | None = None) -> None:

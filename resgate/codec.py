@@ -247,6 +247,46 @@ def decode_get_response(payload: bytes) -> GetResult:
     return GetResult(model, collection, query if isinstance(query, str) else "")
 
 
+class QueryResult:
+    """A query request's response: the events to apply, or the resource as the query now selects it.
+
+    ``events`` is a list of ``(event, data)`` pairs (items without an event
+    name are left out); otherwise ``model`` or ``collection`` (or neither).
+    """
+
+    __slots__ = ("events", "model", "collection")
+
+    def __init__(self, events: list[tuple[str, Any]] | None, model: dict[str, Value] | None,
+                 collection: list[Value] | None) -> None:
+        self.events = events
+        self.model = model
+        self.collection = collection
+
+
+_QUERY_MISSING_RESULT = errors.internal_error("response missing result")
+_QUERY_INVALID_RESPONSE = errors.internal_error("invalid service response")
+
+
+def decode_query_response(payload: bytes) -> QueryResult:
+    """Decode the response to a query event's request; raises the service's error or ResError."""
+    message = _response(payload)
+    error = _response_error(message)
+    if error is not None:
+        raise error
+    result = message.get("result")
+    if not isinstance(result, dict):
+        raise _QUERY_MISSING_RESULT
+    events = result.get("events")
+    if events is not None:
+        if not isinstance(events, list) or result.get("model") is not None \
+                or result.get("collection") is not None:
+            raise _QUERY_INVALID_RESPONSE
+        return QueryResult([(item["event"], item.get("data")) for item in events
+                            if isinstance(item, dict) and isinstance(item.get("event"), str)], None, None)
+    model, collection = _decode_resource(result)
+    return QueryResult(None, model, collection)
+
+
 class Access:
     """An access response: ``get`` and the ``call`` methods, or the error."""
 
@@ -345,7 +385,11 @@ def legacy_new_rid(result: Any) -> str | None:
 
 
 def decode_event(payload: bytes) -> Any:
-    """The JSON payload of an event (None when empty); raises ResError when malformed."""
+    """The JSON payload of an event; raises ResError when malformed.
+
+    An empty payload is None, as is ``null``: the client gets ``"data":null``
+    for both (see clientcodec.encode_event).
+    """
     return _decode_json(payload) if payload else None
 
 

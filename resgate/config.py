@@ -17,16 +17,13 @@ import json
 import os
 import re
 import string
-import sys
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
+from typing import Any, NamedTuple, TextIO
 from urllib.parse import urlsplit
 
 from resgate.codec import is_valid_rid, is_valid_rid_part, json_type_name
 
-if TYPE_CHECKING:
-    from resgate.options import Options
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_REQUEST_TIMEOUT = 3000  # milliseconds
@@ -82,7 +79,7 @@ class ResourceMethod(NamedTuple):
     method: str
 
 
-class _Kind(enum.Enum):
+class SettingKind(enum.Enum):
     STRING = "a string"
     OPTIONAL_STRING = "a string or null"
     INTEGER = "an integer"
@@ -95,7 +92,7 @@ class _Kind(enum.Enum):
 class _Setting:
     key: str  # the JSON key in Resgate's configuration file
     attr: str  # the Config attribute
-    kind: _Kind
+    kind: SettingKind
     flag: str | None = None  # the long option that overrides it
     zero_is_default: bool = False  # Resgate's SetDefault replaces 0 or "" with the default
     # Ours, not Resgate's: a created file holds it only when it is not the default.
@@ -104,42 +101,42 @@ class _Setting:
 
 # In the order of Resgate's configuration structs, which is the file's order.
 SETTINGS: tuple[_Setting, ...] = (
-    _Setting("natsUrl", "nats_url", _Kind.STRING, "nats", zero_is_default=True),
-    _Setting("natsCreds", "nats_creds", _Kind.STRING, "creds"),
-    _Setting("natsCert", "nats_cert", _Kind.STRING, "natscert"),
-    _Setting("natsKey", "nats_key", _Kind.STRING, "natskey"),
-    _Setting("natsRootCAs", "nats_root_cas", _Kind.STRING_LIST, "natsrootca"),
+    _Setting("natsUrl", "nats_url", SettingKind.STRING, "nats", zero_is_default=True),
+    _Setting("natsCreds", "nats_creds", SettingKind.STRING, "creds"),
+    _Setting("natsCert", "nats_cert", SettingKind.STRING, "natscert"),
+    _Setting("natsKey", "nats_key", SettingKind.STRING, "natskey"),
+    _Setting("natsRootCAs", "nats_root_cas", SettingKind.STRING_LIST, "natsrootca"),
     _Setting(
-        "requestTimeout", "request_timeout", _Kind.INTEGER, "reqtimeout", zero_is_default=True
+        "requestTimeout", "request_timeout", SettingKind.INTEGER, "reqtimeout", zero_is_default=True
     ),
-    _Setting("bufferSize", "buffer_size", _Kind.INTEGER, zero_is_default=True),
-    _Setting("debug", "debug", _Kind.BOOLEAN, "debug"),
-    _Setting("trace", "trace", _Kind.BOOLEAN, "trace"),
-    _Setting("addr", "addr", _Kind.STRING, "addr"),
-    _Setting("port", "port", _Kind.PORT, "port", zero_is_default=True),
-    _Setting("wsPath", "ws_path", _Kind.STRING, "wspath", zero_is_default=True),
-    _Setting("apiPath", "api_path", _Kind.STRING, "apipath", zero_is_default=True),
-    _Setting("metricsPort", "metrics_port", _Kind.PORT, "metricsport"),
-    _Setting("apiEncoding", "api_encoding", _Kind.STRING, "apiencoding", zero_is_default=True),
-    _Setting("headerAuth", "header_auth", _Kind.OPTIONAL_STRING, "headauth"),
-    _Setting("wsHeaderAuth", "ws_header_auth", _Kind.OPTIONAL_STRING, "wsheadauth"),
-    _Setting("allowOrigin", "allow_origin", _Kind.STRING, "alloworigin"),
-    _Setting("putMethod", "put_method", _Kind.OPTIONAL_STRING, "putmethod"),
-    _Setting("deleteMethod", "delete_method", _Kind.OPTIONAL_STRING, "deletemethod"),
-    _Setting("patchMethod", "patch_method", _Kind.OPTIONAL_STRING, "patchmethod"),
-    _Setting("tls", "tls", _Kind.BOOLEAN, "tls"),
-    _Setting("certFile", "tls_cert", _Kind.STRING, "tlscert"),
-    _Setting("keyFile", "tls_key", _Kind.STRING, "tlskey"),
-    _Setting("wsCompression", "ws_compression", _Kind.BOOLEAN, "wscompression"),
-    _Setting("resetThrottle", "reset_throttle", _Kind.INTEGER, "resetthrottle"),
-    _Setting("referenceThrottle", "reference_throttle", _Kind.INTEGER, "referencethrottle"),
-    _Setting("wsMaxUnread", "ws_max_unread", _Kind.INTEGER, "wsmaxunread", zero_is_default=True,
+    _Setting("bufferSize", "buffer_size", SettingKind.INTEGER, zero_is_default=True),
+    _Setting("debug", "debug", SettingKind.BOOLEAN, "debug"),
+    _Setting("trace", "trace", SettingKind.BOOLEAN, "trace"),
+    _Setting("addr", "addr", SettingKind.STRING, "addr"),
+    _Setting("port", "port", SettingKind.PORT, "port", zero_is_default=True),
+    _Setting("wsPath", "ws_path", SettingKind.STRING, "wspath", zero_is_default=True),
+    _Setting("apiPath", "api_path", SettingKind.STRING, "apipath", zero_is_default=True),
+    _Setting("metricsPort", "metrics_port", SettingKind.PORT, "metricsport"),
+    _Setting("apiEncoding", "api_encoding", SettingKind.STRING, "apiencoding", zero_is_default=True),
+    _Setting("headerAuth", "header_auth", SettingKind.OPTIONAL_STRING, "headauth"),
+    _Setting("wsHeaderAuth", "ws_header_auth", SettingKind.OPTIONAL_STRING, "wsheadauth"),
+    _Setting("allowOrigin", "allow_origin", SettingKind.STRING, "alloworigin"),
+    _Setting("putMethod", "put_method", SettingKind.OPTIONAL_STRING, "putmethod"),
+    _Setting("deleteMethod", "delete_method", SettingKind.OPTIONAL_STRING, "deletemethod"),
+    _Setting("patchMethod", "patch_method", SettingKind.OPTIONAL_STRING, "patchmethod"),
+    _Setting("tls", "tls", SettingKind.BOOLEAN, "tls"),
+    _Setting("certFile", "tls_cert", SettingKind.STRING, "tlscert"),
+    _Setting("keyFile", "tls_key", SettingKind.STRING, "tlskey"),
+    _Setting("wsCompression", "ws_compression", SettingKind.BOOLEAN, "wscompression"),
+    _Setting("resetThrottle", "reset_throttle", SettingKind.INTEGER, "resetthrottle"),
+    _Setting("referenceThrottle", "reference_throttle", SettingKind.INTEGER, "referencethrottle"),
+    _Setting("wsMaxUnread", "ws_max_unread", SettingKind.INTEGER, "wsmaxunread", zero_is_default=True,
              extension=True),
 )
 
-_SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
+SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 # Go's JSON decoder matches keys case-insensitively, so Resgate does too.
-_SETTINGS_BY_FOLDED_KEY = {setting.key.lower(): setting for setting in SETTINGS}
+SETTINGS_BY_FOLDED_KEY = {setting.key.lower(): setting for setting in SETTINGS}
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 # What Go's url.Parse leaves as a bare origin: scheme, host, optional port, and
@@ -154,8 +151,8 @@ class Config:
     """Every setting of the gateway, validated on creation.
 
     Field defaults are Resgate's. Creating a Config (directly, with
-    ``dataclasses.replace`` or with ``from_options``) validates it, appends
-    the slash ``api_path`` needs, and fills in the derived attributes:
+    ``dataclasses.replace`` or with ``resgate.options.config_from_options``)
+    validates it, appends the slash ``api_path`` needs, and fills in the derived attributes:
     ``header_auth_method``, ``ws_header_auth_method``, ``allowed_origins``,
     ``allow_methods``, ``listen_host`` and ``embedded_nats_address``. Treat
     it as read-only afterwards. ``port=0`` asks for any free port, which only
@@ -212,7 +209,7 @@ class Config:
         origins = origins or {}
 
         def invalid(key: str, reason: str) -> ConfigError:
-            value = getattr(self, _SETTINGS_BY_KEY[key].attr)
+            value = getattr(self, SETTINGS_BY_KEY[key].attr)
             return ConfigError(f"invalid {key} {_show(value)}{origins.get(key, '')}: {reason}")
 
         for setting in SETTINGS:
@@ -320,69 +317,6 @@ class Config:
         document["natsRootCAs"] = list(self.nats_root_cas)
         return document
 
-    @classmethod
-    def from_options(cls, options: Options, *, stderr: TextIO = sys.stderr) -> Config:
-        """Build the Config of a command line: defaults < ``--config`` file < flags given.
-
-        A missing configuration file is created holding the resulting
-        settings, as Resgate does. A requestTimeout of 10 or less is read as
-        seconds, with a warning on ``stderr``. Raises ConfigError.
-        """
-        values: dict[str, Any] = {}
-        origins: dict[str, str] = {}
-        path: str | None = options["config"]
-        create_file = False
-        if path:
-            document = _read_config_file(path)
-            if document is None:
-                create_file = True
-            else:
-                for key, value in document.items():
-                    setting = _SETTINGS_BY_FOLDED_KEY.get(key.lower())
-                    if setting is not None and value is not None:
-                        values[setting.key] = value
-                        origins[setting.key] = f" in {path}"
-
-        for setting in SETTINGS:
-            if setting.flag in options.given:
-                value = options[setting.flag]
-                if setting.kind is _Kind.PORT and value == 0:
-                    continue  # Resgate lets only a non-zero port flag override
-                if setting.kind is _Kind.OPTIONAL_STRING and value == "":
-                    value = None
-                elif setting.key == "allowOrigin":
-                    value = ";".join(value)
-                values[setting.key] = value
-                origins[setting.key] = f" from --{setting.flag}"
-
-        for setting in SETTINGS:
-            if setting.zero_is_default and _is_zero(values.get(setting.key), setting.kind):
-                del values[setting.key]
-
-        timeout = values.get("requestTimeout")
-        if type(timeout) is int and 0 < timeout <= DEPRECATED_SECONDS_LIMIT:
-            print(
-                f"[DEPRECATED] requestTimeout {timeout}{origins['requestTimeout']} is read as"
-                f" seconds; set it to {timeout * 1000} (milliseconds) to silence this warning",
-                file=stderr,
-            )
-            values["requestTimeout"] = timeout * 1000
-
-        attrs = {_SETTINGS_BY_KEY[key].attr: value for key, value in values.items()}
-        workers = options["workers"]
-        if workers is not None:
-            origins["workers"] = " from --workers"
-        config = cls(
-            **attrs,
-            embed_nats=bool(options["embed-nats"]),
-            workers=DEFAULT_WORKERS if workers is None else workers,
-            origins=origins,
-        )
-        if create_file:
-            assert path is not None
-            _write_config_file(path, config.to_json(), stderr)
-        return config
-
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config) if f.init}
 
@@ -398,21 +332,21 @@ def _show(value: object) -> str:
     return shown
 
 
-def _kind_problem(value: object, kind: _Kind) -> str | None:
+def _kind_problem(value: object, kind: SettingKind) -> str | None:
     """Why ``value`` cannot be a setting of ``kind``, or None when it can."""
-    if kind is _Kind.STRING:
+    if kind is SettingKind.STRING:
         ok = isinstance(value, str)
-    elif kind is _Kind.OPTIONAL_STRING:
+    elif kind is SettingKind.OPTIONAL_STRING:
         ok = value is None or isinstance(value, str)
-    elif kind is _Kind.BOOLEAN:
+    elif kind is SettingKind.BOOLEAN:
         ok = isinstance(value, bool)
-    elif kind is _Kind.STRING_LIST:
+    elif kind is SettingKind.STRING_LIST:
         ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
     else:
         # bool is an int in Python but not in JSON or Go.
         if type(value) is not int:
             return f"must be {kind.value}"
-        if kind is _Kind.PORT and not 0 <= value <= MAX_PORT:
+        if kind is SettingKind.PORT and not 0 <= value <= MAX_PORT:
             return f"must be {kind.value}"
         if value < 0:
             return "must not be negative"
@@ -422,8 +356,8 @@ def _kind_problem(value: object, kind: _Kind) -> str | None:
     return None if ok else f"must be {kind.value}"
 
 
-def _is_zero(value: object, kind: _Kind) -> bool:
-    if kind in (_Kind.INTEGER, _Kind.PORT):
+def is_zero(value: object, kind: SettingKind) -> bool:
+    if kind in (SettingKind.INTEGER, SettingKind.PORT):
         return type(value) is int and value == 0
     return value == ""
 
@@ -502,7 +436,7 @@ def _parse_int(digits: str) -> int:
     return int(digits)
 
 
-def _read_config_file(path: str) -> dict[str, Any] | None:
+def read_config_file(path: str) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None if there is no such file."""
     try:
         with open(path, "rb") as file:
@@ -538,7 +472,7 @@ def _read_config_file(path: str) -> dict[str, Any] | None:
     return document
 
 
-def _write_config_file(path: str, document: dict[str, Any], stderr: TextIO) -> None:
+def write_config_file(path: str, document: dict[str, Any], stderr: TextIO) -> None:
     """Create ``path`` holding ``document`` as Resgate writes it: tab-indented JSON.
 
     Resgate starts even when it cannot write the file; so do we, with a warning.

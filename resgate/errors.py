@@ -102,3 +102,11 @@ SERVICE_UNAVAILABLE = ResError(CODE_SERVICE_UNAVAILABLE, "Service unavailable")
 FORBIDDEN_ORIGIN = ResError(CODE_FORBIDDEN, "Forbidden origin")
 FORBIDDEN = ResError(CODE_FORBIDDEN, "Forbidden")
 NOT_IMPLEMENTED = ResError(CODE_NOT_IMPLEMENTED, "Not implemented")
+
+
+def describe_failure(failure: BaseException) -> str:
+    """One line for an operator: the message of a known error, else its type."""
+    if isinstance(failure, ResError):
+        return failure.message
+    text = str(failure).strip()
+    return text.splitlines()[0] if text else type(failure).__name__

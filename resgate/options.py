@@ -4,14 +4,16 @@ The options are Resgate 1.8's, spelled the way Go's flag package accepts
 them (``-nats URL``, ``-port=8080``, ``--port 8080``, ``-DV``), so scripts
 written for Resgate keep working. Values stay ``None`` unless given: the
 configuration file sits between the defaults and the flags, and only the
-flags actually given may override it (see ``Config.from_options``).
+flags actually given may override it (see ``config_from_options``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, TextIO
 
 from twisted.python import usage
 
@@ -28,7 +30,16 @@ from resgate.config import (
     DEFAULT_WS_MAX_UNREAD,
     DEFAULT_WS_PATH,
     MAX_PORT,
+    DEPRECATED_SECONDS_LIMIT,
     MAX_WORKERS,
+    SETTINGS,
+    SETTINGS_BY_FOLDED_KEY,
+    SETTINGS_BY_KEY,
+    Config,
+    SettingKind,
+    is_zero,
+    read_config_file,
+    write_config_file,
 )
 
 USAGE = f"""\
@@ -110,6 +121,9 @@ Common options:
                                    and exit
 
 Every long option also works with one dash (-nats, -port=8080).
+
+Documentation: README.md and docs/ in the source tree (docs/configuration.md
+for every setting); the RES protocol and Resgate at https://resgate.io/docs/
 """
 
 _UNSIGNED = re.compile(r"[0-9]+", re.ASCII)
@@ -156,6 +170,22 @@ def _workers(value: str) -> int:
             f'invalid value "{value}" for --workers: must be an integer from 1 to {MAX_WORKERS}'
         )
     return int(digits)
+
+
+def _print_and_exit(text: str) -> None:
+    """Print ``text`` and exit 0, quietly when the reader went away (``resgate --help | head -1``).
+
+    A closed pipe is the reader's choice, not an error: its output is
+    dropped instead of ending in a BrokenPipeError traceback, here or at
+    the interpreter's final flush.
+    """
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    sys.exit(0)
 
 
 def _go_bool(option: str, value: str) -> bool:
@@ -221,15 +251,13 @@ class Options(usage.Options):
 
     def opt_help(self) -> None:
         """Print the usage text and exit."""
-        print(self)
-        sys.exit(0)
+        _print_and_exit(str(self))
 
     opt_h = opt_help
 
     def opt_version(self) -> None:
         """Print the gateway and protocol versions, in Resgate's shape, and exit."""
-        print(f"resgate  v{resgate.__version__}\nprotocol v{resgate.PROTOCOL_VERSION}")
-        sys.exit(0)
+        _print_and_exit(f"resgate  v{resgate.__version__}\nprotocol v{resgate.PROTOCOL_VERSION}")
 
     opt_v = opt_version
 
@@ -284,7 +312,7 @@ class Options(usage.Options):
             spelled = arg[: dashes + len(name)]
             long = self.synonyms.get(name)
             if long is None:
-                if dashes == 2 or name[:1] not in self.shortOpt.replace(":", ""):
+                if dashes == 2 or not self._is_short_group(name):
                     raise usage.UsageError(f"unknown option {spelled}")
                 out.append(arg)
                 if self._short_group_wants_next(arg[1:]) and i < len(argv):
@@ -304,6 +332,24 @@ class Options(usage.Options):
                 out.append(f"--{long}")
         return out
 
+    def _is_short_group(self, group: str) -> bool:
+        """Whether ``-group`` is getopt short options (``-Dp``, ``-Vm9001``, ``-p8080``).
+
+        Short flags, then at most one value-taking letter with its value
+        attached. An attached value of letters only is taken for a misspelt
+        long name instead (``-portt``, ``-pp``, ``-nat``): Go knows no short
+        groups, so such a word is far likelier a typo than a value.
+        """
+        with_value = set(re.findall(r"(.):", self.shortOpt))
+        flags = set(self.shortOpt.replace(":", "")) - with_value
+        for position, letter in enumerate(group):
+            if letter in with_value:
+                attached = group[position + 1 :]
+                return not attached.isalpha()
+            if letter not in flags:
+                return False
+        return bool(group)
+
     def _short_group_wants_next(self, group: str) -> bool:
         """Whether getopt takes the next argument as the value of ``-group``.
 
@@ -314,3 +360,66 @@ class Options(usage.Options):
             if letter in with_value:
                 return position == len(group) - 1
         return False
+
+
+def config_from_options(options: Options, *, stderr: TextIO = sys.stderr) -> Config:
+    """Build the Config of a command line: defaults < ``--config`` file < flags given.
+
+    A missing configuration file is created holding the resulting
+    settings, as Resgate does. A requestTimeout of 10 or less is read as
+    seconds, with a warning on ``stderr``. Raises ConfigError.
+    """
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    path: str | None = options["config"]
+    create_file = False
+    if path:
+        document = read_config_file(path)
+        if document is None:
+            create_file = True
+        else:
+            for key, value in document.items():
+                setting = SETTINGS_BY_FOLDED_KEY.get(key.lower())
+                if setting is not None and value is not None:
+                    values[setting.key] = value
+                    origins[setting.key] = f" in {path}"
+
+    for setting in SETTINGS:
+        if setting.flag in options.given:
+            value = options[setting.flag]
+            if setting.kind is SettingKind.PORT and value == 0:
+                continue  # Resgate lets only a non-zero port flag override
+            if setting.kind is SettingKind.OPTIONAL_STRING and value == "":
+                value = None
+            elif setting.key == "allowOrigin":
+                value = ";".join(value)
+            values[setting.key] = value
+            origins[setting.key] = f" from --{setting.flag}"
+
+    for setting in SETTINGS:
+        if setting.zero_is_default and is_zero(values.get(setting.key), setting.kind):
+            del values[setting.key]
+
+    timeout = values.get("requestTimeout")
+    if type(timeout) is int and 0 < timeout <= DEPRECATED_SECONDS_LIMIT:
+        print(
+            f"[DEPRECATED] requestTimeout {timeout}{origins['requestTimeout']} is read as"
+            f" seconds; set it to {timeout * 1000} (milliseconds) to silence this warning",
+            file=stderr,
+        )
+        values["requestTimeout"] = timeout * 1000
+
+    attrs = {SETTINGS_BY_KEY[key].attr: value for key, value in values.items()}
+    workers = options["workers"]
+    if workers is not None:
+        origins["workers"] = " from --workers"
+    config = Config(
+        **attrs,
+        embed_nats=bool(options["embed-nats"]),
+        workers=DEFAULT_WORKERS if workers is None else workers,
+        origins=origins,
+    )
+    if create_file:
+        assert path is not None
+        write_config_file(path, config.to_json(), stderr)
+    return config

@@ -15,7 +15,8 @@ import orjson
 from twisted.logger import Logger
 
 from resgate import codec, errors
-from resgate.conn import NO_RESULT, Connection, encode_error, encode_result
+from resgate.clientcodec import NO_RESULT, encode_error, encode_result
+from resgate.connection import Connection
 
 log = Logger(namespace="resgate.rpc")
 

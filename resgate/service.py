@@ -10,7 +10,6 @@ keeps running whatever happens to it.
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 from autobahn.twisted.resource import WebSocketResource
@@ -19,29 +18,26 @@ from twisted.internet import defer
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import http, resource, server
 
 import resgate
-from resgate import errors
 from resgate.bus import Bus
+from resgate.cache.cache import UNSUBSCRIBE_DELAY, ResourceCache
 from resgate.config import Config
+from resgate.context import GatewayContext
 from resgate.embedded import EmbeddedNatsService
-from resgate.cache import UNSUBSCRIBE_DELAY, ResourceCache
-from resgate.conn import GatewayContext
+from resgate.errors import describe_failure
+from resgate.messaging import MessagingService
 from resgate.metrics import MetricsResource
-from resgate.mq import MessageClient
+from resgate.natsbus import NatsBus
+from resgate.site import GatewayRoot, GatewaySite
 from resgate.transport import PortReactor
-from resgate.web import ApiResource, BoundedBodyRequest, BoundedLineChannel, write_not_found
-from resgate.work import WorkQueue
+from resgate.web import ApiResource
+from resgate.workqueue import WorkQueue
 from resgate.ws import ClientFactory
 
 log = Logger(namespace="resgate")
 
 _PENDING = object()
-
-#: Waits before each attempt to reconnect to NATS (seconds); the last one repeats.
-RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
-
 
 def listen_description(config: Config, port: int | None = None) -> str:
     """The Twisted endpoint string for the configured address, port and TLS.
@@ -56,151 +52,6 @@ def listen_description(config: Config, port: int | None = None) -> str:
         parts.append(f"certKey={quoteStringArgument(config.tls_cert)}")
         return "ssl:" + ":".join(parts)
     return "tcp:" + ":".join(parts)
-
-
-class GatewayRoot(resource.Resource):
-    """Routes by the whole path, as Resgate does: the WebSocket path, then
-    anything under the API path, else not found."""
-
-    isLeaf = True
-
-    def __init__(self, ws_path: str, websocket: resource.Resource,
-                 api_path: str, api: resource.Resource) -> None:
-        super().__init__()
-        self.ws_path = ws_path.encode()
-        self.websocket = websocket
-        self.api_path = api_path.encode()
-        self.api = api
-
-    def render(self, request: server.Request) -> bytes:
-        if request.path == self.ws_path:
-            return self.websocket.render(request)
-        if request.path.startswith(self.api_path):
-            return self.api.render(request)
-        return write_not_found(request)
-
-
-class _HttpDate:
-    """The Date header's value, formatted once a second rather than per response."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def __call__(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._value = http.datetimeToString(now)
-        return self._value
-
-
-http_date = _HttpDate()
-
-
-class GatewayRequest(BoundedBodyRequest):
-    """A request to the gateway; ``*`` as target is a bad request, as in Resgate.
-
-    Rendered by the site's root resource, which routes by the whole path
-    (GatewayRoot): twisted.web's resource-tree walk and its unescaping of
-    every path segment are skipped, and, as Go's net/http in Resgate, the
-    response has a Date header and no Server header.
-    """
-
-    def process(self) -> None:
-        self.site = self.channel.site
-        self.setHeader(b"date", http_date())
-        if self.path == b"*":
-            self.setResponseCode(400)
-            self.setHeader(b"connection", b"close")
-            self.finish()
-            return
-        try:
-            self.render(self.site.resource)
-        except BaseException:
-            self.processingFailed(Failure())
-
-
-class GatewaySite(server.Site):
-    """The HTTP site, quiet as Resgate is: no access log, no factory chatter.
-
-    Idle keep-alive connections stay open as in Resgate (Go's http.Server
-    without timeouts). Twisted's 60-second idle timer was re-armed on every
-    request and reset on every read: without it the bench's cached GET
-    answers 10-15% more requests a second.
-    """
-
-    noisy = False
-    requestFactory = GatewayRequest
-    protocol = BoundedLineChannel
-
-    def __init__(self, resource, timeout: float | None = None) -> None:
-        super().__init__(resource, timeout=timeout)
-
-    def log(self, request: server.Request) -> None:
-        pass
-
-
-class MessagingService(Service):
-    """Holds the NATS connection open while running, reconnecting when it is lost.
-
-    ``on_lost(reason)`` runs when an established connection drops, and
-    ``on_restored()`` once a reconnection succeeds; attempts follow
-    RECONNECT_DELAYS through the server list of the URL.
-    """
-
-    name = "nats"
-
-    def __init__(self, client: Bus, reactor, on_lost: Callable[[str], None],
-                 on_restored: Callable[[], None]) -> None:
-        self.client = client
-        self.reactor = reactor
-        self.on_lost = on_lost
-        self.on_restored = on_restored
-        self._attempt = 0
-        self._retry = None
-        client.on_lost = self._lost
-
-    def startService(self) -> defer.Deferred:
-        super().startService()
-        self._attempt = 0
-        return self.client.connect()
-
-    def stopService(self) -> defer.Deferred:
-        super().stopService()
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-        return self.client.close()
-
-    def _lost(self, reason: str) -> None:
-        self.on_lost(reason)
-        if self.running:
-            self._schedule()
-
-    def _schedule(self) -> None:
-        delay = RECONNECT_DELAYS[min(self._attempt, len(RECONNECT_DELAYS) - 1)]
-        self._attempt += 1
-        self._retry = self.reactor.callLater(delay, self._reconnect)
-
-    def _reconnect(self) -> None:
-        self._retry = None
-        if not self.running:
-            return
-        self.client.connect().addCallbacks(self._reconnected, self._failed)
-
-    def _reconnected(self, _result) -> None:
-        if not self.running:
-            self.client.close()
-            return
-        self._attempt = 0
-        log.info("Reconnected to NATS")
-        self.on_restored()
-
-    def _failed(self, failure: Failure) -> None:
-        log.warn("Reconnecting to NATS failed: {reason}", reason=describe_failure(failure.value))
-        if self.running:
-            self._schedule()
 
 
 class CacheService(Service):
@@ -288,7 +139,7 @@ class GatewayService(MultiService):
             host, port = config.embedded_nats_address
             self.embedded_nats = EmbeddedNatsService(host, port, reactor=reactor, debug=config.debug)
             self.embedded_nats.setServiceParent(self)
-        self.mq: Bus = bus if bus is not None else MessageClient(
+        self.mq: Bus = bus if bus is not None else NatsBus(
             config.nats_url,
             creds=config.nats_creds or None,
             cert=config.nats_cert or None,
@@ -307,8 +158,8 @@ class GatewayService(MultiService):
         CacheService(self.cache, self.clients).setServiceParent(self)
         self.metrics = self.context.metrics
         self.metrics.current_connections = lambda: len(self.clients.protocols)
-        self.metrics.cache_resources = lambda: len(self.cache.event_subs)
-        self.metrics.cache_subscriptions = lambda: sum(es.count for es in self.cache.event_subs.values())
+        self.metrics.cache_resources = lambda: len(self.cache.names)
+        self.metrics.cache_subscriptions = lambda: sum(es.count for es in self.cache.names.values())
         root = GatewayRoot(config.ws_path, WebSocketResource(self.clients),
                            config.api_path, ApiResource(self.context))
         self.site = GatewaySite(root)
@@ -428,11 +279,3 @@ class GatewayService(MultiService):
 
 def _log_stop_failure(failure: Failure, child: Service) -> None:
     log.failure("Stopping {child}", failure, child=child.name)
-
-
-def describe_failure(failure: BaseException) -> str:
-    """One line for an operator: the message of a known error, else its type."""
-    if isinstance(failure, errors.ResError):
-        return failure.message
-    text = str(failure).strip()
-    return text.splitlines()[0] if text else type(failure).__name__

@@ -12,7 +12,7 @@ A subscription's ``model``/``collection`` is the client's copy: the resource
 as of the last event the client was sent (or would have been, when it does
 not hold it). An event waiting for its new references changes it only when
 it goes out, and the references it drops are released only then, so what
-the gateway believes the client holds (conn.py, ``_collect``) follows the
+the gateway believes the client holds (refgraph.py) follows the
 references the client sees. ``refs`` holds those references and, for an
 event still waiting, the new ones it brings: they keep subscriptions alive,
 but only the copy's references make the client hold anything.
@@ -20,16 +20,15 @@ but only the copy's references make the client hold anything.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
-
-import orjson
+from typing import Any, Callable, Iterable, Protocol
 
 from resgate import codec, errors
-from resgate.cache import TYPE_COLLECTION, TYPE_MODEL, Collection, Model, ResourceEvent, Throttle
+from resgate.cache.resources import TYPE_COLLECTION, TYPE_MODEL, Collection, Model, ResourceEvent
+from resgate.cache.throttle import Throttle
+from resgate.clientcodec import SharedMessage, encode_event
 from resgate.codec import Access
 
-if TYPE_CHECKING:
-    from resgate.conn import Connection
+from resgate.workqueue import WorkQueue
 
 #: Protocol versions, as MAJOR * 1000000 + MINOR * 1000 + PATCH.
 VERSION_LATEST = 1002003
@@ -53,6 +52,41 @@ QUEUE_REACCESS = 2
 QUEUE_REFERENCES = 4
 
 DISPOSED_SUBSCRIPTION = errors.ResError("system.disposedSubscription", "Resource subscription is disposed")
+
+
+class SubscriptionOwner(Protocol):
+    """What a subscription needs of the connection that owns it."""
+
+    cid: str
+    token: Any
+    protocol_version: int
+    work: WorkQueue
+
+    def expand_cid(self, rid: str) -> str: ...
+
+    def log_error(self, message: str) -> None: ...
+
+    def send_event(self, rid: str, event: str, data: Any) -> None: ...
+
+    def send_shared(self, message: SharedMessage) -> None: ...
+
+    def subscribe_reference(self, rid: str, parent: Subscription, throttle: Throttle | None) -> Subscription: ...
+
+    def release_reference(self, sub: Subscription, parent: Subscription) -> None: ...
+
+    def unsubscribe_direct(self, sub: Subscription, count: int) -> None: ...
+
+    def request_access(self, sub: Subscription, callback: Callable[[Access, Any], None]) -> None: ...
+
+
+class Ref:
+    """A reference a subscription holds: the subscription referenced, and how many values reference it."""
+
+    __slots__ = ("sub", "count")
+
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+        self.count = 1
 
 
 class Resources:
@@ -87,7 +121,7 @@ class _ReadyWaiter:
         #: Subscriptions still loading, plus one while the walk is under way.
         self.loading = 1
 
-    def walk(self, subs) -> None:
+    def walk(self, subs: Iterable[Subscription]) -> None:
         """Wait for what ``subs`` and their references need, short of what the client holds.
 
         A resource the client holds (sent) is complete and ends the walk, as
@@ -104,7 +138,7 @@ class _ReadyWaiter:
                 self.loading += 1
                 sub.ready_waiters.append(self)
                 continue
-            stack.extend(ref[0] for ref in sub.refs.values())
+            stack.extend(ref.sub for ref in sub.refs.values())
 
     def done(self) -> None:
         self.loading -= 1
@@ -118,7 +152,7 @@ class Subscription:
                  "queue_flags", "event_queue", "access", "access_callbacks", "access_pending",
                  "reaccess_pending", "throttle", "direct", "pending", "parents")
 
-    def __init__(self, conn: Connection, rid: str, throttle: Throttle | None) -> None:
+    def __init__(self, conn: SubscriptionOwner, rid: str, throttle: Throttle | None) -> None:
         self.rid = rid
         self.resource_name, self.resource_query = codec.split_rid(conn.expand_cid(rid))
         self.conn = conn
@@ -129,8 +163,7 @@ class Subscription:
         self.model: Model | None = None
         self.collection: Collection | None = None
         self.version = 0
-        # rid -> [subscription, count of values referencing it]
-        self.refs: dict[str, list] = {}
+        self.refs: dict[str, Ref] = {}
         self.error: errors.ResError | None = None
         self.queue_flags = QUEUE_LOADING
         self.event_queue: list[ResourceEvent] = []
@@ -172,7 +205,7 @@ class Subscription:
             return
         waiters, self.ready_waiters = self.ready_waiters, []
         for waiter in waiters:
-            waiter.walk(ref[0] for ref in self.refs.values())
+            waiter.walk(ref.sub for ref in self.refs.values())
             waiter.done()
 
     def event(self, event: ResourceEvent) -> None:
@@ -237,7 +270,7 @@ class Subscription:
         except errors.ResError as e:
             refs, self.refs = self.refs, {}
             for ref in refs.values():
-                self.conn.release_reference(ref[0], self)
+                self.conn.release_reference(ref.sub, self)
             self.error = e
             self._done_loading()
             return False
@@ -300,7 +333,7 @@ class Subscription:
         else:
             return []
         refs = self.refs
-        return [refs[rid][0] for rid in rids if rid in refs]
+        return [refs[rid].sub for rid in rids if rid in refs]
 
     def references(self, child: Subscription) -> bool:
         """Whether the client's copy of this resource references ``child``."""
@@ -506,22 +539,22 @@ class Subscription:
         ref = self.refs.get(rid)
         if ref is None:
             sub = self.conn.subscribe_reference(rid, self, self.throttle)
-            self.refs[rid] = [sub, 1]
+            self.refs[rid] = Ref(sub)
             return sub
-        ref[1] += 1
-        return ref[0]
+        ref.count += 1
+        return ref.sub
 
     def _remove_reference(self, rid: str) -> None:
         ref = self.refs[rid]
-        ref[1] -= 1
-        if ref[1] == 0:
+        ref.count -= 1
+        if ref.count == 0:
             del self.refs[rid]
-            self.conn.release_reference(ref[0], self)
+            self.conn.release_reference(ref.sub, self)
 
     def _unsubscribe_refs(self) -> None:
         refs, self.refs = self.refs, {}
         for ref in refs.values():
-            ref[0].parents.pop(self, None)
+            ref.sub.parents.pop(self, None)
 
     # -- access
 
@@ -602,7 +635,7 @@ class Subscription:
         # Whoever waits for this one to load no longer needs it (a dropped
         # reference). They go on after the release that disposes this one.
         waiters, self.ready_waiters = self.ready_waiters, []
-        work = self.conn.context.work
+        work = self.conn.work
         for waiter in waiters:
             work.enqueue(waiter.done)
         self.event_queue = []
@@ -631,24 +664,3 @@ def mark_sent(subs: list[Subscription]) -> list[Subscription]:
 def let_events_through(released: list[Subscription]) -> None:
     for sub in released:
         sub._unqueue_events(QUEUE_LOADING)
-
-
-class SharedMessage:
-    """A client message sent unchanged to many connections.
-
-    ``data`` is encoded once; a transport may keep its framed form in
-    ``prepared`` (a WebSocket frame) so it is framed once as well.
-    """
-
-    __slots__ = ("data", "prepared")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.prepared: Any = None
-
-
-def encode_event(rid: str, event: str, data: Any) -> bytes:
-    """A client event message, ``{"event": "<rid>.<event>", "data": ...}``."""
-    if data is None:
-        return orjson.dumps({"event": f"{rid}.{event}"})
-    return orjson.dumps({"event": f"{rid}.{event}", "data": data})

@@ -29,6 +29,8 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from resgate.internals import has_unsent_data, mark_tls
+
 log = Logger()
 
 #: Connections with corked writes, in the order they first wrote this turn.
@@ -99,7 +101,7 @@ class CorkedServer(tcp.Server):
             why = True
         # A write error, a finished loseConnection() or a full kernel buffer:
         # the reactor's writability loop takes over and ends it as usual.
-        if why is not None or self.dataBuffer or self._tempDataBuffer:
+        if why is not None or has_unsent_data(self):
             self._watch()
 
 
@@ -145,5 +147,5 @@ class PortReactor:
         # As the reactor's own listenSSL does: TLS in memory over a TCP port.
         listening = self.listenTCP(port, TLSMemoryBIOFactory(contextFactory, False, factory),
                                    backlog, interface)
-        listening._type = "TLS"
+        mark_tls(listening)
         return listening

@@ -37,8 +37,10 @@ from twisted.web import http, resource, server
 
 from resgate import apiencoding, codec, errors
 from resgate.apiencoding import CONTENT_TYPE, NOT_FOUND_BODY, encode_error, rid_to_path
-from resgate.config import ResourceMethod
-from resgate.conn import Connection, GatewayContext
+from resgate.auth import call_service, header_auth, remote_addr
+from resgate.connection import Connection
+from resgate.context import GatewayContext
+from resgate.internals import partial_line
 from resgate.meta import DirectResponse, Header, Meta, canonical_header_key, merge_meta, reason_phrase
 from resgate.subscription import VERSION_LATEST, Subscription
 
@@ -145,7 +147,7 @@ class BoundedLineChannel(http.HTTPChannel):
         # armed only for one still arriving: in line mode (not reading a
         # body, not holding a request being answered) with a partial line
         # buffered, or a request line received and its headers not.
-        if self._head_timer is None and self.line_mode and (self._buffer or self.requests):
+        if self._head_timer is None and self.line_mode and (partial_line(self) or self.requests):
             self._head_timer = self.callLater(HEAD_TIMEOUT, self._head_timed_out)
 
     def allHeadersReceived(self) -> None:
@@ -256,43 +258,12 @@ def describe_request(request: server.Request) -> dict[str, Any]:
             continue
         header.setdefault(key, []).extend(v.decode("utf-8", "replace") for v in values)
     host_values = request.requestHeaders.getRawHeaders(b"host") or [b""]
-    peer = request.getClientAddress()
-    address = getattr(peer, "host", "")
-    remote = f"[{address}]:{peer.port}" if ":" in address else f"{address}:{getattr(peer, 'port', '')}"
     return {
         "header": header,
         "host": host_values[0].decode("utf-8", "replace"),
-        "remoteAddr": remote,
+        "remoteAddr": remote_addr(request.getClientAddress()),
         "uri": request.uri.decode("utf-8", "replace"),
     }
-
-
-# --- Requests to services, keeping their meta -------------------------------------------
-
-#: callback(result, resource rid, meta, error) of a call or auth request.
-CallCallback = Callable[[Any, "str | None", "Meta | None", "errors.ResError | None"], None]
-
-
-def call_service(conn: Connection, subject: str, payload: bytes, callback: CallCallback) -> None:
-    """Send a call or auth request; ``callback`` gets the response's meta as a Meta."""
-    conn.cache.call(subject, payload,
-                    lambda result, rid, meta, error: callback(result, rid, Meta.decode(meta), error))
-
-
-AuthCallback = Callable[["str | None", "errors.ResError | None", "Meta | None"], None]
-
-
-def header_auth(conn: Connection, method: ResourceMethod, callback: AuthCallback) -> None:
-    """The auth request of ``--headauth``/``--wsheadauth``: ``callback(rid, error, meta)``.
-
-    It carries the HTTP request's header, host, remoteAddr and uri (the
-    connection's ``http_info``) and ``isHttp``, whatever the transport, as
-    Resgate's does; its result is not needed, only the token and meta.
-    """
-    name, query = codec.split_rid(conn.expand_cid(method.rid))
-    payload = codec.create_request(conn.cid, conn.token, query=query, is_http=True, http=conn.http_info)
-    call_service(conn, f"auth.{name}.{method.method}", payload,
-                 lambda _result, rid, meta, error: callback(rid, error, meta))
 
 
 # --- The resource -----------------------------------------------------------------------

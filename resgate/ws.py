@@ -23,24 +23,20 @@ from twisted.logger import Logger
 
 from resgate import errors, rpc
 from resgate.apiencoding import CONTENT_TYPE, encode_error, rid_to_path
+from resgate.auth import header_auth, remote_addr
+from resgate.clientcodec import SharedMessage
 from resgate.config import ResourceMethod
-from resgate.conn import Connection, GatewayContext
+from resgate.connection import Connection
+from resgate.context import GatewayContext
+from resgate.internals import frame_bytes
 from resgate.meta import DirectResponse, Meta, reason_phrase
-from resgate.subscription import SharedMessage
-from resgate.web import header_auth
+from resgate.trace import one_line
 
 log = Logger(namespace="resgate.ws")
 
 #: The largest client message accepted; a larger one closes the connection
 #: (1009, message too big). Resgate has no limit; unbounded input is not ours.
 MAX_MESSAGE_SIZE = 1024 * 1024
-
-# A traced message stays one log record line, whatever line breaks a client sends.
-_ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r"})
-
-
-def _trace_text(data: bytes) -> str:
-    return data.decode("utf-8", "replace").translate(_ONE_LINE)
 
 
 def canonical_header_name(name: str) -> str:
@@ -136,10 +132,8 @@ class ClientProtocol(WebSocketServerProtocol):
             # Go's net/http keeps Host apart from the headers; services see it as "host".
             if name != "host":
                 header[canonical_header_name(name)] = [value]
-        peer = self.transport.getPeer()
-        host = getattr(peer, "host", "")
-        remote = f"[{host}]:{peer.port}" if ":" in host else f"{host}:{getattr(peer, 'port', '')}"
-        return {"header": header, "host": request.headers.get("host", ""), "remoteAddr": remote,
+        return {"header": header, "host": request.headers.get("host", ""),
+                "remoteAddr": remote_addr(self.transport.getPeer()),
                 "uri": self.http_request_uri}
 
     #: Bytes written since the transport's buffer filled up (None: it has room).
@@ -166,7 +160,7 @@ class ClientProtocol(WebSocketServerProtocol):
             return
         context = self.factory.context
         if context.trace:
-            log.debug("[{cid}] --> {payload}", cid=conn.cid, payload=_trace_text(payload),
+            log.debug("[{cid}] --> {payload}", cid=conn.cid, payload=one_line(payload),
                       resgate_trace=True)
         context.work.enqueue(lambda: rpc.handle_request(conn, payload, self._send))
 
@@ -218,7 +212,7 @@ class ClientProtocol(WebSocketServerProtocol):
 
         The bound (``wsMaxUnread``) is on what the gateway holds beyond the
         socket buffers: a client that does not read must not grow the
-        gateway's memory without bound (DESIGN.md invariant 5).
+        gateway's memory without bound (docs/design.md).
         """
         if self._unread is None:
             return False
@@ -241,26 +235,26 @@ class ClientProtocol(WebSocketServerProtocol):
         if self.conn is None or self.state != self.STATE_OPEN or self._backlogged(len(data)):
             return
         if self.factory.context.trace:
-            log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=_trace_text(data),
+            log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=one_line(data),
                       resgate_trace=True)
         if self.websocket_extensions_in_use:
             self.sendMessage(data)  # compressed for this connection
         else:
-            self.transport.write(self.factory.prepareMessage(data).payloadHybi)
+            self.transport.write(frame_bytes(self.factory.prepareMessage(data)))
 
     def _send_shared(self, message: SharedMessage) -> None:
         """Send a message many clients get alike, framed once for all of them."""
         if self.conn is None or self.state != self.STATE_OPEN or self._backlogged(len(message.data)):
             return
         if self.factory.context.trace:
-            log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=_trace_text(message.data),
+            log.debug("[{cid}] <-- {payload}", cid=self.conn.cid, payload=one_line(message.data),
                       resgate_trace=True)
         if message.prepared is None:
             message.prepared = self.factory.prepareMessage(message.data)
         if self.websocket_extensions_in_use:
             self.sendPreparedMessage(message.prepared)  # compressed for this connection
         else:
-            self.transport.write(message.prepared.payloadHybi)
+            self.transport.write(frame_bytes(message.prepared))
 
 
 class ClientFactory(WebSocketServerFactory):

@@ -4,7 +4,7 @@ from twisted.logger import globalLogPublisher
 
 from resgate.config import Config
 from resgate.service import GatewayService
-from resgate.tap import install_reactor
+from resgate.process import install_reactor
 from tests.rig.aio import within
 from tests.rig.buses import BUS_KINDS
 from tests.rig.logs import ErrorLog, FailureLog

@@ -1,4 +1,4 @@
-"""Access is never leaked (DESIGN.md invariant 4), as a matrix.
+"""Access is never leaked (docs/design.md, invariant 4), as a matrix.
 
 A client sees a resource, and its events, while it holds it through a
 direct subscription that its token is granted ``get`` access to, or through

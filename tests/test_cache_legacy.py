@@ -1,6 +1,6 @@
 """The legacy (protocol 1.2.0) form of cached resources (Resgate's 60rescache_legacy scenarios).
 
-Unit tests of resgate.cache and resgate.codec, as upstream tests its
+Unit tests of resgate.cache.resources and resgate.codec, as upstream tests its
 rescache legacy marshalers: a soft reference becomes its resource ID, a
 data value wrapping an object or array becomes ``"[Data]"``, a data value
 wrapping a primitive becomes that primitive.
@@ -21,7 +21,7 @@ import json
 
 import orjson
 
-from resgate.cache import Collection, Model
+from resgate.cache.resources import Collection, Model
 from resgate.codec import decode_value
 
 

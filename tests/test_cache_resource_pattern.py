@@ -1,6 +1,6 @@
 """Resource name patterns of system.reset events (Resgate's 61rescache_resourcepattern scenarios).
 
-Unit tests of ``resgate.cache.ResourcePattern``, as upstream tests its
+Unit tests of ``resgate.cache.pattern.ResourcePattern``, as upstream tests its
 rescache ResourcePattern: ``*`` matches one part, a final ``>`` one or
 more parts; anything not a valid pattern (``ResourcePattern.parse`` gives
 None) matches nothing.
@@ -17,7 +17,7 @@ All ported.
 
 import pytest
 
-from resgate.cache import ResourcePattern
+from resgate.cache.pattern import ResourcePattern
 
 VALID = [
     "test", "test.model", "test.model.foo", "test$.model", "$test.model",

@@ -109,6 +109,20 @@ def test_serves_until_signalled_then_exits_cleanly(nats_server, twistd, signum):
         process.cleanup()
 
 
+@pytest.mark.parametrize("twistd", [False, True], ids=["resgate", "twistd"])
+def test_sigint_inherited_as_ignored_still_stops_the_gateway(nats_server, twistd):
+    """A background job of a script inherits SIGINT ignored; Go Resgate stops on it all the same."""
+    process = GatewayProcess("-n", nats_server.url, "-i", "127.0.0.1", "-p", str(free_port()),
+                             twistd=twistd, ignore_sigint=True)
+    try:
+        port = process.wait_listening()
+        assert process.stop(signal.SIGINT) == (-signal.SIGINT if twistd else 0), process.output()
+        assert refuses_connections(port)
+        assert "Server stopped" in process.output()
+    finally:
+        process.cleanup()
+
+
 def test_embedded_nats_runs_with_the_gateway_and_stops_with_it():
     nats_port = free_port()
     process = GatewayProcess("--embed-nats", "-n", f"nats://127.0.0.1:{nats_port}",
@@ -138,6 +152,32 @@ def test_unknown_option_is_a_usage_error():
     assert result.returncode == 1
     assert "no-such-option" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["-portt", "9000"], ["-pp", "1"], ["-nat", "nats://x"], ["--portt=1"]])
+def test_misspelt_flags_are_named_as_unknown(argv):
+    result = run(sys.executable, "-m", "resgate", *argv)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == f"resgate: unknown option {argv[0].partition('=')[0]}"
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_output_into_a_closed_pipe_ends_quietly(flag):
+    """As in ``resgate --help | head -1`` once head has gone."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "resgate", flag], stdout=write_end,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=30)
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (0, b"")
+
+
+def test_help_piped_into_head_shows_its_first_line_without_a_traceback():
+    result = run("sh", "-c", f"'{sys.executable}' -m resgate --help | head -1")
+    assert result.returncode == 0
+    assert (result.stdout, result.stderr) == ("Usage: resgate [options]\n", "")
 
 
 def test_twistd_with_another_reactor_is_refused_clearly():

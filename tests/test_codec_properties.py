@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from resgate import codec, errors, rpc
 from resgate.apiencoding import rid_to_path
-from resgate.conn import Connection
+from resgate.connection import Connection
 from resgate.web import path_to_rid, path_to_rid_method
 
 #: Bounded for CI; no deadline, as the machine running the suite may be loaded.

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from resgate import codec, errors
-from resgate.cache import collection_diff
+from resgate.cache.resources import collection_diff
 
 
 @pytest.mark.parametrize(

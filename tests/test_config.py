@@ -19,7 +19,7 @@ from resgate.config import (
     ConfigError,
     ResourceMethod,
 )
-from resgate.options import Options
+from resgate.options import Options, config_from_options
 
 RESGATE_KEYS = [
     "natsUrl", "natsCreds", "natsCert", "natsKey", "natsRootCAs", "requestTimeout",
@@ -42,7 +42,7 @@ def load(*argv: str) -> Loaded:
     options = Options()
     options.parseOptions(list(argv))
     stderr = io.StringIO()
-    config = Config.from_options(options, stderr=stderr)
+    config = config_from_options(options, stderr=stderr)
     return Loaded(config, stderr.getvalue())
 
 

@@ -37,7 +37,7 @@ requester to tell: Resgate logs them as errors, and so does the gateway.
 A second answer is not logged: the gateway keeps no record of answered
 requests (that record would grow without bound), so it cannot tell a
 duplicate from any stray message on its reply inbox, and the client was
-served by the first. Quoted payloads are cut to ``resgate.cache.LOG_EXCERPT``
+served by the first. Quoted payloads are cut to ``resgate.cache.faults.LOG_EXCERPT``
 characters so that a huge payload makes one short line.
 
 Single cases tested elsewhere, not repeated here (they check the client's
@@ -68,7 +68,7 @@ from twisted.internet import defer, task
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from resgate import errors
-from resgate.cache import FAULT_LOG_WINDOW, LOG_EXCERPT, FaultLog
+from resgate.cache.faults import FAULT_LOG_WINDOW, LOG_EXCERPT, FaultLog
 from tests.rig.aio import eventually, sleep
 from tests.rig.http import http_request
 from tests.rig.replies import TIMEOUT_MS, model_get, raw, result
@@ -571,7 +571,7 @@ async def test_events_for_resources_nobody_holds_are_not_heard(gateway_factory, 
     # A resource held once, released and evicted.
     await subscribe_to(client, fake_service, "test.collection")
     assert "error" not in await client.request("unsubscribe.test.collection")
-    await eventually(lambda: "test.collection" not in gateway.cache.event_subs)
+    await eventually(lambda: "test.collection" not in gateway.cache.names)
 
     for rid in ("test.collection", "test.model.parent", "test.nobody"):
         fake_service.event(rid, "change", {"values": {"string": "bar"}})
@@ -581,7 +581,7 @@ async def test_events_for_resources_nobody_holds_are_not_heard(gateway_factory, 
     await expect_custom_event(client, fake_service, "test.model")
 
     await assert_no_nats_request(client, fake_service, "test.model")
-    assert set(gateway.cache.event_subs) == {"test.model"}
+    assert set(gateway.cache.names) == {"test.model"}
     await still_serving(gateway, fake_service)
     assert_no_line(gateway_log, logged_errors)
 
@@ -658,7 +658,7 @@ ODD_BUT_VALID_EVENTS = [
                  id="custom-event-array"),
     pytest.param("test.collection", "foo_bar", b'"text"', event("test.collection.foo_bar", "text"),
                  id="custom-event-string"),
-    pytest.param("test.model", "custom", b"", {"event": "test.model.custom"}, id="custom-event-empty"),
+    pytest.param("test.model", "custom", b"", event("test.model.custom", None), id="custom-event-empty"),
     # A change without "values" is RES 1.0's change event: the object is the values.
     pytest.param("test.model", "change", b"{}", None, id="change-without-values"),
     pytest.param("test.model", "change", b'{"string":"bar"}', event("test.model.change", {"values": {"string": "bar"}}),

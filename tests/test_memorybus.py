@@ -30,7 +30,7 @@ from tests.rig.memorybus import (
     MemoryConnection,
     matches,
 )
-from tests.rig.mq import confirm_subscriptions
+from tests.rig.natsbus import confirm_subscriptions
 
 TIMEOUT = 3.0
 #: How many messages the ordering test publishes.

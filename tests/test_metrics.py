@@ -150,7 +150,7 @@ async def test_cache_gauges_follow_subscriptions(gateway_factory, fake_service):
         samples = await scrape(gateway)
         return samples[("resgate_cache_resources", ())], samples[("resgate_cache_subscriptions", ())]
 
-    await eventually(lambda: not gateway.cache.event_subs)
+    await eventually(lambda: not gateway.cache.names)
     assert await gauges() == (0, 0)
 
 

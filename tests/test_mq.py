@@ -1,4 +1,4 @@
-"""resgate.mq against a real nats-server: requests, timeouts, subscriptions, failures."""
+"""resgate.natsbus against a real nats-server: requests, timeouts, subscriptions, failures."""
 
 from __future__ import annotations
 
@@ -13,17 +13,17 @@ from twisted.internet.task import Clock
 from twisted.logger import formatEvent, globalLogPublisher
 
 from resgate import errors
-from resgate.mq import (
+from resgate.natsbus import (
     BUFFER_FULL,
     MAX_PENDING_BYTES,
     NOT_CONNECTED,
-    MessageClient,
+    NatsBus,
     MQConnectError,
     check_nats_hook,
 )
-from tests.rig.mq import confirm_subscriptions
+from tests.rig.natsbus import confirm_subscriptions
 from tests.rig.aio import WAIT_TIMEOUT, as_deferred, eventually, failure_of, within
-from tests.rig.mq import connected_client, serve, service
+from tests.rig.natsbus import connected_client, serve, service
 from tests.rig.logs import ErrorLog
 from tests.rig.nats import NatsServer
 
@@ -255,7 +255,7 @@ async def test_publish_reaches_subscribers(nats_server, clients, svc):
 @pytest_twisted.ensureDeferred
 async def test_connect_failure_is_one_clear_line():
     port = free_port()
-    error = await failure_of(MessageClient(f"nats://127.0.0.1:{port}").connect())
+    error = await failure_of(NatsBus(f"nats://127.0.0.1:{port}").connect())
     assert isinstance(error, MQConnectError)
     assert str(error) == f"cannot connect to NATS at nats://127.0.0.1:{port}: connection refused"
 
@@ -264,12 +264,12 @@ async def test_connect_failure_is_one_clear_line():
 async def test_user_and_password_in_url():
     server = NatsServer(extra_args=("--user", "alice", "--pass", "s3cret")).start()
     try:
-        client = MessageClient(f"nats://alice:s3cret@127.0.0.1:{server.port}")
+        client = NatsBus(f"nats://alice:s3cret@127.0.0.1:{server.port}")
         await within(client.connect())
         await assert_usable(client)
         await within(client.close())
 
-        error = await failure_of(MessageClient(f"nats://alice:wrong@127.0.0.1:{server.port}").connect())
+        error = await failure_of(NatsBus(f"nats://alice:wrong@127.0.0.1:{server.port}").connect())
         assert isinstance(error, MQConnectError)
         assert "authorization" in str(error).lower()
         assert "wrong" not in str(error)
@@ -282,7 +282,7 @@ async def test_user_and_password_in_url():
 async def test_token_in_url():
     server = NatsServer(extra_args=("--auth", "t0ken")).start()
     try:
-        client = MessageClient(f"nats://t0ken@127.0.0.1:{server.port}")
+        client = NatsBus(f"nats://t0ken@127.0.0.1:{server.port}")
         await within(client.connect())
         await assert_usable(client)
         await within(client.close())
@@ -301,7 +301,7 @@ async def test_server_list_skips_dead_servers(nats_server, clients):
 async def test_lost_connection_is_reported_and_fails_pending_requests(private_nats_server):
     nc = await service(private_nats_server.url)
     await serve(nc, "mq.lost", silent)
-    client = MessageClient(private_nats_server.url, request_timeout=10.0)
+    client = NatsBus(private_nats_server.url, request_timeout=10.0)
     await within(client.connect())
     lost = []
     client.on_lost = lost.append
@@ -323,7 +323,7 @@ async def test_lost_connection_is_reported_and_fails_pending_requests(private_na
 @pytest_twisted.ensureDeferred
 async def test_close_fails_pending_requests(nats_server, svc):
     await serve(svc, "mq.silent.close", silent)
-    client = MessageClient(nats_server.url)
+    client = NatsBus(nats_server.url)
     await within(client.connect())
     lost = []
     client.on_lost = lost.append
@@ -343,7 +343,7 @@ async def test_close_fails_pending_requests(nats_server, svc):
 
 @pytest_twisted.ensureDeferred
 async def test_client_can_connect_again_after_close(nats_server):
-    client = MessageClient(nats_server.url)
+    client = NatsBus(nats_server.url)
     await within(client.connect())
     await within(client.close())
     await within(client.connect())
@@ -466,9 +466,9 @@ def test_missing_nats_hook_fails_loudly():
 
 @pytest_twisted.ensureDeferred
 async def test_tls_options_need_cert_and_key_together():
-    error = await failure_of(MessageClient("nats://127.0.0.1:1", cert="client.pem").connect())
+    error = await failure_of(NatsBus("nats://127.0.0.1:1", cert="client.pem").connect())
     assert isinstance(error, MQConnectError) and "key is missing" in str(error)
-    error = await failure_of(MessageClient("nats://127.0.0.1:1", root_cas=["/nonexistent/ca.pem"]).connect())
+    error = await failure_of(NatsBus("nats://127.0.0.1:1", root_cas=["/nonexistent/ca.pem"]).connect())
     assert isinstance(error, MQConnectError) and str(error).startswith("cannot load NATS TLS files: ")
 
 
@@ -502,3 +502,37 @@ async def test_send_request_reports_errors_found_before_sending_at_once(nats_ser
     assert len(outcomes) == 1
     reply, error = outcomes[0]
     assert reply is None and isinstance(error, errors.ResError)
+
+
+@pytest.fixture
+def hook_never_called(monkeypatch):
+    """nats-py as a release would be whose parser no longer calls ``_process_msg``:
+    the gateway's messages go to nats-py's own dispatch, which knows none of them."""
+    import nats.aio.client
+
+    from resgate import natsbus
+
+    async def parser_skips_the_hook(self, sid, subject, reply, data, headers):
+        await nats.aio.client.Client._process_msg(self, sid, subject, reply, data, headers)
+
+    monkeypatch.setattr(natsbus._OrderedClient, "_process_msg", parser_skips_the_hook)
+    monkeypatch.setattr(natsbus, "SELF_TEST_TIMEOUT", 0.5)
+
+
+@pytest_twisted.ensureDeferred
+async def test_connect_self_test_passes_and_counts_no_dispatch(nats_server, clients):
+    client = await clients(nats_server.url)
+    assert client.is_connected
+    assert client.dispatched == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_connect_fails_in_one_line_when_the_dispatch_hook_is_not_called(nats_server, hook_never_called):
+    client = NatsBus(nats_server.url)
+    error = await failure_of(client.connect())
+    assert isinstance(error, MQConnectError)
+    message = str(error)
+    assert "\n" not in message and "dispatch hook" in message and "setup.cfg" in message
+    assert not client.is_connected
+    assert await failure_of(client.request("mq.any", b"{}")) == NOT_CONNECTED
+    await within(client.close())

@@ -1,7 +1,7 @@
 """Invariant 1: replies and events reach the gateway in connection order.
 
 nats-py runs a task per subscription, which reorders messages across
-subscriptions. resgate.mq hooks nats-py's per-message dispatch instead; these
+subscriptions. resgate.natsbus hooks nats-py's per-message dispatch instead; these
 tests fail if that hook stops being used or if any message is reordered.
 """
 
@@ -13,7 +13,7 @@ import pytest_twisted
 from twisted.internet.defer import gatherResults
 
 from tests.rig.aio import as_deferred, within
-from tests.rig.mq import connected_client, serve, service
+from tests.rig.natsbus import connected_client, serve, service
 
 REQUESTS = 3000
 EVENTS_PER_REQUEST = 4

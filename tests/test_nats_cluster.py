@@ -1,4 +1,4 @@
-"""The gateway on a NATS cluster (DESIGN.md invariant 7).
+"""The gateway on a NATS cluster (docs/design.md, invariant 7).
 
 Three nats-server nodes on loopback: two gateways on different nodes, a
 service on the third. Clients of both gateways see the same events; when the

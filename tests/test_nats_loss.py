@@ -1,4 +1,4 @@
-"""NATS lost under a running gateway (DESIGN.md invariant 7).
+"""NATS lost under a running gateway (docs/design.md, invariant 7).
 
 Clients are let go (their resources are stale), new ones are turned away
 with a clear error while NATS is down, and the gateway reconnects on its own

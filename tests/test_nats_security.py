@@ -19,8 +19,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from resgate.mq import MQConnectError
-from tests.rig.mq import confirm_subscriptions
+from resgate.natsbus import MQConnectError
+from tests.rig.natsbus import confirm_subscriptions
 from tests.rig.aio import as_deferred, failure_of
 from tests.rig.nats import NatsServer
 from tests.rig.natsjwt import new_identity, write_operator_setup

@@ -156,6 +156,11 @@ def test_getopt_short_groups_still_work() -> None:
     assert options.given == {"debug", "trace", "port", "metricsport"}
 
 
+def test_short_options_take_attached_values_that_are_no_word() -> None:
+    options = parse("-p8080", "-c./resgate.json", "-i127.0.0.1")
+    assert (options["port"], options["config"], options["addr"]) == (8080, "./resgate.json", "127.0.0.1")
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -167,6 +172,13 @@ def test_getopt_short_groups_still_work() -> None:
         # getopt would take unique prefixes; Resgate (Go) does not.
         (["--nat", "nats://h"], "unknown option --nat"),
         (["--wscomp"], "unknown option --wscomp"),
+        # A typo of a long name after one dash is no short group with a value.
+        (["-portt", "9000"], "unknown option -portt"),
+        (["-portt=9000"], "unknown option -portt"),
+        (["-pp", "1"], "unknown option -pp"),
+        (["-nat", "nats://x"], "unknown option -nat"),
+        (["-Dx"], "unknown option -Dx"),
+        (["-D-"], "unknown option -D-"),
         (["--port"], "option --port needs a value"),
         (["-nats"], "option -nats needs a value"),
         (["extra"], "Wrong number of arguments"),
@@ -238,6 +250,7 @@ def test_help_lists_every_option_and_exits_0(
             assert f"--{name} " in text or f"--{name}\n" in text, name
     for group in ("Server options:", "Security options:", "Logging options:", "Common options:"):
         assert group in text
+    assert "https://resgate.io/docs/" in text.rstrip().splitlines()[-1]
     for default in (
         "(default: nats://127.0.0.1:4222)",
         "(default: 0.0.0.0)",

@@ -8,7 +8,7 @@ import sys
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor
 
-from resgate.tap import GC_YOUNG_THRESHOLD
+from resgate.process import GC_YOUNG_THRESHOLD
 from tests.rig.aio import within
 
 #: A child that closes its pipes first and exits a while later, so Twisted
@@ -17,7 +17,7 @@ LINGERING_CHILD = "import os, time; os.close(0); os.close(1); os.close(2); time.
 
 
 def test_install_reactor_picks_uvloop():
-    script = ("from resgate.tap import install_reactor; reactor = install_reactor(); "
+    script = ("from resgate.process import install_reactor; reactor = install_reactor(); "
               "print(type(reactor._asyncioEventloop).__module__)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert result.stdout.strip() == "uvloop", result.stderr
@@ -41,7 +41,7 @@ async def test_a_child_that_exits_after_closing_its_pipes_is_reaped():
 
 
 def test_gateway_processes_collect_garbage_less_often():
-    script = ("import gc; from resgate.options import Options; from resgate.tap import build_gateway; "
+    script = ("import gc; from resgate.options import Options; from resgate.process import build_gateway; "
               "options = Options(); options.parseOptions(['--nats', 'nats://127.0.0.1:1']); "
               "build_gateway(options); print(gc.get_threshold()[0])")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)

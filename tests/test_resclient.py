@@ -24,6 +24,7 @@ import pytest_twisted
 from twisted.internet import defer, error, protocol
 
 from tests.rig.aio import within
+from tests.test_codec_events import CUSTOM_PAYLOADS
 
 SCENARIO_DIR = Path(__file__).parent / "resclient"
 SCENARIO = SCENARIO_DIR / "scenario.mjs"
@@ -267,6 +268,32 @@ async def test_resclient_sees_data_events_and_call_results(gateway, fake_service
         final = (await node.expect("snapshot"))["snapshot"]
         assert final == {"model": state.model(), "collection": state.collection()}
         assert final["model"]["count"] == 42
+        code = await within(node.ended, WAIT)
+        assert code == 0, node.describe()
+        assert not node.lines, f"unexpected extra output: {node.lines!r}"
+    finally:
+        node.kill()
+        if not node.ended.called:
+            await within(node.ended, WAIT)
+
+
+@pytest_twisted.ensureDeferred
+async def test_resclient_gets_custom_event_payloads_as_sent(gateway, fake_service):
+    # ResClient hands a custom event's data member to the listener as is, so
+    # a dropped member (undefined) would differ from null.
+    ServiceState(fake_service)
+    node = spawn_node(gateway.ws_url)
+    try:
+        await node.expect("initial")
+        await node.expect("ready")
+        for rid in (MODEL, COLLECTION):
+            for payload, data in CUSTOM_PAYLOADS:
+                fake_service.publish(f"event.{rid}.myEvent", payload)
+                line = await node.expect("custom")
+                assert line == {"custom": "myEvent", "rid": rid, "defined": True, "data": json.loads(data)}, payload
+
+        node.send({"cmd": "exit"})
+        await node.expect("snapshot")
         code = await within(node.ended, WAIT)
         assert code == 0, node.describe()
         assert not node.lines, f"unexpected extra output: {node.lines!r}"

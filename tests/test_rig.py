@@ -9,7 +9,7 @@ from twisted.internet import reactor
 
 from resgate import errors
 from tests.rig.aio import failure_of, within
-from tests.rig.mq import connected_client
+from tests.rig.natsbus import connected_client
 from tests.rig.service import FakeService
 from tests.rig.ws import connect_ws
 

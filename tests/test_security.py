@@ -30,7 +30,7 @@ import pytest_twisted
 from twisted.internet import defer, threads
 from twisted.logger import formatEvent, globalLogPublisher
 
-from resgate.mq import MessageClient
+from resgate.natsbus import NatsBus
 from tests.rig.aio import failure_of, within
 from tests.rig.api import parse_response, raw_request, send, upgrade_request
 from tests.rig.nats import NatsServer
@@ -242,7 +242,7 @@ async def test_nats_tls_accepts_only_tls_1_2_and_later(pki, version, accepted):
     only for TLS 1.2 and later. (The fake server then hangs up: connecting fails either way.)"""
     await within(threads.deferToThread(require_client_can_speak, version, pki.server_cert, pki.server_key), 15)
     server = OneHandshakeServer(pinned_server(version, pki.server_cert, pki.server_key), greeting=NATS_TLS_INFO)
-    client = MessageClient(f"nats://127.0.0.1:{server.port}", root_cas=[pki.ca_cert])
+    client = NatsBus(f"nats://127.0.0.1:{server.port}", root_cas=[pki.ca_cert])
     await failure_of(client.connect(), 15)
     result = await within(threads.deferToThread(server.wait), 15)
     if accepted:

@@ -249,3 +249,30 @@ async def test_responses_have_a_date_and_no_server_header(gateway):
     sent = email.utils.parsedate_to_datetime(date[0])
     assert abs(sent.timestamp() - time.time()) < 5
     assert "server" not in response.headers
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_nats_py_that_skips_the_dispatch_hook_fails_start_without_listening(nats_server, monkeypatch):
+    """If nats-py's parser stopped calling the gateway's hook, every request would time out
+    silently; the connect-time self-test makes the gateway refuse to serve instead."""
+    import nats.aio.client
+
+    from resgate import natsbus
+
+    async def parser_skips_the_hook(self, sid, subject, reply, data, headers):
+        await nats.aio.client.Client._process_msg(self, sid, subject, reply, data, headers)
+
+    monkeypatch.setattr(natsbus._OrderedClient, "_process_msg", parser_skips_the_hook)
+    monkeypatch.setattr(natsbus, "SELF_TEST_TIMEOUT", 0.5)
+    listen_port = free_port()
+    gateway = GatewayService(Config(nats_url=nats_server.url, addr="127.0.0.1", port=listen_port))
+    reasons = []
+    gateway.on_fatal = reasons.append
+    gateway.startService()
+    with pytest.raises(Exception) as caught:
+        await within(gateway.when_started(), 15)
+    assert "dispatch hook" in str(caught.value)
+    assert len(reasons) == 1 and "\n" not in reasons[0] and "dispatch hook" in reasons[0]
+    assert gateway.port is None
+    assert refuses_connections(listen_port)
+    await within(gateway.stopService())

@@ -5,7 +5,7 @@ at random on a small world of resources (models with references, some of
 them changing and forming cycles, and two collections), while the service
 emits change, add and remove events on its own. Clients also glance at rare
 models (subscribe, unsubscribe at once), which leave the gateway's cache and
-are got again, each get answered between two events of the service (DESIGN.md
+are got again, each get answered between two events of the service (docs/design.md,
 invariant 2: the one before is part of the response, the one after is not).
 Every client keeps its copy of what it holds the way a RES client does
 (resources from responses and events, dropping what it no longer
@@ -49,8 +49,9 @@ import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from twisted.internet import defer, task
 
-from resgate.cache import Collection, EventSubscription, Model, ResourceEvent, ResourceSubscription
-from resgate.conn import Connection
+from resgate.cache.cache import CachedResource, NameEntry
+from resgate.cache.resources import Collection, Model, ResourceEvent
+from resgate.connection import Connection
 from resgate.subscription import Subscription
 from resgate.ws import ClientProtocol
 from tests.rig.aio import eventually, sleep, within
@@ -102,7 +103,7 @@ RIDS = MODELS + COLLECTIONS
 #: the get (see ``serve``).
 RARE_MODELS = [f"soak.r.{i}" for i in range(100)]
 
-GATEWAY_CLASSES = (Connection, Subscription, ResourceSubscription, EventSubscription, ResourceEvent,
+GATEWAY_CLASSES = (Connection, Subscription, CachedResource, NameEntry, ResourceEvent,
                    Model, Collection, ClientProtocol)
 
 
@@ -687,7 +688,7 @@ async def soak(gateway, fake_service, duration: float) -> None:
         await c.protocol.close()
     try:
         # Connections go at once, cached resources after the unsubscribe delay.
-        await eventually(lambda: not gateway.context.conns and not gateway.cache.event_subs, SETTLE_BOUND)
+        await eventually(lambda: not gateway.context.conns and not gateway.cache.names, SETTLE_BOUND)
     except AssertionError:
         pass  # what is left is reported below
     objects_after = live_gateway_objects()

@@ -28,7 +28,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from resgate.config import Config, ConfigError, MAX_WORKERS
-from resgate.options import Options
+from resgate.options import Options, config_from_options
 from resgate.workers import read_settings, worker_settings
 from tests.rig.aio import eventually, within
 from tests.rig.process import GatewayProcess, free_port, refuses_connections
@@ -363,13 +363,13 @@ def test_workers_is_a_flag_only_setting(tmp_path):
     path = tmp_path / "resgate.json"
     options = Options()
     options.parseOptions(["--workers", "4", "-c", str(path)])
-    config = Config.from_options(options)
+    config = config_from_options(options)
     assert config.workers == 4
     assert "workers" not in json.loads(path.read_text())
 
     options = Options()
     options.parseOptions(["-c", str(path)])
-    assert Config.from_options(options).workers == 1
+    assert config_from_options(options).workers == 1
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", str(MAX_WORKERS + 1)])
@@ -402,6 +402,21 @@ def test_a_worker_gets_the_effective_settings_but_no_nats_metrics_or_workers():
     assert (worker.nats_url, worker.request_timeout, worker.put_method, worker.debug) == (
         "nats://127.0.0.1:4333", 1234, "set", True)
     assert worker.allow_methods == config.allow_methods
+
+
+def test_a_worker_loads_its_entry_point_once():
+    # A worker is ``python -m resgate.workers``: its code runs as __main__ and
+    # nothing may import it again under its own name (a second copy would have
+    # module state of its own). Without settings on stdin it exits at once.
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "resgate.workers"],
+                            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert "resgate.process" in imported, result.stderr
+    assert imported.count("resgate.workers") == 1
+    assert "resgate.workers.__main__" not in imported
+    assert "resgate worker: no settings from the supervisor on stdin" in result.stderr
 
 
 def test_help_lists_workers():

@@ -19,7 +19,7 @@ import re
 import pytest
 import pytest_twisted
 
-from resgate.conn import CidSource
+from resgate.connection import CidSource
 from tests.rig.aio import WAIT_TIMEOUT, as_deferred, failure_of, within
 from tests.rig.resources import PROTOCOL_VERSION, VERSION_LATEST, connect_client
 from tests.rig.ws import connect_ws

@@ -44,8 +44,8 @@ def delete(service, rid: str) -> None:
 
 
 async def assert_deleted(client, rid: str) -> None:
-    """The client gets the delete event (without data), then unsubscribe for deletion."""
-    assert await client.next_message() == {"event": f"{rid}.delete"}
+    """The client gets the delete event (with null data), then unsubscribe for deletion."""
+    assert await client.next_message() == {"event": f"{rid}.delete", "data": None}
     assert await client.next_message() == {"event": f"{rid}.unsubscribe", "data": UNSUBSCRIBE_REASON_DELETED}
 
 

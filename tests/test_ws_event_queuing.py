@@ -6,7 +6,7 @@
 | TestReferenceEventWhileQueuing | test_queued_event_with_new_reference_loads_in_turn |
 | TestCachedReferenceEventWhileQueuing | test_queued_event_with_cached_reference_follows_in_order |
 | TestUnqueueEventWithLoadedReferenceResource | test_queues_are_per_resource_and_resources_sent_once |
-| (none; DESIGN invariant 2) | test_event_after_get_response_follows_subscribe_response |
+| (none; docs/design.md, invariant 2) | test_event_after_get_response_follows_subscribe_response |
 
 All ported. Where upstream flushes with an auth round trip to show that no
 event came, these tests wait briefly instead. The extra scenario is the
@@ -17,7 +17,7 @@ shows the resource as the get response had it, and the event follows.
 
 Ordering in these scenarios comes from NATS: the fake service publishes
 events and get responses on one connection, so the gateway receives them in
-that order (DESIGN invariant 1). An event whose value references a resource
+that order (docs/design.md, invariant 1). An event whose value references a resource
 not yet sent to the client is held until that resource is loaded, and every
 later event of the same resource waits behind it; events of other resources
 do not wait.

@@ -1,4 +1,4 @@
-"""docs/design.md invariants 1-3 over real WebSockets, on the memory bus and on a real nats-server.
+"""The invariants 1-3 of docs/design.md over real WebSockets, on the memory bus and on a real nats-server.
 
 Each scenario fails without the property it names: the change event must
 reach the client before the call result that caused it (1), events racing a

@@ -67,7 +67,7 @@ async def test_change_event_reaches_subscriber(gateway, fake_service):
 @pytest_twisted.ensureDeferred
 async def test_change_event_before_get_response_is_discarded(gateway, fake_service):
     """An event that reaches the gateway before the get response is already
-    part of that response: it is neither applied nor sent (DESIGN invariant 2)."""
+    part of that response: it is neither applied nor sent (docs/design.md, invariant 2)."""
     client = await connect_client(gateway)
 
     pending = client.request("subscribe.test.model")

@@ -60,7 +60,7 @@ import pytest_twisted
 
 from tests.rig.aio import as_deferred
 from tests.rig.buses import OVER_BOTH_BUSES
-from tests.rig.mq import confirm_subscriptions
+from tests.rig.natsbus import confirm_subscriptions
 from tests.rig.resources import (
     ERR_INTERNAL_ERROR,
     ERR_NOT_FOUND,
@@ -133,8 +133,8 @@ def event_of(rid: str, name: str, data) -> dict:
 
 
 def delete_event(rid: str) -> dict:
-    # Resgate omits the data of a delete event.
-    return {"event": f"{rid}.delete"}
+    # The gateway makes this delete itself, without data: the client gets null.
+    return {"event": f"{rid}.delete", "data": None}
 
 
 async def next_events(client, count: int) -> list:

@@ -388,7 +388,7 @@ class PingFlooder(RawWsClient):
 
 @pytest_twisted.ensureDeferred
 async def test_ping_flood_without_reading_is_cut_off(gateway_factory, fake_service):
-    """Pongs count against the bound on unread output like any message (DESIGN.md invariant 5)."""
+    """Pongs count against the bound on unread output like any message (docs/design.md, invariant 5)."""
     from twisted.internet import reactor
 
     gateway = await gateway_factory(ws_max_unread=MIN_WS_MAX_UNREAD)

@@ -1,4 +1,4 @@
-"""A client that stops reading is cut off (DESIGN.md invariant 5); the others carry on.
+"""A client that stops reading is cut off (docs/design.md, invariant 5); the others carry on.
 
 The flood test runs the gateway as its own process with ``--wsmaxunread``:
 a stalled client among 100 readers of 10,000 events is cut off past the
@@ -69,7 +69,7 @@ async def test_client_that_does_not_read_is_cut_off(gateway, fake_service):
     await reader.request("subscribe.test.big")
     stalled = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", gateway.port), StalledClient())
     await eventually(lambda: len(gateway.clients.protocols) == 2)
-    await eventually(lambda: len(gateway.cache.event_subs["test.big"].base.subs) == 2)
+    await eventually(lambda: len(gateway.cache.names["test.big"].base.subs) == 2)
 
     # Events come in batches the reader takes in before the next: it keeps up,
     # the stalled client falls further behind with every batch until cut off.

@@ -579,3 +579,20 @@ async def test_clients_waiting_on_same_get_all_get_error(gateway, fake_service):
 
     assert (await pending1)["error"] == ERR_NOT_FOUND
     assert (await pending2)["error"] == ERR_NOT_FOUND
+
+
+@pytest_twisted.ensureDeferred
+async def test_subscribing_one_resource_past_the_limit_is_refused_and_changes_nothing(gateway, fake_service):
+    """A connection may hold one resource by at most 256 direct subscriptions, as in
+    Resgate; the next gets system.subscriptionLimitExceeded and the 256 stay held."""
+    from resgate.connection import SUBSCRIPTION_COUNT_LIMIT
+
+    fake_service.on("access.test.model", lambda request: request.respond_result({"get": True}))
+    fake_service.on("get.test.model", respond_get)
+    client = await connect_client(gateway)
+    for _ in range(SUBSCRIPTION_COUNT_LIMIT):
+        assert "result" in await client.request("subscribe.test.model")
+    refused = await client.request("subscribe.test.model")
+    assert refused["error"] == {"code": "system.subscriptionLimitExceeded", "message": "Subscription limit exceeded"}
+    assert (await client.request("unsubscribe.test.model", {"count": SUBSCRIPTION_COUNT_LIMIT})) == {"id": refused["id"] + 1}
+    assert (await client.request("unsubscribe.test.model"))["error"]["code"] == "system.noSubscription"

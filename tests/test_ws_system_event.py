@@ -64,7 +64,7 @@ from twisted.internet import defer
 
 from tests.rig.aio import as_deferred, sleep, within
 from tests.rig.buses import OVER_BOTH_BUSES
-from tests.rig.mq import confirm_subscriptions
+from tests.rig.natsbus import confirm_subscriptions
 from tests.rig.resources import (
     ERR_INTERNAL_ERROR,
     ERR_NOT_FOUND,

@@ -18,7 +18,7 @@ import os
 # nats-py runs on asyncio, so the gateway needs Twisted's asyncio reactor. It
 # must be installed before anything imports twisted.internet.reactor; twistd
 # loads this file before it installs a reactor of its own.
-from resgate.tap import install_reactor
+from resgate.process import install_reactor
 
 reactor = install_reactor()
 

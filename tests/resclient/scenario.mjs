@@ -10,6 +10,8 @@
 //   {"ready": true}                                   listeners are attached
 //   {"event": "change", "rid", "changed", "model"}    a model change (old values, new state)
 //   {"event": "add"|"remove", "rid", "idx", "item", "collection"}
+//   {"custom": NAME, "rid", "defined", "data"}      a custom event (CUSTOM_EVENT): whether
+//                                                     its data was defined, and the data
 //   {"call": result, "model": ...}                    a call's result, and the model
 //                                                     as the client held it right then
 //   {"callError": {...}}                              a call that failed
@@ -119,9 +121,20 @@ async function handle(command) {
 
 // Listeners go on as soon as each get resolves: ResClient unsubscribes a
 // resource that nothing listens to (after its unsubscribeDelay).
+// The custom event listened for on both resources, to see the payload as
+// ResClient hands it on: undefined (no data member) and null differ here.
+const CUSTOM_EVENT = "myEvent";
+
+function listenCustom(resource, rid) {
+  resource.on(CUSTOM_EVENT, (data) => {
+    emit({ custom: CUSTOM_EVENT, rid, defined: data !== undefined, data: data === undefined ? null : data });
+  });
+}
+
 function onModel(resource) {
   if (!(resource instanceof ResModel)) fail(`${modelRid} is not a model`);
   model = resource;
+  listenCustom(model, modelRid);
   model.on("change", (changed) => {
     const old = {};
     for (const [k, v] of Object.entries(changed)) {
@@ -134,6 +147,7 @@ function onModel(resource) {
 function onCollection(resource) {
   if (!(resource instanceof ResCollection)) fail(`${collectionRid} is not a collection`);
   collection = resource;
+  listenCustom(collection, collectionRid);
   for (const name of ["add", "remove"]) {
     collection.on(name, (ev) => {
       emit({ event: name, rid: collectionRid, idx: ev.idx, item: plain(ev.item),

@@ -24,6 +24,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def descendants(pid: int) -> set[int]:
+    """The live (not zombie) descendants of ``pid``, from Linux's /proc."""
+    parents: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and is_running(int(name)):
+            try:
+                with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
+                    parents.setdefault(int(f.read().rpartition(")")[2].split()[1]), []).append(int(name))
+            except (OSError, ValueError, IndexError):
+                continue
+    found: set[int] = set()
+    pending = [pid]
+    while pending:
+        for child in parents.get(pending.pop(), []):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
+def is_running(pid: int) -> bool:
+    """True while ``pid`` exists and is no zombie (an exited child not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def refuses_connections(port: int) -> bool:
     """True when nothing listens on the loopback port."""
     try:
@@ -33,6 +62,10 @@ def refuses_connections(port: int) -> bool:
     return False
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class GatewayProcess:
     """Runs ``python -m resgate ARGS`` (or ``twistd -n resgate ARGS``).
 
@@ -40,7 +73,8 @@ class GatewayProcess:
     ``output()`` reads it. ``wait_listening()`` returns the port it listens on.
     """
 
-    def __init__(self, *args: str, twistd: bool = False, cwd: str | None = None) -> None:
+    def __init__(self, *args: str, twistd: bool = False, cwd: str | None = None,
+                 ignore_sigint: bool = False) -> None:
         self._dir = tempfile.mkdtemp(prefix="resgate-proc-")
         self.output_path = os.path.join(self._dir, "output.log")
         if twistd:
@@ -49,8 +83,10 @@ class GatewayProcess:
         else:
             command = [sys.executable, "-m", "resgate", *args]
         self._output = open(self.output_path, "wb")
+        # ignore_sigint: started the way a background job of a script is.
         self.process = subprocess.Popen(command, stdout=self._output, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, cwd=cwd or self._dir)
+                                        stdin=subprocess.DEVNULL, cwd=cwd or self._dir,
+                                        preexec_fn=_ignore_sigint if ignore_sigint else None)
 
     def output(self) -> str:
         with open(self.output_path, encoding="utf-8", errors="replace") as f:

@@ -18,7 +18,7 @@ from twisted.internet import defer
 
 from tests.rig.aio import WAIT_TIMEOUT, as_deferred, within
 from tests.rig.memorybus import MemoryBroker, MemoryConnection
-from tests.rig.mq import confirm_subscriptions
+from tests.rig.natsbus import confirm_subscriptions
 
 #: Where a service connects: a nats-server's URL, or a MemoryBroker.
 BusAddress = str | MemoryBroker

@@ -22,6 +22,8 @@ class WsClient(WebSocketClientProtocol):
     def __init__(self) -> None:
         super().__init__()
         self.messages: list[Any] = []
+        #: Every text frame as received, for tests of the gateway's exact bytes.
+        self.frames: list[bytes] = []
         self.inbox: list[Any] = []
         self._next_id = 1
         self._pending: dict[int, defer.Deferred] = {}
@@ -33,6 +35,7 @@ class WsClient(WebSocketClientProtocol):
         self.factory.opened.callback(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.frames.append(payload)
         message = json.loads(payload)
         self.messages.append(message)
         if isinstance(message, dict):

@@ -1,4 +1,4 @@
-"""Helpers for tests of resgate.mq: connected clients and a plain nats-py service."""
+"""Helpers for tests of resgate.natsbus: connected clients and a plain nats-py service."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from resgate.mq import MessageClient
+from resgate.natsbus import NatsBus
 from tests.rig.aio import as_deferred, within
 
 
-async def connected_client(url: str, **options: Any) -> MessageClient:
-    client = MessageClient(url, **options)
+async def connected_client(url: str, **options: Any) -> NatsBus:
+    client = NatsBus(url, **options)
     await within(client.connect())
     return client
 

@@ -8,7 +8,7 @@ half-way through a change, and work runs in the order it was handed over.
 Entry points (a NATS message, a client message, a timer) enqueue too; when
 nothing is draining, the queue drains before ``enqueue`` returns, so all
 that one NATS message causes is done before the next one is dispatched
-(DESIGN.md, invariant 1).
+(docs/design.md, invariant 1).
 """
 
 from __future__ import annotations

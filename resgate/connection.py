@@ -13,16 +13,15 @@ import base64
 import os
 from typing import Any, Callable
 
-import orjson
 from twisted.logger import Logger
 
-from resgate import codec, errors
-from resgate.cache import ResourceCache, Throttle
+from resgate import codec, errors, refgraph
+from resgate.cache.throttle import Throttle
 from resgate.codec import Access
-from resgate.metrics import Metrics
+from resgate.clientcodec import SharedMessage, encode_event
+from resgate.context import GatewayContext
 from resgate.subscription import (
-    STATE_SENT, VERSION_CALL_RESOURCE_RESPONSE, VERSION_LEGACY, SharedMessage, Subscription, encode_event,
-    let_events_through, mark_sent,
+    VERSION_CALL_RESOURCE_RESPONSE, VERSION_LEGACY, Subscription, let_events_through, mark_sent,
 )
 
 log = Logger(namespace="resgate.conn")
@@ -75,22 +74,6 @@ class CidSource:
 new_cid = CidSource()
 
 
-class GatewayContext:
-    """What connections share: the cache, the work queue, settings."""
-
-    def __init__(self, cache: ResourceCache, config, *, debug: bool = False, trace: bool = False) -> None:
-        self.cache = cache
-        self.mq = cache.mq
-        self.work = cache.work
-        self.config = config
-        self.debug = debug
-        self.trace = trace
-        self.conns: dict[str, Connection] = {}
-        self.metrics = Metrics()
-        #: False while NATS is lost: new clients are turned away (503).
-        self.available = True
-
-
 class Connection:
     """A client connection; ``send(bytes)`` writes one message to the client.
 
@@ -104,6 +87,7 @@ class Connection:
                  conn_events: bool = True) -> None:
         self.context = context
         self.cache = context.cache
+        self.work = context.work
         self.cid = new_cid()
         self.send = send
         #: Set by a transport that can frame a shared message once for all
@@ -118,7 +102,6 @@ class Connection:
         self.disposing = False
         self._conn_sub = None
         context.conns[self.cid] = self
-        self.cache.add_conn(self)
         if not conn_events:
             return
         try:
@@ -392,55 +375,15 @@ class Connection:
         self.cache.access(sub, self.token, False, callback)
 
     def _collect(self, root: Subscription) -> None:
-        """Release ``root`` and what only it kept, and mark what the client no longer holds.
+        """Release ``root`` and what only it kept; what the client no longer holds is unsent.
 
-        The region is ``root`` and what it references, directly or not, short
-        of resources the client holds directly. Within it, a subscription
-        stays alive if something outside the region references it, or a
-        direct subscription still waits for its response (or something alive
-        inside references it); the client still holds it if a held parent
-        outside the region, or a held one inside, references it. Cycles are
-        no obstacle: both are reachability questions.
-
-        Holding is the client's view, as a RES client keeps it: it holds what
-        it got the response of a direct subscription for, and what the copies
-        it holds reference. So a pending direct subscription keeps a resource
-        alive without making it held, and a held parent makes a child held
-        only if its copy (``Subscription.references``) references it: a new
-        reference of an event still waiting is not the client's yet, and one
-        the waiting event drops still is.
+        The reference graph decides (``refgraph.collect``); this connection
+        forgets the subscriptions it releases.
         """
-        if root.held_directly:
-            return
-        region: dict[Subscription, None] = {}
-        stack = [root]
-        while stack:
-            sub = stack.pop()
-            if sub in region:
-                continue
-            region[sub] = None
-            for ref in sub.refs.values():
-                child = ref[0]
-                if not child.held_directly and child not in region:
-                    stack.append(child)
-
-        alive = _reachable(
-            [sub for sub in region if sub.direct > 0 or any(parent not in region for parent in sub.parents)],
-            region, lambda sub: True,
-        )
-        held = _reachable(
-            [sub for sub in region
-             if sub.state == STATE_SENT and any(parent not in region and parent.state == STATE_SENT
-                                                and parent.references(sub) for parent in sub.parents)],
-            region, lambda sub: sub in alive and sub.state == STATE_SENT, copies=True,
-        )
-        for sub in region:
-            if sub not in alive:
-                sub.dispose()
-                if self.subs.get(sub.rid) is sub:
-                    del self.subs[sub.rid]
-            elif sub.state == STATE_SENT and sub not in held:
-                sub.unsend()
+        subs = self.subs
+        for sub in refgraph.collect(root):
+            if subs.get(sub.rid) is sub:
+                del subs[sub.rid]
 
     # -- connection events
 
@@ -490,7 +433,6 @@ class Connection:
         if self.disposing:
             return
         self.disposing = True
-        self.cache.remove_conn(self)
         self.context.conns.pop(self.cid, None)
         if self._conn_sub is not None:
             self._conn_sub.unsubscribe()
@@ -504,38 +446,3 @@ def _protocol_string() -> str:
     from resgate import PROTOCOL_VERSION
 
     return PROTOCOL_VERSION
-
-
-#: The result of a request that has none (unsubscribe): the response leaves it out.
-NO_RESULT = object()
-
-
-def encode_result(request_id: Any, result: Any) -> bytes:
-    """A success response; NO_RESULT is left out, as Resgate does, None is null."""
-    if result is NO_RESULT:
-        return orjson.dumps({"id": request_id})
-    return orjson.dumps({"result": result, "id": request_id})
-
-
-def encode_error(request_id: Any, error: errors.ResError) -> bytes:
-    return orjson.dumps({"error": error.to_dict(), "id": request_id})
-
-
-def _reachable(starts: list[Subscription], region: dict[Subscription, None],
-               passes: Callable[[Subscription], bool], *, copies: bool = False) -> set[Subscription]:
-    """What ``starts`` reach through references inside ``region``, via subscriptions that ``passes``.
-
-    ``copies``: only through the references of the client's copies, not all ``refs``.
-    """
-    found: set[Subscription] = set()
-    stack = [sub for sub in starts if passes(sub)]
-    while stack:
-        sub = stack.pop()
-        if sub in found:
-            continue
-        found.add(sub)
-        children = sub.copy_refs() if copies else [ref[0] for ref in sub.refs.values()]
-        for child in children:
-            if child in region and child not in found and passes(child):
-                stack.append(child)
-    return found

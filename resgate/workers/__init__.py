@@ -8,7 +8,7 @@ NATS. All of them listen on the same address and port with ``SO_REUSEPORT``,
 and the kernel spreads new connections over them. Linux only: elsewhere the
 option either does not exist or does not balance.
 
-A worker is ``python -m resgate.workers``. It takes its settings as one JSON
+A worker is ``python -m resgate.workers`` (``resgate/workers/__main__.py``). It takes its settings as one JSON
 line on stdin (the supervisor's effective ``Config``, so secrets in a NATS URL
 never appear on a command line or on disk) and then keeps reading stdin: the
 supervisor holds the other end, so end of file means the supervisor is gone
@@ -19,7 +19,7 @@ worker's number, levels kept, so there is one log whatever the log setup.
 Workers start after the supervisor's own gateway listens (the actual port is
 known then) and stop before it, SIGTERM first, SIGKILL after
 ``WORKER_STOP_TIMEOUT``. A worker that exits while the gateway runs is logged
-and started again after a delay from ``RESTART_DELAYS``.
+and started again after a delay from ``RESTART_BACKOFF``.
 """
 
 from __future__ import annotations
@@ -33,12 +33,11 @@ import sys
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet import defer, error, main as internet_main, protocol
-from twisted.internet.interfaces import IReadDescriptor
-from twisted.logger import Logger, eventFromJSON, globalLogBeginner, jsonFileLogObserver
+from twisted.internet import defer, error, protocol
+from twisted.logger import Logger, eventFromJSON
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
+from resgate.backoff import jittered_backoff
 from resgate.config import Config, ConfigError
 
 log = Logger(namespace="resgate.workers")
@@ -49,8 +48,10 @@ SHARED_PORT_SUPPORTED = sys.platform.startswith("linux") and hasattr(socket, "SO
 WORKER_START_TIMEOUT = 30.0
 #: How long a worker may take to stop after SIGTERM before it is killed.
 WORKER_STOP_TIMEOUT = 10.0
-#: Waits before starting a worker that exited again (seconds); the last one repeats.
-RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+#: The first wait before starting a worker that exited again (seconds), and the longest.
+FIRST_RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 30.0
+RESTART_BACKOFF = jittered_backoff(FIRST_RESTART_DELAY, MAX_RESTART_DELAY)
 #: A worker that ran this long before exiting is restarted after the first delay again.
 STABLE_RUN = 60.0
 #: The largest settings line a worker reads from its stdin.
@@ -60,7 +61,7 @@ READ_SIZE = 65536
 #: Config fields a worker never takes from its supervisor.
 _SUPERVISOR_ONLY = {"embed_nats": False, "workers": 1, "metrics_port": 0}
 #: The field of the log event by which a worker says it serves.
-_READY_FIELD = "resgate_worker_ready"
+READY_FIELD = "resgate_worker_ready"
 
 
 def share_listening_port(gateway) -> None:
@@ -155,7 +156,7 @@ class WorkerProcess(protocol.ProcessProtocol):
             # Not a log event: a worker's words outside its log (a traceback) are news.
             log.warn("{prefix}{line}", prefix=self._prefix, line=text)
             return
-        if event.get(_READY_FIELD):
+        if event.get(READY_FIELD):
             self._ready(True)
             return
         event["log_format"] = self._prefix + event["log_format"]
@@ -258,8 +259,9 @@ class WorkerSupervisor(Service):
         ran = self.reactor.seconds() - worker.started_at
         failures = 0 if ran >= STABLE_RUN else self._failures.get(worker.number, 0)
         self._failures[worker.number] = failures + 1
-        delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)]
-        log.error("Worker {number} (pid {pid}) {how}; starting it again in {delay:g}s",
+        delay = RESTART_BACKOFF(failures)
+        # Whole seconds: the jitter's fractions are noise to an operator.
+        log.error("Worker {number} (pid {pid}) {how}; starting it again in {delay:.0f}s",
                   number=worker.number, pid=worker.pid, how=how, delay=delay)
         self._restarts[worker.number] = self.reactor.callLater(delay, self._restart, worker.number)
 
@@ -296,38 +298,6 @@ def _cancel(result, call):
     return result
 
 
-# ---------------------------------------------------------------------------
-# The worker's side: ``python -m resgate.workers``
-
-
-@implementer(IReadDescriptor)
-class _SupervisorWatch:
-    """Reads the worker's stdin; its end of file means the supervisor is gone."""
-
-    def __init__(self, fd: int, on_gone) -> None:
-        self.fd = fd
-        self.on_gone = on_gone
-        os.set_blocking(fd, False)
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def logPrefix(self) -> str:
-        return "supervisor"
-
-    def doRead(self):
-        try:
-            data = os.read(self.fd, READ_SIZE)
-        except BlockingIOError:
-            return None
-        except OSError:
-            return internet_main.CONNECTION_LOST
-        return None if data else internet_main.CONNECTION_DONE
-
-    def connectionLost(self, reason) -> None:
-        self.on_gone()
-
-
 def read_settings(fd: int = 0) -> Config:
     """The Config of the settings line on ``fd``; raises ConfigError."""
     raw = b""
@@ -348,55 +318,3 @@ def read_settings(fd: int = 0) -> Config:
         return Config(**fields)
     except TypeError as e:
         raise ConfigError(f"unknown setting from the supervisor: {e}") from None
-
-
-def main() -> None:
-    """Run one worker until SIGTERM/SIGINT, the supervisor's end or a fatal error."""
-    # A process group of its own: a Ctrl-C at the terminal reaches the
-    # supervisor alone, which stops its workers in order.
-    os.setpgrp()
-    from resgate.service import GatewayService
-    from resgate.tap import EXIT_FAILURE, ProcessExit, ReactorError, install_reactor, tune_gc
-
-    tune_gc()
-    try:
-        config = read_settings()
-        reactor = install_reactor()
-    except (ConfigError, ReactorError) as e:
-        print(f"resgate worker: {e}", file=sys.stderr)
-        raise SystemExit(EXIT_FAILURE) from None
-    gateway = GatewayService(config, reactor=reactor)
-    exit_status = ProcessExit(reactor)
-    gateway.on_fatal = exit_status
-    share_listening_port(gateway)
-    globalLogBeginner.beginLoggingTo([jsonFileLogObserver(sys.stdout, recordSeparator="")],
-                                     redirectStandardIO=False)
-    shutting_down: list[bool] = []
-
-    def stop(why: str) -> None:
-        # A worker may be told twice (systemd signals the whole control group,
-        # then the supervisor signals its workers); it stops once.
-        if not shutting_down:
-            log.info("{why}, shutting down", why=why)
-            reactor.stop()
-
-    def on_signal(signum: int, _frame) -> None:
-        reactor.callFromThread(stop, f"Received {signal.Signals(signum).name}")
-
-    def serving(_) -> None:
-        log.info("Worker serving", **{_READY_FIELD: True})
-
-    # The reactor's own handlers would stop it a second time on a second signal.
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    reactor.addReader(_SupervisorWatch(0, lambda: stop("The supervising process is gone")))
-    gateway.when_started().addCallbacks(serving, lambda _: None)
-    reactor.callWhenRunning(gateway.startService)
-    reactor.addSystemEventTrigger("before", "shutdown", shutting_down.append, True)
-    reactor.addSystemEventTrigger("before", "shutdown", gateway.stopService)
-    reactor.run(installSignalHandlers=False)
-    sys.exit(exit_status.status)
-
-
-if __name__ == "__main__":
-    main()

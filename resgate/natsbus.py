@@ -1,11 +1,13 @@
-"""The gateway's NATS connection: requests, event subscriptions, publishes.
+"""The gateway's NATS connection: ``resgate.bus.Bus`` over nats-py.
 
-This is the only module that knows NATS. It runs nats-py on Twisted's asyncio
-reactor (one event loop) and hands the rest of the gateway Deferreds and
-``resgate.errors.ResError`` values.
+Requests, event subscriptions, publishes. This is the only module that
+imports nats; the rest of the gateway is typed against ``Bus``. Its log
+namespace stays ``resgate.mq``, the logger name operators filter on. It
+runs nats-py on Twisted's asyncio reactor (one event loop) and hands the
+rest of the gateway Deferreds and ``resgate.errors.ResError`` values.
 
 Every message this client receives, replies and events alike, reaches its
-handler in the order the connection delivered it (DESIGN.md, invariant 1).
+handler in the order the connection delivered it (docs/design.md).
 nats-py runs one task per subscription, which reorders messages across
 subscriptions, so ``_OrderedClient`` takes over nats-py's per-message
 dispatch for this module's subscriptions and calls handlers inline.
@@ -30,6 +32,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from resgate import errors
+from resgate.trace import one_line
 
 log = Logger(namespace="resgate.mq")
 
@@ -57,7 +60,6 @@ _NO_RESPONDERS = b"NATS/1.0 503"
 _SUBJECT = re.compile(r"[^ \t\r\n.]+(?:\.[^ \t\r\n.]+)*")
 _PATTERN = re.compile(r"(?:[^ \t\r\n.*>]+|\*)(?:\.(?:[^ \t\r\n.*>]+|\*))*(?:\.>)?|>")
 _USERINFO = re.compile(r"(^|//)[^/@]*@")
-_ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r"})
 _SSL_DECORATION = re.compile(r"^\[[^\]]*\] *| *\([^()]*\.c:\d+\)$")
 #: A creds file is a few kilobytes; reading is bounded all the same.
 MAX_CREDS_FILE_SIZE = 64 * 1024
@@ -67,7 +69,14 @@ _CREDS_SECTIONS = ((b"-----BEGIN NATS USER JWT-----", "user JWT"),
 Route = Callable[[bytes, bytes, "bytes | None"], None]
 
 _HOOK_PARAMS = ("self", "sid", "subject", "reply", "data", "headers")
+_CLOSE_PARAMS = ("self", "status", "do_cbs")
 _CLIENT_STATE = ("_sid", "_pending", "_pending_data_size", "_max_pending_size", "_flush_queue")
+
+
+#: How long the connect-time self-test waits for its message to come back through the inbox.
+SELF_TEST_TIMEOUT = CONNECT_TIMEOUT
+#: The inbox token of the self-test's message; request tokens start at 1.
+_SELF_TEST_TOKEN = 0
 
 
 class MQConnectError(Exception):
@@ -77,22 +86,29 @@ class MQConnectError(Exception):
 def check_nats_hook(client_class: type = nats.aio.client.Client) -> None:
     """Fail loudly unless nats-py has the private hooks this module relies on.
 
-    ``_OrderedClient`` overrides ``Client._process_msg`` and writes to the
-    client's pending buffer directly; a nats-py release that changes those
-    would otherwise break message order silently.
+    ``_OrderedClient`` overrides ``Client._process_msg`` and ``Client._close``
+    and writes to the client's pending buffer directly; a nats-py release
+    that changes those would otherwise break message order silently. The
+    shapes are checked here, at import; that the parser still calls the
+    hook is checked on every connect (``NatsBus`` self-test).
     """
     hook = getattr(client_class, "_process_msg", None)
+    close = getattr(client_class, "_close", None)
     state = vars(client_class()) if hook is not None else {}
     if (
         hook is None
+        or close is None
         or not inspect.iscoroutinefunction(hook)
+        or not inspect.iscoroutinefunction(close)
         or tuple(inspect.signature(hook).parameters) != _HOOK_PARAMS
+        or tuple(inspect.signature(close).parameters) != _CLOSE_PARAMS
         or not all(name in state for name in _CLIENT_STATE)
     ):
         raise ImportError(
-            f"resgate.mq overrides nats-py's Client._process_msg{_HOOK_PARAMS[1:]} and uses "
-            f"its pending buffer, which nats-py {nats.aio.client.__version__} does not have; "
-            "install the nats-py version pinned in setup.cfg"
+            f"resgate.natsbus overrides nats-py's Client._process_msg{_HOOK_PARAMS[1:]} and "
+            f"Client._close{_CLOSE_PARAMS[1:]} and uses its pending buffer, which nats-py "
+            f"{nats.aio.client.__version__} does not have; install a nats-py version in the range "
+            "setup.cfg names"
         )
 
 
@@ -126,6 +142,13 @@ class _OrderedClient(nats.aio.client.Client):
         except Exception:
             # An exception here would end nats-py's read loop for good.
             log.failure("NATS message handler failed for {subject}", subject=subject.decode(errors="replace"))
+
+    async def _close(self, status: int, do_cbs: bool = True) -> None:
+        # When the connection is lost, nats-py's read loop calls _close, and
+        # before 2.16 _close cancels the read loop's own task, so it never got
+        # to the closed callback (a lost connection went unnoticed). Shielded,
+        # it runs in a task of its own and always reaches the callbacks.
+        await asyncio.shield(super()._close(status, do_cbs))
 
     def publish_now(self, subject: str, reply: str, payload: bytes) -> None:
         """Queue a PUB; raises ResError instead of blocking or sending what the server rejects."""
@@ -185,13 +208,13 @@ class _Request:
         self.extension: IDelayedCall | None = None
 
 
-class Subscription:
+class NatsSubscription:
     """Interest in a subject; its messages reach the handler in connection order."""
 
     __slots__ = ("subject", "_client", "_nc", "_handler", "_sid")
 
     def __init__(
-        self, client: MessageClient, nc: _OrderedClient, subject: str, handler: Callable[[str, bytes], None]
+        self, client: NatsBus, nc: _OrderedClient, subject: str, handler: Callable[[str, bytes], None]
     ) -> None:
         self.subject = subject
         self._client = client
@@ -208,11 +231,11 @@ class Subscription:
     def _deliver(self, subject: bytes, data: bytes, headers: bytes | None) -> None:
         name = subject.decode()
         if self._client.trace:
-            log.debug("=>> {subject}: {payload}", subject=name, payload=_text(data), resgate_trace=True)
+            log.debug("=>> {subject}: {payload}", subject=name, payload=one_line(data), resgate_trace=True)
         self._handler(name, data)
 
 
-class MessageClient:
+class NatsBus:
     """The gateway's one NATS connection.
 
     There is no automatic reconnect (as Resgate, which uses NoReconnect):
@@ -252,6 +275,8 @@ class MessageClient:
         # All requests share one timeout, so arrival order is deadline order.
         self._deadlines: collections.deque[_Request] = collections.deque()
         self._timer: IDelayedCall | None = None
+        # Set while connect's self-test waits for its message (see _self_test).
+        self._self_test_arrival: asyncio.Future[None] | None = None
 
     @property
     def is_connected(self) -> bool:
@@ -328,7 +353,7 @@ class MessageClient:
             return 0
         if self.trace:
             log.debug("<== ({inbox}) {subject}: {payload}", inbox=inbox[-6:], subject=subject,
-                      payload=_text(payload), resgate_trace=True)
+                      payload=one_line(payload), resgate_trace=True)
         request = _Request(token, inbox, respond, self._clock.seconds() + self.request_timeout)
         self._requests[token] = request
         self._deadlines.append(request)
@@ -336,7 +361,7 @@ class MessageClient:
             self._timer = self._clock.callLater(self.request_timeout, self._on_deadline)
         return token
 
-    def subscribe(self, subject: str, handler: Callable[[str, bytes], None]) -> Subscription:
+    def subscribe(self, subject: str, handler: Callable[[str, bytes], None]) -> NatsSubscription:
         """Subscribe at once: the SUB is queued before this returns, ahead of any later request.
 
         ``handler(subject, payload)`` runs inline, in connection order.
@@ -346,7 +371,7 @@ class MessageClient:
         if nc is None:
             raise NOT_CONNECTED
         _check_subject(subject, wildcards=True)
-        subscription = Subscription(self, nc, subject, handler)
+        subscription = NatsSubscription(self, nc, subject, handler)
         if self.trace:
             log.debug("S=> {subject}", subject=subject, resgate_trace=True)
         return subscription
@@ -361,7 +386,7 @@ class MessageClient:
             _check_subject(reply)
         nc.publish_now(subject, reply or "", payload)
         if self.trace:
-            log.debug("<== {subject}: {payload}", subject=subject, payload=_text(payload), resgate_trace=True)
+            log.debug("<== {subject}: {payload}", subject=subject, payload=one_line(payload), resgate_trace=True)
 
     def close(self) -> Deferred[None]:
         """Close the connection; pending requests fail with DISPOSING. Idempotent."""
@@ -412,7 +437,36 @@ class MessageClient:
         self._nc = nc
         self._inbox_prefix = nc.new_inbox() + "."
         nc.subscribe_now(self._inbox_prefix + "*", self._on_reply)
+        try:
+            await self._self_test(nc)
+        except MQConnectError:
+            self._drop(nc, errors.DISPOSING)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(nc.close(), CONNECT_TIMEOUT)
+            raise
         log.info("Connected to NATS at {url}", url=self._connected_url(nc))
+
+    async def _self_test(self, nc: _OrderedClient) -> None:
+        """Send one message to the gateway's own inbox and wait for it to come back.
+
+        It proves that nats-py's parser still hands messages to
+        ``_OrderedClient._process_msg``; without that every request would
+        silently time out. Raises MQConnectError (one line) if it does not.
+        """
+        arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._self_test_arrival = arrived
+        try:
+            nc.publish_now(f"{self._inbox_prefix}{_SELF_TEST_TOKEN}", "", b"")
+            await asyncio.wait_for(asyncio.shield(arrived), SELF_TEST_TIMEOUT)
+            nc.dispatched = 0  # counts the gateway's own traffic only
+        except (asyncio.TimeoutError, errors.ResError):
+            raise MQConnectError(
+                f"nats-py {nats.aio.client.__version__} does not deliver messages to the gateway's "
+                f"dispatch hook (a message to its own inbox did not come back within "
+                f"{SELF_TEST_TIMEOUT:g} s); install a nats-py version in the range setup.cfg names"
+            ) from None
+        finally:
+            self._self_test_arrival = None
 
     def _servers(self) -> list[str]:
         """The configured servers, then the other cluster nodes the last connection learned of."""
@@ -494,13 +548,16 @@ class MessageClient:
             return
         request = self._requests.get(token)
         if request is None:
+            arrival = self._self_test_arrival
+            if token == _SELF_TEST_TOKEN and arrival is not None and not arrival.done():
+                arrival.set_result(None)
             return
         no_responders = not data and headers is not None and headers.startswith(_NO_RESPONDERS)
         if self.trace:
             if no_responders:
                 log.debug("x=> ({inbox}) No responders", inbox=request.inbox[-6:], resgate_trace=True)
             else:
-                log.debug("==> ({inbox}): {payload}", inbox=request.inbox[-6:], payload=_text(data),
+                log.debug("==> ({inbox}): {payload}", inbox=request.inbox[-6:], payload=one_line(data),
                           resgate_trace=True)
         if data and _A <= (data[0] | 32) <= _Z:
             self._apply_pre_response(request, data)
@@ -638,8 +695,3 @@ def _describe(error: BaseException | None) -> str:
         return error.strerror
     text = str(error).removeprefix("nats: ").strip("'") or type(error).__name__
     return " ".join(text.split())
-
-
-def _text(payload: bytes) -> str:
-    """A payload for a trace record, kept on one line."""
-    return payload.decode(errors="replace").translate(_ONE_LINE)

@@ -1,27 +1,31 @@
 """ResourceCache: one copy of every resource any client holds.
 
-An ``EventSubscription`` exists per resource name (``event.<name>.*`` on
-NATS); it holds a ``ResourceSubscription`` per query variant (the base one
-without query). Each ResourceSubscription gets the resource once, applies
-events to its single copy before subscribers hear of them (DESIGN.md,
-invariant 3), and forgets events that came while its get was pending: NATS
-delivers in order, so such events are already part of the get response
-(invariant 2). Nothing here knows WebSockets or HTTP: subscribers are
-objects with ``cid``, ``resource_name``, ``resource_query`` and the methods
-``loaded(resource, error)``, ``event(event)`` and ``reaccess(throttle)``,
-always called through the work queue.
+A ``NameEntry`` exists per resource name and holds its NATS event
+subscription (``event.<name>.*``); it holds a ``CachedResource`` per query
+variant (the base one without query). Each CachedResource gets the resource
+once, applies events to its single copy before subscribers hear of them
+(docs/design.md, invariant 3), and forgets events that came while its get
+was pending: the bus delivers in order, so such events are already part of
+the get response (invariant 2). Nothing here knows WebSockets, HTTP or NATS:
+the cache talks to services through a ``Bus``, and to its subscribers
+(``CacheSubscriber``) always through the work queue.
 """
 
 from __future__ import annotations
 
-import collections
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
-import orjson
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from resgate import codec, errors
+from resgate.bus import Bus, BusSubscription
+from resgate.cache.faults import FaultLog, excerpt
+from resgate.cache.pattern import ResourcePattern
+from resgate.cache.resources import TYPE_COLLECTION, TYPE_MODEL, Collection, Model, ResourceEvent, collection_diff
+from resgate.cache.throttle import Throttle
 from resgate.codec import Value
+from resgate.workqueue import WorkQueue
 
 log = Logger(namespace="resgate.cache")
 
@@ -31,253 +35,47 @@ UNSUBSCRIBE_DELAY = 5.0
 STATE_SUBSCRIBED = 0
 STATE_ERROR = 1
 STATE_REQUESTED = 2
-STATE_COLLECTION = 3
-STATE_MODEL = 4
-
-TYPE_COLLECTION = STATE_COLLECTION
-TYPE_MODEL = STATE_MODEL
+STATE_COLLECTION = TYPE_COLLECTION
+STATE_MODEL = TYPE_MODEL
 
 
-#: How many characters of a service's message a log line quotes at most.
-LOG_EXCERPT = 200
+class CacheSubscriber(Protocol):
+    """What the cache needs of a subscriber (a connection's subscription).
 
-
-def excerpt(text: object) -> str:
-    """``text`` (bytes shown as their repr) cut short for one log line."""
-    if isinstance(text, bytes):
-        shown = repr(text[:LOG_EXCERPT])
-        if len(text) > LOG_EXCERPT or len(shown) > LOG_EXCERPT:
-            return f"{shown[:LOG_EXCERPT]}... ({len(text)} bytes)"
-        return shown
-    text = str(text)
-    if len(text) > LOG_EXCERPT:
-        return f"{text[:LOG_EXCERPT]}... ({len(text)} characters)"
-    return text
-
-
-#: Seconds during which further faults of one kind, by one service, for one
-#: request type, are counted instead of logged one by one.
-FAULT_LOG_WINDOW = 10.0
-
-
-class FaultLog:
-    """Warnings for a service's faults: no answer in time, or a broken one.
-
-    Warnings: Resgate logs neither (the requester gets the error), but an
-    operator needs to know which service misbehaves. A service's own error
-    response is no fault of it and is not logged. A service that is down
-    times out every request made to it, a line per request with many
-    clients; so the first fault of a kind for a request type and service
-    (``get.library``) is logged whole, and the next ones are counted for
-    ``FAULT_LOG_WINDOW`` seconds and told in one line at its end, window
-    after window while they go on.
+    Always called through the work queue.
     """
 
-    def __init__(self, clock) -> None:
-        self._clock = clock
-        #: (message, subject prefix) -> faults not logged in the open window, and its end.
-        self._windows: dict[tuple[str, str], list] = {}
+    @property
+    def cid(self) -> str: ...
 
-    def fault(self, subject: str, error: errors.ResError) -> None:
-        # errors.TIMEOUT itself is mq's timeout; a service's system.timeout response is another object.
-        if error is errors.TIMEOUT:
-            message, reason = "Request timeout on", ""
-        elif isinstance(error, errors.InvalidResponse):
-            message, reason = "Invalid response to", excerpt(error.reason)
-        else:
-            return
-        request_type, _, name = subject.partition(".")
-        key = (message, f"{request_type}.{name.partition('.')[0]}")
-        window = self._windows.get(key)
-        if window is not None:
-            window[0] += 1
-            return
-        if reason:
-            log.warn("{message} {subject}: {reason}", message=message, subject=subject, reason=reason)
-        else:
-            log.warn("{message} {subject}", message=message, subject=subject)
-        self._open(key)
+    resource_name: str
+    resource_query: str
 
-    def _open(self, key: tuple[str, str]) -> None:
-        self._windows[key] = [0, self._clock.callLater(FAULT_LOG_WINDOW, self._close, key)]
+    def loaded(self, resource: CachedResource | None, error: errors.ResError | None) -> None:
+        """The resource loaded (``resource``), or could not be (``error``)."""
 
-    def _close(self, key: tuple[str, str]) -> None:
-        count, _ = self._windows.pop(key)
-        if count:
-            message, prefix = key
-            log.warn("{message} {prefix}.*: {count} more in the last {window:g} s",
-                     message=message, prefix=prefix, count=count, window=FAULT_LOG_WINDOW)
-            self._open(key)
+    def event(self, event: ResourceEvent) -> None:
+        """The cache applied ``event`` to the resource."""
 
-    def stop(self) -> None:
-        for _, timer in self._windows.values():
-            if timer.active():
-                timer.cancel()
-        self._windows.clear()
+    def reaccess(self, throttle: Throttle | None) -> None:
+        """Access to the resource may have changed: check it again."""
 
 
-def _references(values) -> dict[str, None]:
-    return {value.rid: None for value in values if value.type == codec.VALUE_REFERENCE}
+class TokenResetHandler(Protocol):
+    def __call__(self, tids: set[str], subject: str) -> None: ...
 
 
-class Model:
-    """A model's values; its JSON is encoded once and shared by every client."""
-
-    __slots__ = ("values", "_json", "_legacy_json", "_references")
-
-    def __init__(self, values: dict[str, Value]) -> None:
-        self.values = values
-        self._json: orjson.Fragment | None = None
-        self._legacy_json: orjson.Fragment | None = None
-        self._references: dict[str, None] | None = None
-
-    def references(self) -> dict[str, None]:
-        """The resource IDs this model references (non-soft), as an ordered set."""
-        if self._references is None:
-            self._references = _references(self.values.values())
-        return self._references
-
-    def json(self) -> orjson.Fragment:
-        if self._json is None:
-            self._json = orjson.Fragment(orjson.dumps({k: v.raw for k, v in self.values.items()}))
-        return self._json
-
-    def legacy_json(self) -> orjson.Fragment:
-        """The model as a client of protocol 1.2.0 or older sees it."""
-        if self._legacy_json is None:
-            self._legacy_json = orjson.Fragment(
-                orjson.dumps({k: v.legacy() for k, v in self.values.items()})
-            )
-        return self._legacy_json
-
-
-class Collection:
-    """A collection's values; its JSON is encoded once and shared by every client."""
-
-    __slots__ = ("values", "_json", "_legacy_json", "_references")
-
-    def __init__(self, values: list[Value]) -> None:
-        self.values = values
-        self._json: orjson.Fragment | None = None
-        self._legacy_json: orjson.Fragment | None = None
-        self._references: dict[str, None] | None = None
-
-    def references(self) -> dict[str, None]:
-        """The resource IDs this collection references (non-soft), as an ordered set."""
-        if self._references is None:
-            self._references = _references(self.values)
-        return self._references
-
-    def json(self) -> orjson.Fragment:
-        if self._json is None:
-            self._json = orjson.Fragment(orjson.dumps([v.raw for v in self.values]))
-        return self._json
-
-    def legacy_json(self) -> orjson.Fragment:
-        if self._legacy_json is None:
-            self._legacy_json = orjson.Fragment(orjson.dumps([v.legacy() for v in self.values]))
-        return self._legacy_json
-
-
-class ResourceEvent:
-    """An event as the cache applied it, for subscribers to pass on.
-
-    ``version`` is the resource version the event applies to; ``update``
-    says it changed the resource (change/add/remove), so subscribers that
-    hold an older or newer copy know to skip it.
-    """
-
-    __slots__ = ("event", "payload", "idx", "value", "changed", "old_values", "version", "update",
-                 "model", "collection", "messages")
-
-    def __init__(self, event: str, payload: Any = None) -> None:
-        self.event = event
-        self.payload = payload
-        self.idx = 0
-        self.value: Value | None = None
-        self.changed: dict[str, Value] | None = None
-        self.old_values: dict[str, Value] | None = None
-        self.version = 0
-        self.update = False
-        #: The resource as this event left it (updates only).
-        self.model: Model | None = None
-        self.collection: Collection | None = None
-        #: The client message of this event, encoded once for every subscriber
-        #: that sends the same bytes (see Subscription._send_shared).
-        self.messages: dict | None = None
-
-
-class Throttle:
-    """Limits how many requests are in flight (reset and reference throttles)."""
-
-    __slots__ = ("limit", "running", "waiting")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.running = 0
-        self.waiting: collections.deque[Callable[[], None]] = collections.deque()
-
-    def add(self, start: Callable[[], None]) -> None:
-        if self.running < self.limit:
-            self.running += 1
-            start()
-        else:
-            self.waiting.append(start)
-
-    def done(self) -> None:
-        if self.waiting:
-            self.waiting.popleft()()
-        else:
-            self.running -= 1
-
-
-class ResourcePattern:
-    """A resource name pattern of a system.reset event: ``*`` a part, ``>`` the rest."""
-
-    __slots__ = ("parts", "tail")
-
-    def __init__(self, pattern: str) -> None:
-        parts = pattern.split(".")
-        self.tail = parts[-1] == ">"
-        if self.tail:
-            parts.pop()
-        self.parts = parts
-
-    @classmethod
-    def parse(cls, pattern: str) -> ResourcePattern | None:
-        """The pattern, or None when it is not a valid one (Resgate ignores those)."""
-        parts = pattern.split(".")
-        for i, part in enumerate(parts):
-            if part in ("*", ">"):
-                if part == ">" and i != len(parts) - 1:
-                    return None
-                continue
-            if not codec.is_valid_rid_part(part):
-                return None
-        return cls(pattern)
-
-    def match(self, name: str) -> bool:
-        if not name:
-            return False
-        tokens = name.split(".")
-        if len(tokens) < len(self.parts) + (1 if self.tail else 0):
-            return False
-        if not self.tail and len(tokens) != len(self.parts):
-            return False
-        return all(p == "*" or p == t for p, t in zip(self.parts, tokens))
-
-
-class ResourceSubscription:
-    """One resource (name plus normalized query) and the subscribers holding it."""
+class CachedResource:
+    """One cached resource (name plus normalized query) and the subscribers holding it."""
 
     __slots__ = ("owner", "query", "state", "subs", "resetting", "links", "version",
                  "model", "collection", "error")
 
-    def __init__(self, owner: EventSubscription, query: str) -> None:
+    def __init__(self, owner: NameEntry, query: str) -> None:
         self.owner = owner
         self.query = query
         self.state = STATE_SUBSCRIBED
-        self.subs: dict[Any, None] = {}
+        self.subs: dict[CacheSubscriber, None] = {}
         self.resetting = False
         self.links: list[str] = []
         self.version = 0
@@ -289,7 +87,7 @@ class ResourceSubscription:
     def resource_type(self) -> int:
         return self.state
 
-    def unsubscribe(self, sub: Any) -> None:
+    def unsubscribe(self, sub: CacheSubscriber) -> None:
         """A subscriber lets go; a query resource nobody holds is forgotten."""
         self.subs.pop(sub, None)
         if self.query and not self.subs:
@@ -335,7 +133,7 @@ class ResourceSubscription:
         if result.query != self.query:
             # The service normalized the query: share the normalized resource.
             owner = self.owner
-            target = owner.resource_subscription(result.query)
+            target = owner.resource(result.query)
             if self.query == "":
                 owner.base = target
             else:
@@ -537,83 +335,38 @@ class ResourceSubscription:
             self.handle_event(event)
 
 
-def collection_diff(a: list[Value], b: list[Value]) -> list[ResourceEvent]:
-    """remove and add events turning ``a`` into ``b`` (longest common subsequence)."""
-    start = 0
-    while start < len(a) and start < len(b) and a[start] == b[start]:
-        start += 1
-    end_a, end_b = len(a), len(b)
-    while end_a > start and end_b > start and a[end_a - 1] == b[end_b - 1]:
-        end_a -= 1
-        end_b -= 1
-    aa, bb = a[start:end_a], b[start:end_b]
-    m, n = len(aa), len(bb)
-    if m == 0 and n == 0:
-        return []
-    # lengths[i][j]: LCS length of aa[:i] and bb[:j]
-    lengths = [[0] * (n + 1) for _ in range(m + 1)]
-    for i in range(m):
-        for j in range(n):
-            if aa[i] == bb[j]:
-                lengths[i + 1][j + 1] = lengths[i][j] + 1
-            else:
-                lengths[i + 1][j + 1] = max(lengths[i + 1][j], lengths[i][j + 1])
-    keep_a: set[int] = set()
-    keep_b: set[int] = set()
-    i, j = m, n
-    while i > 0 and j > 0:
-        if aa[i - 1] == bb[j - 1]:
-            keep_a.add(i - 1)
-            keep_b.add(j - 1)
-            i -= 1
-            j -= 1
-        elif lengths[i - 1][j] >= lengths[i][j - 1]:
-            i -= 1
-        else:
-            j -= 1
-    events = []
-    # Remove from the end first so earlier indexes stay valid.
-    for i in range(m - 1, -1, -1):
-        if i not in keep_a:
-            events.append(ResourceEvent("remove", {"idx": start + i}))
-    # After the removals the kept items sit in order; insert the new ones.
-    for j in range(n):
-        if j not in keep_b:
-            events.append(ResourceEvent("add", {"idx": start + j, "value": bb[j].raw}))
-    return events
 
+class NameEntry:
+    """Everything cached under one resource name, and its bus subscription of the name's events."""
 
-class EventSubscription:
-    """Everything cached under one resource name, and its NATS event subscription."""
-
-    __slots__ = ("name", "cache", "mq_sub", "count", "base", "queries", "links",
+    __slots__ = ("name", "cache", "bus_sub", "count", "base", "queries", "links",
                  "_evict_timer", "_held", "_locks")
 
     def __init__(self, cache: ResourceCache, name: str) -> None:
         self.name = name
         self.cache = cache
-        self.mq_sub = None
+        self.bus_sub: BusSubscription | None = None
         self.count = 0
-        self.base: ResourceSubscription | None = None
-        self.queries: dict[str, ResourceSubscription] = {}
-        self.links: dict[str, ResourceSubscription] = {}
-        self._evict_timer = None
+        self.base: CachedResource | None = None
+        self.queries: dict[str, CachedResource] = {}
+        self.links: dict[str, CachedResource] = {}
+        self._evict_timer: IDelayedCall | None = None
         # Events held back while query event requests are in flight.
         self._held: list[tuple[str, bytes]] = []
         self._locks = 0
 
-    def resource_subscription(self, query: str) -> ResourceSubscription:
+    def resource(self, query: str) -> CachedResource:
         if query == "":
             if self.base is None:
-                self.base = ResourceSubscription(self, "")
+                self.base = CachedResource(self, "")
             return self.base
         rs = self.queries.get(query) or self.links.get(query)
         if rs is None:
-            rs = self.queries[query] = ResourceSubscription(self, query)
+            rs = self.queries[query] = CachedResource(self, query)
         return rs
 
-    def add_subscriber(self, sub: Any, throttle: Throttle | None) -> None:
-        rs = self.resource_subscription(sub.resource_query)
+    def add_subscriber(self, sub: CacheSubscriber, throttle: Throttle | None) -> None:
+        rs = self.resource(sub.resource_query)
         if rs.state != STATE_ERROR:
             rs.subs[sub] = None
         work = self.cache.work
@@ -684,7 +437,7 @@ class EventSubscription:
             self.cache.request(reply_subject, codec.create_event_query_request(rs.query),
                                lambda data, error, rs=rs: self._on_query_response(rs, data, error))
 
-    def _on_query_response(self, rs: ResourceSubscription, data: bytes | None,
+    def _on_query_response(self, rs: CachedResource, data: bytes | None,
                            error: errors.ResError | None) -> None:
         try:
             if error is None:
@@ -696,25 +449,9 @@ class EventSubscription:
                 for subject, payload in held:
                     self.on_event(subject, payload)
 
-    def _apply_query_response(self, rs: ResourceSubscription, data: bytes) -> None:
+    def _apply_query_response(self, rs: CachedResource, data: bytes) -> None:
         try:
-            message = codec._response(data)
-            error = codec._response_error(message)
-            if error is not None:
-                raise error
-            result = message.get("result")
-            if not isinstance(result, dict):
-                raise errors.internal_error("response missing result")
-            events = result.get("events")
-            if events is not None:
-                if not isinstance(events, list) or result.get("model") is not None \
-                        or result.get("collection") is not None:
-                    raise errors.internal_error("invalid service response")
-                for item in events:
-                    if isinstance(item, dict) and isinstance(item.get("event"), str):
-                        rs.handle_event(ResourceEvent(item["event"], item.get("data")))
-                return
-            model, collection = codec._decode_resource(result)
+            result = codec.decode_query_response(data)
         except errors.ResError as e:
             if e.code == errors.CODE_NOT_FOUND:
                 rs.handle_event(ResourceEvent("delete"))
@@ -722,6 +459,11 @@ class EventSubscription:
                 log.error("Error processing query event for {name}?{query}: {error}",
                           name=self.name, query=rs.query, error=e.message)
             return
+        if result.events is not None:
+            for name, event_data in result.events:
+                rs.handle_event(ResourceEvent(name, event_data))
+            return
+        model, collection = result.model, result.collection
         if model is not None and rs.state == STATE_MODEL:
             rs.reset_model(model)
         elif collection is not None and rs.state == STATE_COLLECTION:
@@ -730,7 +472,7 @@ class EventSubscription:
             log.error("Error processing query event for {name}?{query}: mismatching resource type",
                       name=self.name, query=rs.query)
 
-    def all_resources(self) -> list[ResourceSubscription]:
+    def all_resources(self) -> list[CachedResource]:
         found = [] if self.base is None or self.base.query != "" else [self.base]
         return found + list(self.queries.values())
 
@@ -738,9 +480,9 @@ class EventSubscription:
 class ResourceCache:
     """The resources every connection shares, and the requests that load them."""
 
-    def __init__(self, mq, work, *, reactor, unsubscribe_delay: float = UNSUBSCRIBE_DELAY,
-                 reset_throttle: int = 0) -> None:
-        self.mq = mq
+    def __init__(self, bus: Bus, work: WorkQueue, *, reactor: IReactorTime,
+                 unsubscribe_delay: float = UNSUBSCRIBE_DELAY, reset_throttle: int = 0) -> None:
+        self.bus = bus
         self.work = work
         self.reactor = reactor
         self.unsubscribe_delay = unsubscribe_delay
@@ -750,13 +492,14 @@ class ResourceCache:
         # other resources, still has no more than reset_throttle requests in
         # flight (Resgate's throttle is per event, so bounds only one).
         self._reset_throttle = Throttle(reset_throttle) if reset_throttle > 0 else None
-        self.event_subs: dict[str, EventSubscription] = {}
-        self.conns: dict[str, Any] = {}
-        self._system_sub = None
+        self.names: dict[str, NameEntry] = {}
+        #: Told of system.tokenReset events; the connections' owner sets it.
+        self.on_token_reset: TokenResetHandler | None = None
+        self._system_sub: BusSubscription | None = None
 
     def start(self) -> None:
         """Listen to system events (reset, tokenReset)."""
-        self._system_sub = self.mq.subscribe(
+        self._system_sub = self.bus.subscribe(
             "system.*", lambda subject, payload: self.work.enqueue(lambda: self._on_system(subject, payload))
         )
 
@@ -765,10 +508,10 @@ class ResourceCache:
         if self._system_sub is not None:
             self._system_sub.unsubscribe()
             self._system_sub = None
-        for es in self.event_subs.values():
-            if es._evict_timer is not None and es._evict_timer.active():
-                es._evict_timer.cancel()
-        self.event_subs.clear()
+        for entry in self.names.values():
+            if entry._evict_timer is not None and entry._evict_timer.active():
+                entry._evict_timer.cancel()
+        self.names.clear()
 
     # -- requests
 
@@ -776,19 +519,19 @@ class ResourceCache:
                 respond: Callable[[bytes | None, errors.ResError | None], None]) -> None:
         """Send a request; ``respond(data, error)`` runs through the work queue."""
         work = self.work
-        self.mq.send_request(subject, payload, lambda data, error: work.enqueue(lambda: respond(data, error)))
+        self.bus.send_request(subject, payload, lambda data, error: work.enqueue(lambda: respond(data, error)))
 
-    def subscribe(self, sub: Any, throttle: Throttle | None = None) -> None:
+    def subscribe(self, sub: CacheSubscriber, throttle: Throttle | None = None) -> None:
         """Load ``sub``'s resource for it; ``sub.loaded`` follows."""
         try:
-            es = self._event_subscription(sub.resource_name)
+            entry = self._name_entry(sub.resource_name)
         except errors.ResError as e:
             error = e  # ``e`` is unbound once the except block ends
             self.work.enqueue(lambda: sub.loaded(None, error))
             return
-        es.add_subscriber(sub, throttle)
+        entry.add_subscriber(sub, throttle)
 
-    def access(self, sub: Any, token: Any, is_http: bool,
+    def access(self, sub: CacheSubscriber, token: Any, is_http: bool,
                callback: Callable[[codec.Access, dict | None], None]) -> None:
         payload = codec.create_request(sub.cid, token, query=sub.resource_query, is_http=is_http)
         subject = "access." + sub.resource_name
@@ -826,45 +569,37 @@ class ResourceCache:
 
         self.request(subject, payload, respond)
 
-    # -- connections (for system.tokenReset)
-
-    def add_conn(self, conn: Any) -> None:
-        self.conns[conn.cid] = conn
-
-    def remove_conn(self, conn: Any) -> None:
-        self.conns.pop(conn.cid, None)
-
     # -- event subscriptions
 
-    def _event_subscription(self, name: str) -> EventSubscription:
-        es = self.event_subs.get(name)
-        if es is None:
-            es = EventSubscription(self, name)
-            handler = es.on_event
+    def _name_entry(self, name: str) -> NameEntry:
+        entry = self.names.get(name)
+        if entry is None:
+            entry = NameEntry(self, name)
+            handler = entry.on_event
             work = self.work
-            es.mq_sub = self.mq.subscribe(
+            entry.bus_sub = self.bus.subscribe(
                 f"event.{name}.*", lambda subject, payload: work.enqueue(lambda: handler(subject, payload))
             )
-            self.event_subs[name] = es
-        es.add_count()
-        return es
+            self.names[name] = entry
+        entry.add_count()
+        return entry
 
-    def schedule_eviction(self, es: EventSubscription) -> None:
-        es._evict_timer = self.reactor.callLater(
-            self.unsubscribe_delay, lambda: self.work.enqueue(lambda: self._evict(es))
+    def schedule_eviction(self, entry: NameEntry) -> None:
+        entry._evict_timer = self.reactor.callLater(
+            self.unsubscribe_delay, lambda: self.work.enqueue(lambda: self._evict(entry))
         )
 
-    def _evict(self, es: EventSubscription) -> None:
-        es._evict_timer = None
-        if es.count > 0 or self.event_subs.get(es.name) is not es:
+    def _evict(self, entry: NameEntry) -> None:
+        entry._evict_timer = None
+        if entry.count > 0 or self.names.get(entry.name) is not entry:
             return
-        del self.event_subs[es.name]
-        if es.mq_sub is not None:
-            es.mq_sub.unsubscribe()
+        del self.names[entry.name]
+        if entry.bus_sub is not None:
+            entry.bus_sub.unsubscribe()
 
     @property
     def resource_count(self) -> int:
-        return len(self.event_subs)
+        return len(self.names)
 
     # -- system events
 
@@ -881,18 +616,18 @@ class ResourceCache:
     def _system_reset(self, payload: bytes) -> None:
         resources, access = codec.decode_system_reset(payload)
         throttle = self._reset_throttle
-        for es in self._matching(resources):
-            for rs in es.all_resources():
+        for entry in self._matching(resources):
+            for rs in entry.all_resources():
                 rs.reset_resource(throttle)
-        for es in self._matching(access):
-            for rs in es.all_resources():
+        for entry in self._matching(access):
+            for rs in entry.all_resources():
                 rs.reset_access(throttle)
 
-    def _matching(self, patterns: list[str]) -> list[EventSubscription]:
+    def _matching(self, patterns: list[str]) -> list[NameEntry]:
         parsed = [p for p in (ResourcePattern.parse(text) for text in patterns) if p is not None]
         if not parsed:
             return []
-        return [es for name, es in self.event_subs.items() if any(p.match(name) for p in parsed)]
+        return [entry for name, entry in self.names.items() if any(p.match(name) for p in parsed)]
 
     def _token_reset(self, payload: bytes) -> None:
         tids, subject = codec.decode_system_token_reset(payload)
@@ -901,6 +636,6 @@ class ResourceCache:
             return
         if not tids:
             return
-        wanted = set(tids)
-        for conn in list(self.conns.values()):
-            conn.token_reset(wanted, subject)
+        if self.on_token_reset is not None:
+            self.on_token_reset(set(tids), subject)
+

@@ -1,0 +1,91 @@
+"""The log of services' faults: requests that timed out or got a broken response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from resgate import errors
+
+# The cache's namespace: operators filter these lines by it.
+log = Logger(namespace="resgate.cache")
+
+#: How many characters of a service's message a log line quotes at most.
+LOG_EXCERPT = 200
+
+
+def excerpt(text: object) -> str:
+    """``text`` (bytes shown as their repr) cut short for one log line."""
+    if isinstance(text, bytes):
+        shown = repr(text[:LOG_EXCERPT])
+        if len(text) > LOG_EXCERPT or len(shown) > LOG_EXCERPT:
+            return f"{shown[:LOG_EXCERPT]}... ({len(text)} bytes)"
+        return shown
+    text = str(text)
+    if len(text) > LOG_EXCERPT:
+        return f"{text[:LOG_EXCERPT]}... ({len(text)} characters)"
+    return text
+
+
+#: Seconds during which further faults of one kind, by one service, for one
+#: request type, are counted instead of logged one by one.
+FAULT_LOG_WINDOW = 10.0
+
+
+class FaultLog:
+    """Warnings for a service's faults: no answer in time, or a broken one.
+
+    Warnings: Resgate logs neither (the requester gets the error), but an
+    operator needs to know which service misbehaves. A service's own error
+    response is no fault of it and is not logged. A service that is down
+    times out every request made to it, a line per request with many
+    clients; so the first fault of a kind for a request type and service
+    (``get.library``) is logged whole, and the next ones are counted for
+    ``FAULT_LOG_WINDOW`` seconds and told in one line at its end, window
+    after window while they go on.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        #: (message, subject prefix) -> faults not logged in the open window, and its end.
+        self._windows: dict[tuple[str, str], list[Any]] = {}
+
+    def fault(self, subject: str, error: errors.ResError) -> None:
+        # errors.TIMEOUT itself is mq's timeout; a service's system.timeout response is another object.
+        if error is errors.TIMEOUT:
+            message, reason = "Request timeout on", ""
+        elif isinstance(error, errors.InvalidResponse):
+            message, reason = "Invalid response to", excerpt(error.reason)
+        else:
+            return
+        request_type, _, name = subject.partition(".")
+        key = (message, f"{request_type}.{name.partition('.')[0]}")
+        window = self._windows.get(key)
+        if window is not None:
+            window[0] += 1
+            return
+        if reason:
+            log.warn("{message} {subject}: {reason}", message=message, subject=subject, reason=reason)
+        else:
+            log.warn("{message} {subject}", message=message, subject=subject)
+        self._open(key)
+
+    def _open(self, key: tuple[str, str]) -> None:
+        self._windows[key] = [0, self._clock.callLater(FAULT_LOG_WINDOW, self._close, key)]
+
+    def _close(self, key: tuple[str, str]) -> None:
+        count, _ = self._windows.pop(key)
+        if count:
+            message, prefix = key
+            log.warn("{message} {prefix}.*: {count} more in the last {window:g} s",
+                     message=message, prefix=prefix, count=count, window=FAULT_LOG_WINDOW)
+            self._open(key)
+
+    def stop(self) -> None:
+        for _, timer in self._windows.values():
+            if timer.active():
+                timer.cancel()
+        self._windows.clear()
+

@@ -1,0 +1,43 @@
+"""GatewayContext: what every connection of the gateway shares.
+
+The cache, the bus, the work queue and the settings, and the one registry
+of open connections (by cid): the metrics count it, and a system.tokenReset
+reaches the connections through it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from resgate.bus import Bus
+from resgate.cache.cache import ResourceCache
+from resgate.config import Config
+from resgate.metrics import Metrics
+from resgate.workqueue import WorkQueue
+
+class RegisteredConnection(Protocol):
+    """What the context needs of a connection it holds (resgate.connection.Connection)."""
+
+    def token_reset(self, tids: set[str], subject: str) -> None:
+        """Clear the token if its tid is among ``tids`` (system.tokenReset on ``subject``)."""
+
+
+class GatewayContext:
+    """What connections share: the cache, the work queue, settings, the open connections."""
+
+    def __init__(self, cache: ResourceCache, config: Config, *, debug: bool = False, trace: bool = False) -> None:
+        self.cache = cache
+        self.mq: Bus = cache.bus
+        self.work: WorkQueue = cache.work
+        self.config = config
+        self.debug = debug
+        self.trace = trace
+        self.conns: dict[str, RegisteredConnection] = {}
+        self.metrics = Metrics()
+        #: False while NATS is lost: new clients are turned away (503).
+        self.available = True
+        cache.on_token_reset = self._token_reset
+
+    def _token_reset(self, tids: set[str], subject: str) -> None:
+        for conn in list(self.conns.values()):
+            conn.token_reset(tids, subject)

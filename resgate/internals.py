@@ -1,0 +1,76 @@
+"""The private parts of Twisted and Autobahn the gateway relies on, reached only from here.
+
+Each is used because the public API has nothing that does the job, mostly on
+a hot path; each is checked when this module is imported, so a Twisted or
+Autobahn release that changes one stops the gateway at start with one clear
+line instead of breaking it quietly. The supported versions are the ranges
+in setup.cfg; CI runs the tests on the lowest (``tests/lowest-versions.txt``)
+and on the newest release. nats-py's private parts are checked in
+``resgate.natsbus`` the same way.
+
+| private part | used by | for |
+| --- | --- | --- |
+| ``FileDescriptor._tempDataBuffer`` | transport.CorkedServer | whether a corked write left bytes unsent |
+| ``tcp.Port._type`` | transport.PortReactor | a TLS port logs itself as TLS, as the reactor's own does |
+| ``LineReceiver._buffer`` | web.BoundedLineChannel | whether a request head is still arriving |
+| ``PreparedMessage.payloadHybi`` | ws.ClientProtocol | writing a frame prepared once to many transports |
+
+Public hooks the gateway overrides (tested by the suite on both versions,
+not checked here): ``tcp.Server.startWriting``/``stopWriting``,
+``server.Request.process`` (site.GatewayRequest: routing by whole path),
+``WebSocketServerProtocol.dropConnection`` and ``sendHttpErrorResponse``.
+"""
+
+from __future__ import annotations
+
+from autobahn.websocket.protocol import PreparedMessage
+from twisted.internet import abstract, tcp
+from twisted.protocols import basic
+
+
+#: Stands for a reactor where an object is built only to look at its attributes.
+_NO_REACTOR = object()
+
+
+def has_unsent_data(transport: abstract.FileDescriptor) -> bool:
+    """Whether the transport still holds bytes it has not handed to the kernel."""
+    return bool(transport.dataBuffer or transport._tempDataBuffer)
+
+
+def mark_tls(port: tcp.Port) -> None:
+    """Make a TCP port carrying TLS name itself so in its log lines."""
+    port._type = "TLS"
+
+
+def partial_line(receiver: basic.LineReceiver) -> bytes:
+    """The bytes of a line received in part (no line break yet)."""
+    return receiver._buffer
+
+
+def frame_bytes(message: PreparedMessage) -> bytes:
+    """The whole WebSocket frame (header and payload) of an uncompressed prepared message."""
+    return message.payloadHybi
+
+
+def check() -> None:
+    """Fail loudly unless Twisted and Autobahn still have the parts above."""
+    problems = []
+    # Any reactor will do for a look at the attributes: importing this module
+    # must not install Twisted's default reactor.
+    descriptor = abstract.FileDescriptor(reactor=_NO_REACTOR)
+    if not isinstance(vars(descriptor).get("_tempDataBuffer"), list):
+        problems.append("twisted FileDescriptor._tempDataBuffer")
+    if getattr(tcp.Port, "_type", None) != "TCP":
+        problems.append("twisted tcp.Port._type")
+    if getattr(basic.LineReceiver, "_buffer", None) != b"":
+        problems.append("twisted LineReceiver._buffer")
+    if PreparedMessage(b"x", False, False, True).__dict__.get("payloadHybi") != b"\x81\x01x":
+        problems.append("autobahn PreparedMessage.payloadHybi")
+    if problems:
+        raise ImportError(
+            f"resgate uses {', '.join(problems)}, which the installed Twisted or Autobahn does not "
+            "have as expected; install versions in the ranges setup.cfg names"
+        )
+
+
+check()
