@@ -6,9 +6,11 @@ from resgate.config import Config
 from resgate.service import GatewayService
 from resgate.process import install_reactor
 from tests.rig.aio import within
+from tests.rig.buses import BUS_KINDS
 from tests.rig.logs import ErrorLog, FailureLog
+from tests.rig.memorybus import MemoryBroker
 from tests.rig.nats import NatsServer
-from tests.rig.service import FakeService
+from tests.rig.service import BusAddress, FakeService
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -49,19 +51,66 @@ def private_nats_server():
     server.cleanup()
 
 
+@pytest.fixture
+def bus_kind(request) -> str:
+    """The bus the test runs over: ``nats``, or each of ``memory`` and ``nats``
+    in a module marked ``tests.rig.buses.OVER_BOTH_BUSES``."""
+    kind = getattr(request, "param", "nats")
+    if kind not in BUS_KINDS:
+        raise ValueError(f"unknown bus {kind!r}; expected one of {BUS_KINDS}")
+    return kind
+
+
+@pytest.fixture
+def memory_broker(bus_kind) -> MemoryBroker | None:
+    """The test's in-memory broker when it runs over the memory bus, else None."""
+    return MemoryBroker() if bus_kind == "memory" else None
+
+
+@pytest.fixture
+def bus_address(memory_broker, nats_server) -> BusAddress:
+    """Where the test's services connect: its MemoryBroker, or the shared nats-server's URL."""
+    return memory_broker if memory_broker is not None else nats_server.url
+
+
+@pytest.fixture
+def event_subscriptions(memory_broker, nats_server):
+    """``await event_subscriptions()``: the resources with an event subscription on the test's bus.
+
+    Over NATS the module's ``nats_server`` must be a
+    ``tests.rig.resources.MonitoredNatsServer``; the server may see an
+    unsubscribe a little after the gateway made it.
+    """
+    async def names() -> set[str]:
+        if memory_broker is not None:
+            return memory_broker.event_subscriptions()
+        return await nats_server.event_subscriptions()
+
+    return names
+
+
 @pytest_twisted.async_yield_fixture
-async def gateway_factory(nats_server):
+async def gateway_factory(nats_server, memory_broker):
     """Start in-process gateways on free loopback ports; all stop after the test.
 
     ``await gateway_factory(**config)`` returns a started GatewayService whose
     config has the shared nats-server's URL unless the test names another.
+    Over the memory bus each gateway gets a MemoryBus of the test's broker
+    (with the config's request timeout) instead; ``reactor`` passes a
+    reactor of the test's own (``tests.rig.clock.ClockedReactor``).
     """
     gateways = []
 
-    async def start(unsubscribe_delay=None, **settings):
+    async def start(unsubscribe_delay=None, reactor=None, **settings):
+        if memory_broker is not None and "nats_url" in settings:
+            raise ValueError("a gateway on the memory bus has no nats_url: run the test over NATS only")
         settings.setdefault("nats_url", nats_server.url)
         config = Config(addr="127.0.0.1", port=0, **settings)
         options = {} if unsubscribe_delay is None else {"unsubscribe_delay": unsubscribe_delay}
+        if reactor is not None:
+            options["reactor"] = reactor
+        if memory_broker is not None:
+            options["bus"] = memory_broker.bus(request_timeout=config.request_timeout / 1000, clock=reactor)
         gateway = GatewayService(config, **options)
         gateways.append(gateway)
         gateway.startService()
@@ -74,9 +123,9 @@ async def gateway_factory(nats_server):
 
 
 @pytest_twisted.async_yield_fixture
-async def fake_service(nats_server):
-    """A scripted RES service on the shared nats-server."""
-    service = await FakeService(nats_server.url).start()
+async def fake_service(bus_address):
+    """A scripted RES service on the test's bus (the shared nats-server by default)."""
+    service = await FakeService(bus_address).start()
     yield service
     await service.stop()
 

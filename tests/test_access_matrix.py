@@ -55,11 +55,12 @@ from typing import Any
 import pytest
 import pytest_twisted
 
+from tests.rig.buses import OVER_BOTH_BUSES
 from tests.rig.resources import (
     ERR_ACCESS_DENIED, ERR_TIMEOUT, assert_no_event, connect_client, event, flush_requests, get_cid,
 )
 
-pytestmark = pytest.mark.usefixtures("logged_errors")
+pytestmark = [pytest.mark.usefixtures("logged_errors"), OVER_BOTH_BUSES]
 
 
 def ref(rid: str, soft: bool = False) -> dict:

@@ -43,7 +43,7 @@ class SecuredFakeService(FakeService):
         self.options = options
 
     async def start(self) -> "SecuredFakeService":
-        self._nc = await as_deferred(nats.connect(self.nats_url, allow_reconnect=False, **self.options))
+        self._nc = await as_deferred(nats.connect(self.bus, allow_reconnect=False, **self.options))
         for subject in REQUEST_SUBJECTS:
             await as_deferred(self._nc.subscribe(subject, cb=self._received))
         await confirm_subscriptions(self._nc)

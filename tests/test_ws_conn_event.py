@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 
+from tests.rig.buses import OVER_BOTH_BUSES
 from tests.rig.resources import (
     ERR_ACCESS_DENIED,
     UNSUBSCRIBE_REASON_ACCESS_DENIED,
@@ -42,7 +43,7 @@ from tests.rig.resources import (
 
 TOKEN = {"user": "foo"}
 
-pytestmark = pytest.mark.usefixtures("logged_errors")
+pytestmark = [pytest.mark.usefixtures("logged_errors"), OVER_BOTH_BUSES]
 
 # ---------------------------------------------------------------------------
 # Helpers

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import pytest_twisted
 
+from tests.rig.buses import OVER_BOTH_BUSES
 from tests.rig.resources import (
     assert_quiet,
     client_data,
@@ -37,6 +38,7 @@ from tests.rig.resources import (
     subscribe_to,
 )
 
+pytestmark = OVER_BOTH_BUSES
 
 MODEL = resource_data("test.model")
 MODEL_CLIENT = client_data("test.model")

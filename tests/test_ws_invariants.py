@@ -1,4 +1,4 @@
-"""The invariants 1-3 of docs/design.md over real WebSockets and a real nats-server.
+"""The invariants 1-3 of docs/design.md over real WebSockets, on the memory bus and on a real nats-server.
 
 Each scenario fails without the property it names: the change event must
 reach the client before the call result that caused it (1), events racing a
@@ -11,7 +11,10 @@ import pytest_twisted
 
 from resgate import subscription
 from tests.rig.aio import sleep
+from tests.rig.buses import OVER_BOTH_BUSES
 from tests.rig.ws import connect_ws
+
+pytestmark = OVER_BOTH_BUSES
 
 MODEL = {"string": "foo", "int": 42}
 

@@ -58,8 +58,9 @@ import json
 import pytest
 import pytest_twisted
 
-from tests.rig.natsbus import confirm_subscriptions
 from tests.rig.aio import as_deferred
+from tests.rig.buses import OVER_BOTH_BUSES
+from tests.rig.natsbus import confirm_subscriptions
 from tests.rig.resources import (
     ERR_INTERNAL_ERROR,
     ERR_NOT_FOUND,
@@ -85,6 +86,8 @@ COLLECTION_REMOVE = {"idx": 4}
 RESOURCES = ["test.model", "test.collection"]
 RESOURCE_IDS = ["model", "collection"]
 
+pytestmark = OVER_BOTH_BUSES
+
 
 class QueryEventService(FakeService):
     """The fake service, also answering requests on the query reply subjects."""
@@ -98,8 +101,8 @@ class QueryEventService(FakeService):
 
 
 @pytest_twisted.async_yield_fixture
-async def fake_service(nats_server):
-    service = await QueryEventService(nats_server.url).start()
+async def fake_service(bus_address):
+    service = await QueryEventService(bus_address).start()
     yield service
     await service.stop()
 

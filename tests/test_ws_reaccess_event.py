@@ -31,6 +31,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
+from tests.rig.buses import OVER_BOTH_BUSES
 from tests.rig.resources import (
     CUSTOM_EVENT,
     UNSUBSCRIBE_REASON_ACCESS_DENIED,
@@ -44,7 +45,7 @@ from tests.rig.resources import (
     subscribe_to,
 )
 
-pytestmark = pytest.mark.usefixtures("logged_errors")
+pytestmark = [pytest.mark.usefixtures("logged_errors"), OVER_BOTH_BUSES]
 
 # ---------------------------------------------------------------------------
 # Helpers

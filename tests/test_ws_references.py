@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 import pytest_twisted
 
+from tests.rig.buses import OVER_BOTH_BUSES
 from tests.rig.ws import connect_ws
 
-pytestmark = pytest.mark.usefixtures("logged_errors")
+pytestmark = [pytest.mark.usefixtures("logged_errors"), OVER_BOTH_BUSES]
 
 SYNC = "auth.ref.sync"
 

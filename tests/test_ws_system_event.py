@@ -58,13 +58,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import nats
 import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from tests.rig.natsbus import confirm_subscriptions
 from tests.rig.aio import as_deferred, sleep, within
+from tests.rig.buses import OVER_BOTH_BUSES
+from tests.rig.natsbus import confirm_subscriptions
 from tests.rig.resources import (
     ERR_INTERNAL_ERROR,
     ERR_NOT_FOUND,
@@ -81,13 +81,14 @@ from tests.rig.resources import (
     subscribe_query,
     subscribe_to,
 )
+from tests.rig.service import BusAddress, connect_service
 
 #: request_timeout (ms) of the gateway in the scenario where a service never answers.
 SHORT_TIMEOUT_MS = 300
 
 TOKEN = {"user": "foo"}
 
-pytestmark = pytest.mark.usefixtures("logged_errors")
+pytestmark = [pytest.mark.usefixtures("logged_errors"), OVER_BOTH_BUSES]
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -149,17 +150,17 @@ def numbered(rid: str) -> str:
 
 
 class TokenRenewService:
-    """A NATS subscriber for requests on one subject the fake service does not serve."""
+    """A subscriber for requests on one subject the fake service does not serve."""
 
-    def __init__(self, url: str, subject: str) -> None:
-        self.url = url
+    def __init__(self, bus: BusAddress, subject: str) -> None:
+        self.bus = bus
         self.subject = subject
         self.requests: defer.DeferredQueue = defer.DeferredQueue()
         self.count = 0
         self._nc = None
 
     async def start(self) -> "TokenRenewService":
-        self._nc = await within(as_deferred(nats.connect(self.url)))
+        self._nc = await within(defer.ensureDeferred(connect_service(self.bus)))
         await within(as_deferred(self._nc.subscribe(self.subject, cb=self._received)))
         await confirm_subscriptions(self._nc)
         return self
@@ -180,9 +181,9 @@ class TokenRenewService:
 
 
 @pytest_twisted.async_yield_fixture
-async def token_renew(nats_server):
+async def token_renew(bus_address):
     """Requests the gateway sends on ``token.renew``."""
-    service = await TokenRenewService(nats_server.url, "token.renew").start()
+    service = await TokenRenewService(bus_address, "token.renew").start()
     yield service
     await service.stop()
 

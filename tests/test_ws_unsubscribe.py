@@ -18,8 +18,10 @@
 All ported. Upstream's loop over "useCount" in
 TestUnsubscribe_FollowedByResourceResponse_IncludesResource only ever runs
 its first case; both cases run here. Leaving the cache is observed as the
-gateway dropping its ``event.<rid>.*`` NATS subscription (this module's
-nats_server has a monitoring endpoint), where upstream hooks the cache.
+gateway dropping its ``event.<rid>.*`` subscription on the bus (the
+``event_subscriptions`` fixture; this module's nats_server has a monitoring
+endpoint), where upstream hooks the cache. Every test runs over the memory
+bus and a real nats-server.
 
 test_unsubscribe_before_subscribe_response_still_answers_the_subscribe has
 no upstream counterpart (upstream leaves that subscribe unanswered).
@@ -29,6 +31,7 @@ import pytest
 import pytest_twisted
 
 from tests.rig.aio import WAIT_TIMEOUT, sleep
+from tests.rig.buses import OVER_BOTH_BUSES
 from tests.rig.resources import (
     ERR_NO_SUBSCRIPTION,
     MonitoredNatsServer,
@@ -40,6 +43,8 @@ from tests.rig.resources import (
     respond_get,
     subscribe_to,
 )
+
+pytestmark = OVER_BOTH_BUSES
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +61,13 @@ def assert_unsubscribe_ok(response: dict) -> None:
     assert response.get("result") is None, response
 
 
-async def wait_until_unsubscribed(nats_server, *rids: str) -> None:
+async def wait_until_unsubscribed(event_subscriptions, *rids: str) -> None:
     """Wait (bounded) until the gateway has no event subscription for any of ``rids``."""
     for _ in range(int(WAIT_TIMEOUT / 0.05)):
-        if not set(rids) & await nats_server.event_subscriptions():
+        if not set(rids) & await event_subscriptions():
             return
         await sleep(0.05)
-    raise AssertionError(f"gateway still subscribed to events of {sorted(set(rids) & await nats_server.event_subscriptions())}")
+    raise AssertionError(f"gateway still subscribed to events of {sorted(set(rids) & await event_subscriptions())}")
 
 
 @pytest.mark.parametrize("rid", ["test.model", "test.collection"])
@@ -189,25 +194,25 @@ async def test_unsubscribe_with_invalid_params_keeps_subscription(gateway, fake_
 
 
 @pytest_twisted.ensureDeferred
-async def test_unsubscribed_model_leaves_cache(gateway_factory, fake_service, nats_server):
+async def test_unsubscribed_model_leaves_cache(gateway_factory, fake_service, event_subscriptions):
     gateway = await gateway_factory(unsubscribe_delay=0)
     client = await connect_client(gateway)
     await subscribe_to(client, fake_service, "test.model")
-    assert "test.model" in await nats_server.event_subscriptions()
+    assert "test.model" in await event_subscriptions()
 
     assert_unsubscribe_ok(await client.request("unsubscribe.test.model"))
-    await wait_until_unsubscribed(nats_server, "test.model")
+    await wait_until_unsubscribed(event_subscriptions, "test.model")
 
 
 @pytest_twisted.ensureDeferred
-async def test_unsubscribed_linked_models_leave_cache(gateway_factory, fake_service, nats_server):
+async def test_unsubscribed_linked_models_leave_cache(gateway_factory, fake_service, event_subscriptions):
     gateway = await gateway_factory(unsubscribe_delay=0)
     client = await connect_client(gateway)
     await subscribe_to(client, fake_service, "test.model.parent")
-    assert {"test.model", "test.model.parent"} <= await nats_server.event_subscriptions()
+    assert {"test.model", "test.model.parent"} <= await event_subscriptions()
 
     assert_unsubscribe_ok(await client.request("unsubscribe.test.model.parent"))
-    await wait_until_unsubscribed(nats_server, "test.model", "test.model.parent")
+    await wait_until_unsubscribed(event_subscriptions, "test.model", "test.model.parent")
 
 
 @pytest_twisted.ensureDeferred

@@ -1,4 +1,4 @@
-"""A scripted fake RES service over a real NATS connection.
+"""A scripted fake RES service, over a real NATS connection or the in-memory bus.
 
 It subscribes to the request subjects a RES service answers (get, access,
 call, auth) and records every request. A test either scripts answers up
@@ -17,7 +17,11 @@ import nats
 from twisted.internet import defer
 
 from tests.rig.aio import WAIT_TIMEOUT, as_deferred, within
+from tests.rig.memorybus import MemoryBroker, MemoryConnection
 from tests.rig.natsbus import confirm_subscriptions
+
+#: Where a service connects: a nats-server's URL, or a MemoryBroker.
+BusAddress = str | MemoryBroker
 
 REQUEST_SUBJECTS = ("get.>", "access.>", "call.>", "auth.>")
 
@@ -51,19 +55,30 @@ class ServiceRequest:
         self.respond({"error": error})
 
 
-class FakeService:
-    """A RES service played by a test."""
+async def connect_service(bus: BusAddress, **options: Any) -> nats.NATS | MemoryConnection:
+    """A service's connection: nats-py's client to a URL, or a MemoryConnection to a broker.
 
-    def __init__(self, nats_url: str) -> None:
-        self.nats_url = nats_url
+    Both offer what the rig's services use (subscribe, publish, flush,
+    new_inbox, close), so a service runs unchanged on either bus.
+    """
+    if isinstance(bus, MemoryBroker):
+        return bus.connect_service()
+    return await as_deferred(nats.connect(bus, **options))
+
+
+class FakeService:
+    """A RES service played by a test, on the bus at ``bus`` (a NATS URL or a MemoryBroker)."""
+
+    def __init__(self, bus: BusAddress) -> None:
+        self.bus = bus
         self.requests: list[ServiceRequest] = []
         self._handlers: dict[str, Callable[[ServiceRequest], None]] = {}
         self._unhandled: list[ServiceRequest] = []
         self._waiting: list[defer.Deferred] = []
-        self._nc: nats.NATS | None = None
+        self._nc: nats.NATS | MemoryConnection | None = None
 
     async def start(self) -> "FakeService":
-        self._nc = await as_deferred(nats.connect(self.nats_url))
+        self._nc = await connect_service(self.bus)
         for subject in REQUEST_SUBJECTS:
             await as_deferred(self._nc.subscribe(subject, cb=self._received))
         await confirm_subscriptions(self._nc)
