@@ -21,7 +21,7 @@ class GatewayRoot(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, ws_path: str, websocket: resource.Resource,
+    def __init__(self, ws_path: str, websocket: resource.IResource,
                  api_path: str, api: resource.Resource) -> None:
         super().__init__()
         self.ws_path = ws_path.encode()
@@ -65,7 +65,8 @@ class GatewayRequest(BoundedBodyRequest):
     """
 
     def process(self) -> None:
-        self.site = self.channel.site
+        # Site.buildProtocol sets channel.site; Twisted's stubs leave it out.
+        self.site = self.channel.site  # type: ignore[attr-defined]
         self.setHeader(b"date", http_date())
         if self.path == b"*":
             self.setResponseCode(400)
@@ -89,10 +90,11 @@ class GatewaySite(server.Site):
 
     noisy = False
     requestFactory = GatewayRequest
-    protocol = BoundedLineChannel
+    # Twisted types this as its HTTP/2-negotiating wrapper; buildProtocol takes any channel class.
+    protocol = BoundedLineChannel  # type: ignore[assignment]
 
     def __init__(self, resource: resource.Resource, timeout: float | None = None) -> None:
         super().__init__(resource, timeout=timeout)
 
-    def log(self, request: server.Request) -> None:
+    def log(self, request: http.Request) -> None:
         pass
