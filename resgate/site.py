@@ -29,12 +29,16 @@ class GatewayRoot(resource.Resource):
         self.api_path = api_path.encode()
         self.api = api
 
-    def render(self, request: server.Request) -> bytes:
+    def render(self, request: server.Request) -> bytes | int:
+        # A body, or server.NOT_DONE_YET (an int) when the answer comes later.
+        response: bytes | int
         if request.path == self.ws_path:
-            return self.websocket.render(request)
-        if request.path.startswith(self.api_path):
-            return self.api.render(request)
-        return write_not_found(request)
+            response = self.websocket.render(request)
+        elif request.path.startswith(self.api_path):
+            response = self.api.render(request)
+        else:
+            response = write_not_found(request)
+        return response
 
 
 class _HttpDate:

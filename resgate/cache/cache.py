@@ -557,7 +557,7 @@ class ResourceCache:
         entry.add_subscriber(sub, throttle)
 
     def access(self, sub: CacheSubscriber, token: Any, is_http: bool,
-               callback: Callable[[codec.Access, dict | None], None]) -> None:
+               callback: Callable[[codec.Access, dict[str, Any] | None], None]) -> None:
         payload = codec.create_request(sub.cid, token, query=sub.resource_query, is_http=is_http)
         subject = "access." + sub.resource_name
 
@@ -575,7 +575,7 @@ class ResourceCache:
         self.request(subject, payload, respond)
 
     def call(self, subject: str, payload: bytes,
-             callback: Callable[[Any, str | None, dict | None, errors.ResError | None], None]) -> None:
+             callback: Callable[[Any, str | None, dict[str, Any] | None, errors.ResError | None], None]) -> None:
         """A call or auth request: ``callback(result, rid, meta, error)``.
 
         An error response keeps its meta: HTTP answers with both.
