@@ -134,10 +134,12 @@ class _Encoder:
 
     def _value(self, sub: Any, value: codec.Value) -> Any:
         if value.type == codec.VALUE_REFERENCE:
+            assert value.rid is not None  # references have one
             ref = sub.refs.get(value.rid)
             # Not held (the parent failed half-way): point at it instead.
             return self._href(value.rid) if ref is None else ref.sub
         if value.type == codec.VALUE_SOFT_REFERENCE:
+            assert value.rid is not None  # references have one
             return self._href(value.rid)
         if value.type == codec.VALUE_DATA:
             return _dumps(value.raw["data"])

@@ -15,6 +15,7 @@ import sys
 
 from twisted.application.service import Service
 from twisted.internet import defer, error, protocol
+from twisted.internet.interfaces import IProcessTransport
 from twisted.logger import Logger
 
 from resgate.natsbinary import INSTALL_HINT, find_nats_server
@@ -57,8 +58,8 @@ class _NatsServerProcess(protocol.ProcessProtocol):
     def __init__(self, log: Logger, debug: bool) -> None:
         self.log = log
         self.debug = debug
-        self.ready = defer.Deferred()
-        self.ended = defer.Deferred()
+        self.ready: defer.Deferred[None] = defer.Deferred()
+        self.ended: defer.Deferred[None] = defer.Deferred()
         self.output: collections.deque[str] = collections.deque(maxlen=KEPT_OUTPUT_LINES)
         self._partial = b""
 
@@ -103,7 +104,7 @@ class EmbeddedNatsService(Service):
         self.log = Logger(namespace="resgate.embedded")
         self.debug = debug
         self._process: _NatsServerProcess | None = None
-        self._transport = None
+        self._transport: IProcessTransport | None = None
 
     @property
     def url(self) -> str:
@@ -148,6 +149,8 @@ class EmbeddedNatsService(Service):
         return process.ended.addBoth(self._cancel_timer, kill)
 
     def _signal(self, signum: int) -> None:
+        # Only called while a process runs, and so after spawnProcess.
+        assert self._transport is not None
         try:
             self._transport.signalProcess(signum)
         except error.ProcessExitedAlready:

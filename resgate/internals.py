@@ -23,13 +23,16 @@ not checked here): ``tcp.Server.startWriting``/``stopWriting``,
 
 from __future__ import annotations
 
+from typing import cast
+
 from autobahn.websocket.protocol import PreparedMessage
 from twisted.internet import abstract, tcp
+from twisted.internet.interfaces import IReactorFDSet
 from twisted.protocols import basic
 
 
 #: Stands for a reactor where an object is built only to look at its attributes.
-_NO_REACTOR = object()
+_NO_REACTOR = cast(IReactorFDSet, object())
 
 
 def has_unsent_data(transport: abstract.FileDescriptor) -> bool:

@@ -85,6 +85,8 @@ class MessagingService(Service):
         self.on_restored()
 
     def _failed(self, failure: Failure) -> None:
-        log.warn("Reconnecting to NATS failed: {reason}", reason=describe_failure(failure.value))
+        # Twisted types Failure.value Optional; a Failure always holds one.
+        log.warn("Reconnecting to NATS failed: {reason}",
+                 reason=describe_failure(failure.value))  # type: ignore[arg-type]
         if self.running:
             self._schedule()

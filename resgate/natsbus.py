@@ -134,7 +134,8 @@ class _OrderedClient(nats.aio.client.Client):
     ) -> None:
         route = self.routes.get(sid)
         if route is None:
-            await super()._process_msg(sid, subject, reply, data, headers)
+            # nats-py types headers as bytes but passes None for a MSG without them.
+            await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
             return
         self.dispatched += 1
         try:
@@ -185,8 +186,10 @@ class _OrderedClient(nats.aio.client.Client):
             raise NOT_CONNECTED
         self._pending.append(cmd)
         self._pending_data_size += len(cmd)
-        if self._flush_queue.empty():
-            self._flush_queue.put_nowait(asyncio.get_running_loop().create_future())
+        flush_queue = self._flush_queue
+        assert flush_queue is not None  # nats-py makes it on connect
+        if flush_queue.empty():
+            flush_queue.put_nowait(asyncio.get_running_loop().create_future())
 
 
 #: How a request's outcome is given: ``respond(reply, None)`` or ``respond(None, error)``.
@@ -256,7 +259,9 @@ class NatsBus:
         trace: bool = False,
     ) -> None:
         if reactor is None:
-            from twisted.internet import reactor
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
         self.url = url
         self.request_timeout = request_timeout
         self.trace = trace
@@ -265,7 +270,7 @@ class NatsBus:
         self._cert = cert
         self._key = key
         self._root_cas = tuple(root_cas)
-        self._clock = reactor
+        self._clock: IReactorTime = reactor
         self._nc: _OrderedClient | None = None
         # The cluster's other nodes, as the lost connection's servers told of them.
         self._discovered: list[str] = []
@@ -317,6 +322,7 @@ class NatsBus:
 
         def respond(reply: bytes | None, error: errors.ResError | None) -> None:
             if error is None:
+                assert reply is not None  # a reply or an error
                 d.callback(reply)
             else:
                 d.errback(error)
@@ -420,7 +426,8 @@ class NatsBus:
                 # nats-py tries each server of the list up to twice, then gives up.
                 max_reconnect_attempts=1,
                 reconnect_time_wait=0,
-                connect_timeout=CONNECT_TIMEOUT,
+                # nats-py types it int; it goes to asyncio.wait_for, which takes a float.
+                connect_timeout=CONNECT_TIMEOUT,  # type: ignore[arg-type]
                 pending_size=MAX_PENDING_BYTES,
                 user_credentials=credentials,
                 tls=tls,
@@ -605,7 +612,9 @@ class NatsBus:
             if request.deadline is not None:
                 expired.append(request)
         if queue:
-            self._timer = self._clock.callLater(queue[0].deadline - now, self._on_deadline)
+            deadline = queue[0].deadline
+            assert deadline is not None  # the loop stops at a pending deadline
+            self._timer = self._clock.callLater(deadline - now, self._on_deadline)
         for request in expired:
             self._time_out(request)
 

@@ -204,7 +204,8 @@ class Options(usage.Options):
     ``given`` holds the long names of every option the command line set.
     """
 
-    optFlags = [
+    # Twisted's format: [long, short, doc...]; the name is always a str.
+    optFlags: list[list[Any]] = [
         ["debug", "D"],
         ["trace", "V"],
         ["DV", None],
@@ -279,7 +280,7 @@ class Options(usage.Options):
         if self["DV"]:
             self["debug"] = self["trace"] = True
             self._flags_set.update(("debug", "trace"))
-        flags = {flag[0] for flag in self.optFlags}
+        flags: set[str] = {flag[0] for flag in self.optFlags}
         for flag in flags:
             self[flag] = bool(self[flag])
         given = {flag for flag in flags if self[flag] or flag in self._flags_set}
@@ -298,7 +299,7 @@ class Options(usage.Options):
         left to getopt's short-option syntax.
         """
         takes_value = {name[:-1] for name in self.longOpt if name.endswith("=")}
-        flags = {flag[0] for flag in self.optFlags}
+        flags: set[str] = {flag[0] for flag in self.optFlags}
         out: list[str] = []
         i = 0
         while i < len(argv):

@@ -71,14 +71,18 @@ def install_reactor() -> Any:
     if "twisted.internet.reactor" not in sys.modules:
         from twisted.internet import asyncioreactor
 
+        loop: asyncio.AbstractEventLoop
         try:
             import uvloop
         except ImportError:
-            uvloop = None
-        loop = uvloop.new_event_loop() if uvloop else asyncio.new_event_loop()
+            on_uvloop = False
+            loop = asyncio.new_event_loop()
+        else:
+            on_uvloop = True
+            loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
         asyncioreactor.install(loop)
-        if uvloop:
+        if on_uvloop:
             from twisted.internet import reactor
 
             reactor.addSystemEventTrigger("after", "startup", _reap_children_on_sigchld, reactor)

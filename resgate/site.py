@@ -21,7 +21,7 @@ class GatewayRoot(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, ws_path: str, websocket: resource.Resource,
+    def __init__(self, ws_path: str, websocket: resource.IResource,
                  api_path: str, api: resource.Resource) -> None:
         super().__init__()
         self.ws_path = ws_path.encode()
@@ -29,12 +29,16 @@ class GatewayRoot(resource.Resource):
         self.api_path = api_path.encode()
         self.api = api
 
-    def render(self, request: server.Request) -> bytes:
+    def render(self, request: server.Request) -> bytes | int:
+        # A body, or server.NOT_DONE_YET (an int) when the answer comes later.
+        response: bytes | int
         if request.path == self.ws_path:
-            return self.websocket.render(request)
-        if request.path.startswith(self.api_path):
-            return self.api.render(request)
-        return write_not_found(request)
+            response = self.websocket.render(request)
+        elif request.path.startswith(self.api_path):
+            response = self.api.render(request)
+        else:
+            response = write_not_found(request)
+        return response
 
 
 class _HttpDate:
@@ -65,7 +69,8 @@ class GatewayRequest(BoundedBodyRequest):
     """
 
     def process(self) -> None:
-        self.site = self.channel.site
+        # Site.buildProtocol sets channel.site; Twisted's stubs leave it out.
+        self.site = self.channel.site  # type: ignore[attr-defined]
         self.setHeader(b"date", http_date())
         if self.path == b"*":
             self.setResponseCode(400)
@@ -89,10 +94,11 @@ class GatewaySite(server.Site):
 
     noisy = False
     requestFactory = GatewayRequest
-    protocol = BoundedLineChannel
+    # Twisted types this as its HTTP/2-negotiating wrapper; buildProtocol takes any channel class.
+    protocol = BoundedLineChannel  # type: ignore[assignment]
 
     def __init__(self, resource: resource.Resource, timeout: float | None = None) -> None:
         super().__init__(resource, timeout=timeout)
 
-    def log(self, request: server.Request) -> None:
+    def log(self, request: http.Request) -> None:
         pass

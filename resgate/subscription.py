@@ -20,7 +20,7 @@ but only the copy's references make the client hold anything.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from resgate import codec, errors
 from resgate.cache.resources import TYPE_COLLECTION, TYPE_MODEL, Collection, Model, ResourceEvent
@@ -29,6 +29,9 @@ from resgate.clientcodec import SharedMessage, encode_event
 from resgate.codec import Access
 
 from resgate.workqueue import WorkQueue
+
+if TYPE_CHECKING:
+    from resgate.cache.cache import CachedResource
 
 #: Protocol versions, as MAJOR * 1000000 + MINOR * 1000 + PATCH.
 VERSION_LATEST = 1002003
@@ -158,7 +161,7 @@ class Subscription:
         self.conn = conn
         self.state = STATE_LOADING
         self.ready_waiters: list[_ReadyWaiter] = []
-        self.resource = None
+        self.resource: CachedResource | None = None
         self.type = 0
         self.model: Model | None = None
         self.collection: Collection | None = None
@@ -245,14 +248,18 @@ class Subscription:
 
     def _set_resource(self) -> None:
         self.queue_flags |= QUEUE_LOADING
+        resource = self.resource
+        assert resource is not None  # called once loaded sets it
         if self.type == TYPE_MODEL:
-            model = self.resource.model
+            model = resource.model
+            assert model is not None  # the type says which one is set
             for value in model.values.values():
                 if not self._subscribe_ref(value):
                     return
             self.model = model
         elif self.type == TYPE_COLLECTION:
-            collection = self.resource.collection
+            collection = resource.collection
+            assert collection is not None  # the type says which one is set
             for value in collection.values:
                 if not self._subscribe_ref(value):
                     return
@@ -260,11 +267,12 @@ class Subscription:
         else:
             self.error = errors.internal_error(f"subscription {self.rid}: unknown resource type")
             return
-        self.version = self.resource.version
+        self.version = resource.version
 
     def _subscribe_ref(self, value: codec.Value) -> bool:
         if value.type != codec.VALUE_REFERENCE:
             return True
+        assert value.rid is not None  # references have one
         try:
             self._add_reference(value.rid)
         except errors.ResError as e:
@@ -313,10 +321,12 @@ class Subscription:
             resources.errors[self.rid] = error.to_dict()
             return
         if self.type == TYPE_COLLECTION:
+            assert self.collection is not None  # set before the subscription is sent
             if resources.collections is None:
                 resources.collections = {}
             resources.collections[self.rid] = self.collection.legacy_json() if legacy else self.collection.json()
         elif self.type == TYPE_MODEL:
+            assert self.model is not None  # set before the subscription is sent
             if resources.models is None:
                 resources.models = {}
             resources.models[self.rid] = self.model.legacy_json() if legacy else self.model.json()
@@ -386,7 +396,9 @@ class Subscription:
             # The next event applies to the resource as this one leaves it; the
             # client's copy (model/collection) follows when this one goes out.
             self.version += 1
-        if self.resource.resource_type == TYPE_COLLECTION:
+        resource = self.resource
+        assert resource is not None  # events reach only loaded subscriptions
+        if resource.resource_type == TYPE_COLLECTION:
             self._collection_event(event)
         else:
             self._model_event(event)
@@ -430,8 +442,10 @@ class Subscription:
         name = event.event
         if name == "add":
             value = event.value
+            assert value is not None  # an add event has a value
             idx = event.idx
             if value.type == codec.VALUE_REFERENCE:
+                assert value.rid is not None  # references have one
                 sub = self._add_reference_or_log(value.rid)
                 if sub is None:
                     return
@@ -461,8 +475,11 @@ class Subscription:
         elif name == "remove":
             self._send_shared(event, lambda: event.payload)
             self.collection = event.collection
-            if event.value.type == codec.VALUE_REFERENCE:
-                self._remove_reference(event.value.rid)
+            removed = event.value
+            assert removed is not None  # a remove event has the removed value
+            if removed.type == codec.VALUE_REFERENCE:
+                assert removed.rid is not None  # references have one
+                self._remove_reference(removed.rid)
         elif name == "delete":
             self._deleted(event)
         else:
@@ -473,10 +490,13 @@ class Subscription:
         if name == "change":
             changed = event.changed
             old = event.old_values
+            # A change event has both.
+            assert changed is not None and old is not None
             subs = []
             has_unsent = False
             for value in changed.values():
                 if value.type == codec.VALUE_REFERENCE:
+                    assert value.rid is not None  # references have one
                     sub = self._add_reference_or_log(value.rid)
                     if sub is None:
                         return
@@ -494,6 +514,7 @@ class Subscription:
                 for key in changed:
                     previous = old.get(key)
                     if previous is not None and previous.type == codec.VALUE_REFERENCE:
+                        assert previous.rid is not None  # references have one
                         self._remove_reference(previous.rid)
 
             # Only a resource the client holds brings the client new references.

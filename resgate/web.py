@@ -32,6 +32,7 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 from twisted.logger import Logger
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 
@@ -104,10 +105,12 @@ class BoundedBodyRequest(server.Request):
     def handleContentChunk(self, data: bytes) -> None:
         if self.body_too_large:
             return
-        if self.content.tell() + len(data) > MAX_BODY_SIZE:
+        content = self.content
+        assert content is not None  # gotLength made it
+        if content.tell() + len(data) > MAX_BODY_SIZE:
             self.body_too_large = True
-            self.content.seek(0)
-            self.content.truncate()
+            content.seek(0)
+            content.truncate()
             return
         super().handleContentChunk(data)
 
@@ -154,7 +157,7 @@ class BoundedLineChannel(http.HTTPChannel):
         self._stop_head_timer()
         super().allHeadersReceived()
 
-    def connectionLost(self, reason) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stop_head_timer()
         super().connectionLost(reason)
 
@@ -177,11 +180,13 @@ class BoundedLineChannel(http.HTTPChannel):
             self._answer(414, URI_TOO_LONG)
         else:
             self._answer(431, HEADER_TOO_LARGE)
+        assert self.transport is not None  # lines come only from a connected client
         self.transport.loseConnection()
 
     def _answer(self, status: int, error: errors.ResError) -> None:
         """Write a whole response with ``error``, telling the client the connection closes."""
         body = encode_error(error)
+        assert self.transport is not None  # answers go only to a connected client
         self.transport.write(
             b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
             % (status, reason_phrase(status).encode(), CONTENT_TYPE, len(body), body))
@@ -283,7 +288,8 @@ class ApiResource(resource.Resource):
         self.mapped_methods = {b"PUT": config.put_method, b"DELETE": config.delete_method,
                                b"PATCH": config.patch_method}
 
-    def render(self, request: server.Request) -> bytes | object:
+    # Served only through GatewaySite, whose requests are BoundedBodyRequests.
+    def render(self, request: BoundedBodyRequest) -> bytes | object:
         _as_api_response(request)
         cors_error = self._set_common_headers(request)
         if request.method == b"OPTIONS":
@@ -300,6 +306,7 @@ class ApiResource(resource.Resource):
             return write_error(request, INVALID_QUERY_ENCODING)
         method = request.method
         metrics = self.context.metrics
+        action: str | None
         if method in (b"GET", b"HEAD"):
             metrics.count_http_request("GET")
             rid = path_to_rid(path, query, self.api_path)
@@ -347,7 +354,7 @@ class ApiResource(resource.Resource):
         request.setHeader(b"content-length", b"0")
         return b""
 
-    def _call(self, request: server.Request, rid: str, action: str) -> bytes | object:
+    def _call(self, request: BoundedBodyRequest, rid: str, action: str) -> bytes | object:
         if not codec.is_valid_rid(rid, True) or not codec.is_valid_rid_part(action):
             return write_not_found(request)
         if getattr(request, "body_too_large", False):
@@ -399,7 +406,7 @@ class ApiRequest:
     body; no body at all is 204.
     """
 
-    def __init__(self, api: ApiResource, request: server.Request) -> None:
+    def __init__(self, api: ApiResource, request: BoundedBodyRequest) -> None:
         self.api = api
         self.context = api.context
         self.request = request
@@ -455,6 +462,7 @@ class ApiRequest:
     def get(self, rid: str) -> None:
         """Access, then the resource and its references once all are loaded."""
         conn = self.conn
+        assert conn is not None  # _open made it before the handler
         try:
             sub = conn.subscribe(rid, direct=True)
         except errors.ResError as e:
@@ -489,6 +497,7 @@ class ApiRequest:
     def call(self, rid: str, method: str, params: Any) -> None:
         """Access, then the call request; a legacy ``new`` result counts as a resource."""
         conn = self.conn
+        assert conn is not None  # _open made it before the handler
         # Names the resource for the access request; nothing is subscribed.
         target = Subscription(conn, rid, None)
 

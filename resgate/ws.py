@@ -14,11 +14,12 @@ Meta in the auth response shapes the upgrade's HTTP response: a 3XX, 4XX or
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
+from twisted.internet.interfaces import IConsumer, ITCPTransport
 from twisted.logger import Logger
 
 from resgate import errors, rpc
@@ -54,12 +55,17 @@ def origin_allowed(allowed: list[str], origin: str | None) -> bool:
 class ClientProtocol(WebSocketServerProtocol):
     """One client's WebSocket."""
 
+    # What a connected client's socket offers (Twisted types it as an optional ITransport).
+    transport: ITCPTransport
+    # Set on each protocol by the factory's setProtocolOptions.
+    closeHandshakeTimeout: float
     conn: Connection | None = None
     # The whole HTTP response that refuses the upgrade, when meta asked for one.
     _refusal: bytes | None = None
     _closed = False
 
-    def onConnect(self, request) -> defer.Deferred | None:
+    # Autobahn's stubs leave out the Deferred its onConnect may return.
+    def onConnect(self, request) -> defer.Deferred | None:  # type: ignore[override]
         context: GatewayContext = self.factory.context
         if not context.available:
             raise ConnectionDeny(503, "Service unavailable: no connection to NATS")
@@ -91,6 +97,7 @@ class ClientProtocol(WebSocketServerProtocol):
                 return
             meta = meta.without_invalid_status("WebSocket")
             if meta.is_direct_response:
+                assert meta.status is not None  # a direct response has a status
                 self._refuse(DirectResponse(meta, rid_to_path(rid or "", context.config.api_path), error))
                 upgraded.errback(ConnectionDeny(meta.status, reason_phrase(meta.status)))
                 return
@@ -144,7 +151,8 @@ class ClientProtocol(WebSocketServerProtocol):
         # write buffer fills (pauseProducing) and drains (resumeProducing).
         # The HTTP channel that carried the upgrade is the producer until now.
         if getattr(self.transport, "producer", None) is not None:
-            self.transport.unregisterProducer()
+            # A socket with a producer is a consumer (ITCPTransport leaves that out).
+            cast(IConsumer, self.transport).unregisterProducer()
         self.registerProducer(self, True)
         self.factory.protocols.add(self)
         self.factory.context.metrics.ws_connections_total += 1
@@ -220,6 +228,7 @@ class ClientProtocol(WebSocketServerProtocol):
         limit = self.factory.context.config.ws_max_unread
         if self._unread <= limit:
             return False
+        assert self.conn is not None  # only an open client's output is counted
         log.warn("[{cid}] Client does not read: over {limit} bytes unread; disconnecting",
                  cid=self.conn.cid, limit=limit)
         self.transport.abortConnection()
@@ -230,7 +239,8 @@ class ClientProtocol(WebSocketServerProtocol):
     # it. Autobahn's sendData would format the arguments of a debug line on
     # every call, logged or not (a sixth of the gateway's time in a burst).
 
-    def _send(self, data: bytes) -> None:
+    # Shadows Autobahn's queue-draining _send(), which runs only for sync or chopped sends the gateway never makes.
+    def _send(self, data: bytes) -> None:  # type: ignore[override]
         # A closing socket takes no more messages; the connection is disposed on close.
         if self.conn is None or self.state != self.STATE_OPEN or self._backlogged(len(data)):
             return

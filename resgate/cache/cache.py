@@ -13,6 +13,7 @@ the cache talks to services through a ``Bus``, and to its subscribers
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -113,6 +114,7 @@ class CachedResource:
     def _on_get_response(self, data: bytes | None, error: errors.ResError | None) -> None:
         result = None
         if error is None:
+            assert data is not None  # the bus sends data or an error
             try:
                 result = codec.decode_get_response(data)
             except errors.ResError as e:
@@ -127,8 +129,11 @@ class CachedResource:
             self._unregister()
             self.owner.remove_count(len(subs))
             for sub in subs:
-                work.enqueue(lambda sub=sub: sub.loaded(None, error))
+                def fail(sub: CacheSubscriber = sub, error: errors.ResError = error) -> None:
+                    sub.loaded(None, error)
+                work.enqueue(fail)
             return
+        assert result is not None  # no error, so decoded
         target = self
         if result.query != self.query:
             # The service normalized the query: share the normalized resource.
@@ -149,10 +154,13 @@ class CachedResource:
                 target.model = Model(result.model)
                 target.state = STATE_MODEL
             else:
+                assert result.collection is not None  # a get result holds one or the other
                 target.collection = Collection(result.collection)
                 target.state = STATE_COLLECTION
         for sub in subs:
-            work.enqueue(lambda sub=sub: sub.loaded(target, None))
+            def load(sub: CacheSubscriber = sub) -> None:
+                sub.loaded(target, None)
+            work.enqueue(load)
 
     def _unregister(self) -> None:
         owner = self.owner
@@ -191,7 +199,9 @@ class CachedResource:
             return
         work = self.owner.cache.work
         for sub in list(self.subs):
-            work.enqueue(lambda sub=sub: sub.event(event))
+            def deliver(sub: CacheSubscriber = sub) -> None:
+                sub.event(event)
+            work.enqueue(deliver)
 
     def _error(self, event: str, reason: object) -> bool:
         log.error("Error processing event {name}.{event}: {reason}",
@@ -205,6 +215,7 @@ class CachedResource:
             changes = codec.decode_change_event(event.payload)
         except errors.ResError as e:
             return self._error("change", e.message)
+        assert self.model is not None  # events come only once a model is loaded
         old = self.model.values
         values = dict(old)
         changed: dict[str, Value] = {}
@@ -232,6 +243,7 @@ class CachedResource:
             idx, value = codec.decode_add_event(event.payload)
         except errors.ResError as e:
             return self._error("add", e.message)
+        assert self.collection is not None  # events come only once a collection is loaded
         old = self.collection.values
         if idx < 0 or idx > len(old):
             return self._error("add", f"idx {idx} is out of bounds")
@@ -249,6 +261,7 @@ class CachedResource:
             idx = codec.decode_remove_event(event.payload)
         except errors.ResError as e:
             return self._error("remove", e.message)
+        assert self.collection is not None  # events come only once a collection is loaded
         old = self.collection.values
         if idx < 0 or idx >= len(old):
             return self._error("remove", f"idx {idx} is out of bounds")
@@ -266,7 +279,9 @@ class CachedResource:
         self.owner.remove_count(len(subs))
         work = self.owner.cache.work
         for sub in subs:
-            work.enqueue(lambda sub=sub: sub.event(event))
+            def deliver(sub: CacheSubscriber = sub) -> None:
+                sub.event(event)
+            work.enqueue(deliver)
 
     # -- system.reset
 
@@ -293,11 +308,14 @@ class CachedResource:
     def reset_access(self, throttle: Throttle | None) -> None:
         work = self.owner.cache.work
         for sub in list(self.subs):
-            work.enqueue(lambda sub=sub: sub.reaccess(throttle))
+            def reaccess(sub: CacheSubscriber = sub) -> None:
+                sub.reaccess(throttle)
+            work.enqueue(reaccess)
 
     def _on_reset_response(self, data: bytes | None, error: errors.ResError | None) -> None:
         result = None
         if error is None:
+            assert data is not None  # the bus sends data or an error
             try:
                 result = codec.decode_get_response(data)
                 if (self.state == STATE_MODEL and result.model is None) or (
@@ -313,13 +331,18 @@ class CachedResource:
                 log.error("Subscription {name}: Reset get error - {error}",
                           name=self.owner.name, error=error.message)
             return
+        # No error: decoded, and of the cached type (checked above).
+        assert result is not None
         if self.state == STATE_MODEL:
+            assert result.model is not None
             self.reset_model(result.model)
         elif self.state == STATE_COLLECTION:
+            assert result.collection is not None
             self.reset_collection(result.collection)
 
     def reset_model(self, values: dict[str, Value]) -> None:
         """Send the change that turns the cached model into ``values``."""
+        assert self.model is not None  # reset only a loaded model
         old = self.model.values
         changes = {key: codec.DELETE_VALUE for key in old if key not in values}
         for key, value in values.items():
@@ -331,6 +354,7 @@ class CachedResource:
 
     def reset_collection(self, values: list[Value]) -> None:
         """Send the add/remove events that turn the cached collection into ``values``."""
+        assert self.collection is not None  # reset only a loaded collection
         for event in collection_diff(self.collection.values, values):
             self.handle_event(event)
 
@@ -435,12 +459,13 @@ class NameEntry:
                 continue
             self._locks += 1
             self.cache.request(reply_subject, codec.create_event_query_request(rs.query),
-                               lambda data, error, rs=rs: self._on_query_response(rs, data, error))
+                               partial(self._on_query_response, rs))
 
     def _on_query_response(self, rs: CachedResource, data: bytes | None,
                            error: errors.ResError | None) -> None:
         try:
             if error is None:
+                assert data is not None  # the bus sends data or an error
                 self._apply_query_response(rs, data)
         finally:
             self._locks -= 1
@@ -532,7 +557,7 @@ class ResourceCache:
         entry.add_subscriber(sub, throttle)
 
     def access(self, sub: CacheSubscriber, token: Any, is_http: bool,
-               callback: Callable[[codec.Access, dict | None], None]) -> None:
+               callback: Callable[[codec.Access, dict[str, Any] | None], None]) -> None:
         payload = codec.create_request(sub.cid, token, query=sub.resource_query, is_http=is_http)
         subject = "access." + sub.resource_name
 
@@ -541,6 +566,7 @@ class ResourceCache:
                 self.faults.fault(subject, error)
                 callback(codec.Access(error=error), None)
                 return
+            assert data is not None  # the bus sends data or an error
             access, meta = codec.decode_access_response(data)
             if access.error is not None:
                 self.faults.fault(subject, access.error)
@@ -549,7 +575,7 @@ class ResourceCache:
         self.request(subject, payload, respond)
 
     def call(self, subject: str, payload: bytes,
-             callback: Callable[[Any, str | None, dict | None, errors.ResError | None], None]) -> None:
+             callback: Callable[[Any, str | None, dict[str, Any] | None, errors.ResError | None], None]) -> None:
         """A call or auth request: ``callback(result, rid, meta, error)``.
 
         An error response keeps its meta: HTTP answers with both.
@@ -559,6 +585,7 @@ class ResourceCache:
                 self.faults.fault(subject, error)
                 callback(None, None, None, error)
                 return
+            assert data is not None  # the bus sends data or an error
             try:
                 result, rid, meta = codec.decode_call_response(data)
             except errors.ResError as e:

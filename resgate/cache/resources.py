@@ -20,7 +20,8 @@ TYPE_MODEL = 4
 
 
 def _references(values: Iterable[Value]) -> dict[str, None]:
-    return {value.rid: None for value in values if value.type == codec.VALUE_REFERENCE}
+    # A reference always has a rid; the second test only tells mypy so.
+    return {value.rid: None for value in values if value.type == codec.VALUE_REFERENCE and value.rid is not None}
 
 
 class Model:

@@ -30,7 +30,7 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
+from typing import Any, TypedDict
 
 from twisted.application.service import Service
 from twisted.internet import defer, error, protocol
@@ -59,7 +59,13 @@ MAX_SETTINGS_SIZE = 1024 * 1024
 #: Bytes read from a pipe at a time.
 READ_SIZE = 65536
 #: Config fields a worker never takes from its supervisor.
-_SUPERVISOR_ONLY = {"embed_nats": False, "workers": 1, "metrics_port": 0}
+class _SupervisorOnly(TypedDict):
+    embed_nats: bool
+    workers: int
+    metrics_port: int
+
+
+_SUPERVISOR_ONLY: _SupervisorOnly = {"embed_nats": False, "workers": 1, "metrics_port": 0}
 #: The field of the log event by which a worker says it serves.
 READY_FIELD = "resgate_worker_ready"
 
@@ -129,6 +135,8 @@ class WorkerProcess(protocol.ProcessProtocol):
         return d
 
     def signal(self, signum: int) -> None:
+        # Workers are signalled only once spawnProcess has connected them.
+        assert self.transport is not None
         try:
             self.transport.signalProcess(signum)
         except error.ProcessExitedAlready:
@@ -252,6 +260,8 @@ class WorkerSupervisor(Service):
     def _ended(self, worker: WorkerProcess) -> None:
         if self.workers.get(worker.number) is not worker:
             return
+        # when_ended fires only once processEnded has set exited.
+        assert worker.exited is not None
         how = _describe_exit(worker.exited)
         if not self.running:
             log.info("Worker {number} (pid {pid}) stopped", number=worker.number, pid=worker.pid)

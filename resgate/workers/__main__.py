@@ -47,8 +47,9 @@ class _SupervisorWatch:
         except BlockingIOError:
             return None
         except OSError:
-            return internet_main.CONNECTION_LOST
-        return None if data else internet_main.CONNECTION_DONE
+            # Twisted's stubs say Failure; its reactors take the exception itself.
+            return internet_main.CONNECTION_LOST  # type: ignore[return-value]
+        return None if data else internet_main.CONNECTION_DONE  # type: ignore[return-value]
 
     def connectionLost(self, reason: Failure) -> None:
         self.on_gone()
