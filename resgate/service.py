@@ -74,7 +74,9 @@ def tls_options(cert_file: str, key_file: str) -> CertificateOptions:
         key = serialization.load_pem_private_key(_read_pem(key_file, "private key"), password=None)
     except (ValueError, TypeError):
         raise ValueError(f"TLS key file {key_file} holds no unencrypted PEM private key") from None
-    options = CertificateOptions(privateKey=key, certificate=certificate)
+    # Twisted types these as pyOpenSSL's objects; it passes them to pyOpenSSL,
+    # which takes cryptography's (and deprecates its own).
+    options = CertificateOptions(privateKey=key, certificate=certificate)  # type: ignore[arg-type]
     try:
         options.getContext()  # checks the key against the certificate before any client connects
     except SSL.Error:
