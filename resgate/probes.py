@@ -86,7 +86,7 @@ def _probe(request: server.Request, reason: str | None) -> bytes:
         request.setHeader(b"allow", b", ".join(PROBE_METHODS))
         return b"Method not allowed\n"
     # A probe takes nothing: a query or a body is a client mistaken about what it asks.
-    if b"?" in request.uri or request.content.read(1):
+    if b"?" in request.uri or (request.content is not None and request.content.read(1)):
         request.setResponseCode(400)
         return b"Bad request: a probe takes no query and no body\n"
     if reason is None:

@@ -12,7 +12,10 @@ import urllib.error
 import urllib.request
 
 import pytest_twisted
+from twisted.internet import defer
 
+from resgate.probes import Readiness
+from resgate.service import GatewayService
 from tests.rig.aio import sleep, within
 from tests.rig.http import HttpResponse, http_request
 from tests.rig.process import GatewayProcess, free_port
@@ -25,15 +28,15 @@ RECONNECT_BOUND = 15.0
 POLL_INTERVAL = 0.02
 
 
-def probe_url(gateway, path: str) -> str:
+def probe_url(gateway: GatewayService, path: str) -> str:
     return f"http://127.0.0.1:{gateway.config.metrics_port}{path}"
 
 
-async def probe(gateway, path: str, method: str = "GET", **options) -> HttpResponse:
+async def probe(gateway: GatewayService, path: str, method: str = "GET", **options: object) -> HttpResponse:
     return await http_request(method, probe_url(gateway, path), **options)
 
 
-async def ready_becomes(gateway, status: int, seconds: float) -> HttpResponse:
+async def ready_becomes(gateway: GatewayService, status: int, seconds: float) -> HttpResponse:
     """Poll /readyz until it answers ``status``; fails after ``seconds``."""
     from twisted.internet import reactor
 
@@ -47,13 +50,27 @@ async def ready_becomes(gateway, status: int, seconds: float) -> HttpResponse:
         await sleep(POLL_INTERVAL)
 
 
-async def probes_gateway(gateway_factory, **settings):
+async def probes_gateway(gateway_factory, **settings: object) -> GatewayService:
     return await gateway_factory(metrics_port=free_port(), **settings)
 
 
 def assert_probe_headers(response: HttpResponse) -> None:
     assert response.header("cache-control") == "no-store"
     assert response.header("content-type") == "text/plain; charset=utf-8"
+
+
+def test_readiness_names_the_first_thing_missing() -> None:
+    state = {"connected": False, "listening": False}
+    readiness = Readiness(lambda: state["connected"], lambda: state["listening"])
+    assert readiness.reason() == "not connected to NATS"
+    state["connected"] = True
+    assert readiness.reason() == "client listener not listening"
+    state["listening"] = True
+    assert readiness.reason() is None
+    readiness.lost_reason = "lost NATS connection: EOF"
+    assert readiness.reason() == "lost NATS connection: EOF; reconnecting to NATS"
+    readiness.shutting_down = True
+    assert readiness.reason() == "shutting down"
 
 
 @pytest_twisted.ensureDeferred
@@ -96,14 +113,13 @@ async def test_readiness_is_503_before_the_client_listener_stops(gateway_factory
     seen: dict[str, object] = {}
     stop_listener = gateway.listener.stopService
 
-    async def observe_then_stop():
+    async def observe_then_stop() -> None:
         # The client port still accepts here; the metrics port still answers.
         seen["accepting"] = socket.create_connection(("127.0.0.1", gateway.port), timeout=5)
         seen["readyz"] = await probe(gateway, "/readyz")
         seen["healthz"] = await probe(gateway, "/healthz")
         await stop_listener()
 
-    from twisted.internet import defer
     gateway.listener.stopService = lambda: defer.ensureDeferred(observe_then_stop())
     await within(gateway.stopService(), 15)
     seen["accepting"].close()
@@ -150,7 +166,7 @@ def read_probe(port: int, path: str) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
-def test_probes_of_the_resgate_process():
+def test_probes_of_the_resgate_process() -> None:
     metrics_port = free_port()
     process = GatewayProcess("--embed-nats", "-n", f"nats://127.0.0.1:{free_port()}", "-i", "127.0.0.1",
                              "-p", str(free_port()), "-m", str(metrics_port))
