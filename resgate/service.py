@@ -33,6 +33,7 @@ from resgate.errors import describe_failure
 from resgate.messaging import MessagingService
 from resgate.metrics import MetricsResource
 from resgate.natsbus import NatsBus
+from resgate.probes import MonitorResource, Readiness
 from resgate.site import GatewayRoot, GatewaySite
 from resgate.transport import PortReactor
 from resgate.web import ApiResource
@@ -212,11 +213,14 @@ class GatewayService(MultiService):
         tls_files = (config.tls_cert, config.tls_key) if config.tls and listen is None else None
         self.listener = ListeningService(listen or listen_description(config), self.site, reactor,
                                          tls_files=tls_files)
-        self.listener.setServiceParent(self)
+        self.readiness = Readiness(lambda: self.mq.is_connected, lambda: self.listener.port is not None)
         if config.metrics_port:
-            metrics_site = GatewaySite(MetricsResource(self.metrics))
+            # Before the client listener, so stopped after it: /readyz keeps
+            # answering (503, shutting down) until clients are turned away.
+            metrics_site = GatewaySite(MonitorResource(MetricsResource(self.metrics), self.readiness))
             ListeningService(listen_description(config, config.metrics_port), metrics_site, reactor,
                              name="metrics").setServiceParent(self)
+        self.listener.setServiceParent(self)
         self._starting: defer.Deferred | None = None
         self._start_outcome: object = _PENDING
         self._start_waiters: list[defer.Deferred] = []
@@ -245,6 +249,8 @@ class GatewayService(MultiService):
             version=resgate.__version__,
             protocol=resgate.PROTOCOL_VERSION,
         )
+        self.readiness.shutting_down = False
+        self.readiness.lost_reason = None
         self._start_outcome = _PENDING
         self._starting = defer.ensureDeferred(self._start_children())
         self._starting.addBoth(self._started)
@@ -294,6 +300,8 @@ class GatewayService(MultiService):
         Service.stopService(self)
         if not was_running:
             return defer.succeed(None)
+        # Not ready from the first moment of shutdown, before any child stops.
+        self.readiness.shutting_down = True
         return defer.ensureDeferred(self._stop_children())
 
     async def _stop_children(self) -> None:
@@ -309,6 +317,7 @@ class GatewayService(MultiService):
         # (they reconnect and resubscribe) and new ones are turned away until
         # the connection is back.
         log.error("{reason}; disconnecting clients until NATS is back", reason=reason)
+        self.readiness.lost_reason = reason
         self.context.available = False
         self.work.enqueue(self._drop_clients)
 
@@ -319,6 +328,7 @@ class GatewayService(MultiService):
     def _nats_restored(self) -> None:
         self.work.enqueue(self.cache.start)
         self.context.available = True
+        self.readiness.lost_reason = None
 
     def _fatal(self, reason: str) -> None:
         if self.on_fatal is not None:

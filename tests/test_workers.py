@@ -285,6 +285,10 @@ async def test_metrics_stay_with_the_first_process(nats_server):
         with socket.create_connection(("127.0.0.1", metrics_port), timeout=5) as sock:
             sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert sock.recv(64).startswith(b"HTTP/1.1 200")
+        # The probes are the first process's too: its own gateway's readiness.
+        with socket.create_connection(("127.0.0.1", metrics_port), timeout=5) as sock:
+            sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert sock.recv(64).startswith(b"HTTP/1.1 200")
     finally:
         shut_down(process)
 

@@ -1,0 +1,95 @@
+"""Liveness and readiness probes, served beside /metrics on --metricsport.
+
+``/healthz`` answers whenever the reactor runs this code at all: a process
+that cannot answer it is stuck or gone. ``/readyz`` answers 200 only while
+the gateway could serve a new client (NATS connected, client port
+listening, not shutting down), so that a load balancer or Kubernetes stops
+sending clients before they would be turned away. Bodies are one plain-text
+line: ``ok`` or why not.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from twisted.web import resource as web_resource
+from twisted.web import server
+
+HEALTH_PATH = b"/healthz"
+READY_PATH = b"/readyz"
+METRICS_PATH = b"/metrics"
+PROBE_METHODS = (b"GET", b"HEAD")
+CONTENT_TYPE = b"text/plain; charset=utf-8"
+
+#: The reasons /readyz gives, one line each.
+SHUTTING_DOWN = "shutting down"
+NOT_LISTENING = "client listener not listening"
+RECONNECTING = "reconnecting to NATS"
+NOT_CONNECTED = "not connected to NATS"
+
+
+class Readiness:
+    """Whether the gateway can take a new client now, and if not, why.
+
+    Reads the gateway's state when asked (nothing to keep in step); the
+    gateway tells it only what it cannot read back: the reason NATS was
+    lost, and that shutdown has begun.
+    """
+
+    def __init__(self, nats_connected: Callable[[], bool], listening: Callable[[], bool]) -> None:
+        self.nats_connected = nats_connected
+        self.listening = listening
+        self.shutting_down = False
+        #: Why the NATS connection was lost, until it is restored.
+        self.lost_reason: str | None = None
+
+    def reason(self) -> str | None:
+        """None when ready; else one line saying why not (shutdown first: it is final)."""
+        if self.shutting_down:
+            return SHUTTING_DOWN
+        if self.lost_reason is not None:
+            return f"{self.lost_reason}; {RECONNECTING}"
+        if not self.nats_connected():
+            return NOT_CONNECTED
+        if not self.listening():
+            return NOT_LISTENING
+        return None
+
+
+class MonitorResource(web_resource.Resource):
+    """The metrics port: ``/metrics``, ``/healthz`` and ``/readyz``; anything else is not found."""
+
+    isLeaf = True
+
+    def __init__(self, metrics: web_resource.Resource, readiness: Readiness) -> None:
+        super().__init__()
+        self.metrics = metrics
+        self.readiness = readiness
+
+    def render(self, request: server.Request) -> bytes:
+        if request.path == METRICS_PATH:
+            return self.metrics.render(request)
+        if request.path == HEALTH_PATH:
+            return _probe(request, None)
+        if request.path == READY_PATH:
+            return _probe(request, self.readiness.reason())
+        # Every other path answers as the metrics port always has (404).
+        return self.metrics.render(request)
+
+
+def _probe(request: server.Request, reason: str | None) -> bytes:
+    """200 ``ok``, or 503 with ``reason``; never cached (the answer is of this instant)."""
+    request.setHeader(b"cache-control", b"no-store")
+    request.setHeader(b"content-type", CONTENT_TYPE)
+    if request.method not in PROBE_METHODS:
+        request.setResponseCode(405)
+        request.setHeader(b"allow", b", ".join(PROBE_METHODS))
+        return b"Method not allowed\n"
+    # A probe takes nothing: a query or a body is a client mistaken about what it asks.
+    if b"?" in request.uri or (request.content is not None and request.content.read(1)):
+        request.setResponseCode(400)
+        return b"Bad request: a probe takes no query and no body\n"
+    if reason is None:
+        return b"ok\n"
+    request.setResponseCode(503)
+    return reason.encode() + b"\n"
