@@ -48,7 +48,7 @@ DEFAULT_WS_MAX_UNREAD = 4 * 1024 * 1024
 MIN_WS_MAX_UNREAD = 64 * 1024
 MAX_WS_MAX_UNREAD = 1024 * 1024 * 1024
 #: The longest wait between attempts to reconnect to NATS, in milliseconds
-#: (``reconnectMaxDelay``, ours: Resgate's nats.go client waits a fixed 2 s).
+#: (``reconnectMaxDelay``, ours: Resgate exits when it loses NATS).
 #: Half a second keeps "current data within a second of NATS accepting
 #: again" with room for the connect, self-test and inbox subscription.
 DEFAULT_RECONNECT_MAX_DELAY = 500
