@@ -37,6 +37,10 @@ SHORT_OUTAGE = 1.5
 #: Past the point where the waits reach any cap up to several seconds; it
 #: adds its length to the suite's run time.
 LONG_OUTAGE = 20.0
+#: The long outage under ``--long``: minutes, as a NATS upgrade might take.
+LONG_RUN_OUTAGE = 180.0
+#: Bound on the whole test beyond its outage.
+TEST_SLACK = 60.0
 #: Bound on waiting for the gateway's next failed attempt, and on a restart.
 ATTEMPT_TIMEOUT = 10.0
 FAILED_ATTEMPT_FORMAT = "Reconnecting to NATS failed: {reason}"
@@ -83,10 +87,12 @@ async def current_data(gateway, nats_url: str, model: dict) -> dict:
         await service.stop()
 
 
-@pytest.mark.parametrize("outage", [SHORT_OUTAGE, LONG_OUTAGE], ids=["short", "long"])
+@pytest.mark.timeout(LONG_RUN_OUTAGE + TEST_SLACK)
+@pytest.mark.parametrize("kind", ["short", "long"])
 @pytest_twisted.ensureDeferred
 async def test_a_new_client_gets_current_data_within_a_second_of_nats_accepting(
-        private_nats_server, gateway_factory, outage):
+        private_nats_server, gateway_factory, long_run, kind):
+    outage = SHORT_OUTAGE if kind == "short" else LONG_RUN_OUTAGE if long_run else LONG_OUTAGE
     gateway = await gateway_factory(nats_url=private_nats_server.url)
     model = {"greeting": "hello"}
     assert await current_data(gateway, private_nats_server.url, model) == {"models": {"test.model": model}}
