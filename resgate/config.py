@@ -47,6 +47,15 @@ DEFAULT_WS_MAX_UNREAD = 4 * 1024 * 1024
 #: hold gigabytes of the gateway's memory.
 MIN_WS_MAX_UNREAD = 64 * 1024
 MAX_WS_MAX_UNREAD = 1024 * 1024 * 1024
+#: The longest wait between attempts to reconnect to NATS, in milliseconds
+#: (``reconnectMaxDelay``, ours: Resgate exits when it loses NATS).
+#: Half a second keeps "current data within a second of NATS accepting
+#: again" with room for the connect, self-test and inbox subscription.
+DEFAULT_RECONNECT_MAX_DELAY = 500
+#: Less would retry a down server many times a second for no gain; more than
+#: a minute would leave a gateway dark long after NATS is back.
+MIN_RECONNECT_MAX_DELAY = 50
+MAX_RECONNECT_MAX_DELAY = 60_000
 
 #: Encodings of resources served over HTTP, compared case-insensitively.
 API_ENCODINGS = ("json", "jsonflat")
@@ -132,6 +141,8 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting("referenceThrottle", "reference_throttle", SettingKind.INTEGER, "referencethrottle"),
     _Setting("wsMaxUnread", "ws_max_unread", SettingKind.INTEGER, "wsmaxunread", zero_is_default=True,
              extension=True),
+    _Setting("reconnectMaxDelay", "reconnect_max_delay", SettingKind.INTEGER, "reconnectmaxdelay",
+             zero_is_default=True, extension=True),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -183,6 +194,7 @@ class Config:
     reset_throttle: int = 0
     reference_throttle: int = 0
     ws_max_unread: int = DEFAULT_WS_MAX_UNREAD
+    reconnect_max_delay: int = DEFAULT_RECONNECT_MAX_DELAY
     tls: bool = False
     tls_cert: str = ""
     tls_key: str = ""
@@ -223,6 +235,11 @@ class Config:
             raise invalid(
                 "wsMaxUnread",
                 f"must be from {MIN_WS_MAX_UNREAD} (64 KiB) to {MAX_WS_MAX_UNREAD} (1 GiB) bytes",
+            )
+        if not MIN_RECONNECT_MAX_DELAY <= self.reconnect_max_delay <= MAX_RECONNECT_MAX_DELAY:
+            raise invalid(
+                "reconnectMaxDelay",
+                f"must be from {MIN_RECONNECT_MAX_DELAY} to {MAX_RECONNECT_MAX_DELAY} milliseconds",
             )
         if self.metrics_port and self.metrics_port == self.port:
             raise invalid("metricsPort", f"must differ from port {self.port}")

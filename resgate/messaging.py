@@ -6,6 +6,7 @@ but the log lines operators read.
 
 from __future__ import annotations
 
+import random
 from typing import Any, Callable
 
 from twisted.application.service import Service
@@ -16,15 +17,27 @@ from twisted.python.failure import Failure
 
 from resgate.backoff import RetryPolicy, jittered_backoff
 from resgate.bus import Bus
+from resgate.config import DEFAULT_RECONNECT_MAX_DELAY
 from resgate.errors import describe_failure
 
 # The gateway's own logger: reconnects are reported as they were from service.py.
 log = Logger(namespace="resgate")
 
-#: The first wait before reconnecting to NATS (seconds), and the longest.
+#: The first wait before reconnecting to NATS (seconds); the longest is the
+#: ``reconnectMaxDelay`` setting.
 FIRST_RECONNECT_DELAY = 0.1
-MAX_RECONNECT_DELAY = 5.0
-RECONNECT_BACKOFF = jittered_backoff(FIRST_RECONNECT_DELAY, MAX_RECONNECT_DELAY)
+
+
+def reconnect_backoff(max_delay: float, *, rand: Callable[[], float] = random.random) -> RetryPolicy:
+    """The waits between reconnect attempts, ``max_delay`` seconds at most.
+
+    The cap, not the growth, decides how soon a gateway notices that NATS is
+    back after a long outage: it is at most one wait late.
+    """
+    return jittered_backoff(min(FIRST_RECONNECT_DELAY, max_delay), max_delay, rand=rand)
+
+
+RECONNECT_BACKOFF = reconnect_backoff(DEFAULT_RECONNECT_MAX_DELAY / 1000)
 
 
 class MessagingService(Service):

@@ -25,6 +25,7 @@ from resgate.config import (
     DEFAULT_API_PATH,
     DEFAULT_NATS_URL,
     DEFAULT_PORT,
+    DEFAULT_RECONNECT_MAX_DELAY,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_WORKERS,
     DEFAULT_WS_MAX_UNREAD,
@@ -85,6 +86,9 @@ Server options:
                                    before it is disconnected, 65536 to
                                    1073741824; ours, not Resgate's
                                    (default: {DEFAULT_WS_MAX_UNREAD})
+      --reconnectmaxdelay <ms>     Longest wait between attempts to reconnect
+                                   to NATS, 50 to 60000; ours, not Resgate's
+                                   (default: {DEFAULT_RECONNECT_MAX_DELAY})
       --resetthrottle <limit>      Most requests in flight after a system reset,
                                    0 for no limit (default: 0)
       --referencethrottle <limit>  Most requests in flight while following
@@ -198,7 +202,8 @@ def _go_bool(option: str, value: str) -> bool:
 
 
 class Options(usage.Options):
-    """Resgate's command-line options, plus ``--embed-nats``, ``--workers`` and ``--wsmaxunread``.
+    """Resgate's command-line options, plus our ``--embed-nats``, ``--workers``,
+    ``--wsmaxunread`` and ``--reconnectmaxdelay``.
 
     After ``parseOptions``, parameters not given are ``None``, flags are
     bools, ``natsrootca`` and ``alloworigin`` are lists (or ``None``), and
@@ -232,6 +237,7 @@ class Options(usage.Options):
         ["resetthrottle", None, None, None, _integer("resetthrottle")],
         ["referencethrottle", None, None, None, _integer("referencethrottle")],
         ["wsmaxunread", None, None, None, _integer("wsmaxunread")],
+        ["reconnectmaxdelay", None, None, None, _integer("reconnectmaxdelay")],
         ["config", "c", None],
         ["tlscert", None, None],
         ["tlskey", None, None],

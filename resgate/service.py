@@ -30,7 +30,7 @@ from resgate.config import Config
 from resgate.context import GatewayContext
 from resgate.embedded import EmbeddedNatsService
 from resgate.errors import describe_failure
-from resgate.messaging import MessagingService
+from resgate.messaging import MessagingService, reconnect_backoff
 from resgate.metrics import MetricsResource
 from resgate.natsbus import NatsBus
 from resgate.probes import MonitorResource, Readiness
@@ -196,7 +196,10 @@ class GatewayService(MultiService):
             reactor=reactor,
             trace=config.trace,
         )
-        MessagingService(self.mq, reactor, self._nats_lost, self._nats_restored).setServiceParent(self)
+        MessagingService(
+            self.mq, reactor, self._nats_lost, self._nats_restored,
+            retry_delay=reconnect_backoff(config.reconnect_max_delay / 1000),
+        ).setServiceParent(self)
         self.work = WorkQueue()
         self.cache = ResourceCache(self.mq, self.work, reactor=reactor, unsubscribe_delay=unsubscribe_delay,
                                    reset_throttle=config.reset_throttle)

@@ -569,6 +569,83 @@ def test_ws_max_unread_is_checked_on_direct_creation() -> None:
         Config(ws_max_unread=0)
 
 
+# reconnectMaxDelay: the longest wait between NATS reconnect attempts (ours)
+
+
+def test_reconnect_max_delay_defaults_to_500_ms_and_is_not_written(tmp_path: Path) -> None:
+    path = tmp_path / "resgate.json"
+    assert load("-c", str(path)).config.reconnect_max_delay == 500
+    assert "reconnectMaxDelay" not in json.loads(path.read_text())
+
+
+@pytest.mark.parametrize(
+    "file, argv, expected",
+    [
+        ({"reconnectMaxDelay": 250}, [], 250),
+        ({"reconnectmaxdelay": 50}, [], 50),
+        ({"reconnectMaxDelay": 250}, ["--reconnectmaxdelay", "800"], 800),
+        ({}, ["-reconnectmaxdelay=60000"], 60000),
+        ({"reconnectMaxDelay": 0}, [], 500),
+        ({"reconnectMaxDelay": 250}, ["--reconnectmaxdelay", "0"], 500),
+        ({"reconnectMaxDelay": None}, [], 500),
+    ],
+)
+def test_reconnect_max_delay_from_the_file_and_the_flag(
+    tmp_path: Path, file: dict[str, Any], argv: list[str], expected: int
+) -> None:
+    assert load_file(tmp_path, file, *argv).config.reconnect_max_delay == expected
+
+
+def test_a_created_file_holds_reconnect_max_delay_when_it_is_not_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "resgate.json"
+    loaded = load("-c", str(path), "--reconnectmaxdelay", "200")
+    document = json.loads(path.read_text())
+    assert list(document) == [*RESGATE_KEYS, "reconnectMaxDelay"]
+    assert document["reconnectMaxDelay"] == 200
+    assert load("-c", str(path)).config == loaded.config
+
+
+@pytest.mark.parametrize(
+    "file, expected",
+    [
+        ({"reconnectMaxDelay": -1}, "invalid reconnectMaxDelay -1 in {file}: must not be negative"),
+        ({"reconnectMaxDelay": "500ms"}, 'invalid reconnectMaxDelay "500ms" in {file}: must be an integer'),
+        ({"reconnectMaxDelay": 0.5}, "invalid reconnectMaxDelay 0.5 in {file}: must be an integer"),
+        ({"reconnectMaxDelay": True}, "invalid reconnectMaxDelay true in {file}: must be an integer"),
+        ({"reconnectMaxDelay": [500]}, "invalid reconnectMaxDelay [500] in {file}: must be an integer"),
+        ({"reconnectMaxDelay": 49}, "invalid reconnectMaxDelay 49 in {file}: must be from 50 to 60000"),
+        ({"reconnectMaxDelay": 60001}, "invalid reconnectMaxDelay 60001 in {file}: must be from 50"),
+        ({"reconnectMaxDelay": 2**63}, f"invalid reconnectMaxDelay {2**63} in {{file}}: must be at most"),
+    ],
+)
+def test_invalid_reconnect_max_delay_in_the_file(
+    tmp_path: Path, file: dict[str, Any], expected: str
+) -> None:
+    assert expected.format(file=tmp_path / "resgate.json") in config_error(tmp_path, file)
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--reconnectmaxdelay", "-1"], "invalid reconnectMaxDelay -1 from --reconnectmaxdelay: must not be negative"),
+        (["--reconnectmaxdelay", "10"], "invalid reconnectMaxDelay 10 from --reconnectmaxdelay: must be from 50"),
+        (
+            ["-reconnectmaxdelay", str(2**40)],
+            f"invalid reconnectMaxDelay {2**40} from --reconnectmaxdelay: must be from 50 to 60000 milliseconds",
+        ),
+    ],
+)
+def test_invalid_reconnect_max_delay_from_the_flag(argv: list[str], expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load(*argv)
+    assert expected in str(error.value)
+
+
+def test_reconnect_max_delay_is_checked_on_direct_creation() -> None:
+    with pytest.raises(ConfigError, match="invalid reconnectMaxDelay 0: must be from 50"):
+        Config(reconnect_max_delay=0)
+
+
 # Hostile and broken files
 
 

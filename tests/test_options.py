@@ -37,6 +37,7 @@ def parse(*argv: str) -> Options:
         (None, "--resetthrottle", "10", 10),
         (None, "--referencethrottle", "20", 20),
         (None, "--wsmaxunread", "1048576", 1048576),
+        (None, "--reconnectmaxdelay", "250", 250),
         (None, "--tlscert", "cert.pem", "cert.pem"),
         (None, "--tlskey", "key.pem", "key.pem"),
         (None, "--creds", "user.creds", "user.creds"),
@@ -208,6 +209,9 @@ def test_bad_command_lines_are_usage_errors(argv: list[str], message: str) -> No
         (["--wsmaxunread", "4MiB"], 'invalid value "4MiB" for --wsmaxunread: must be an integer'),
         (["--wsmaxunread", "1e6"], 'invalid value "1e6" for --wsmaxunread: must be an integer'),
         (["--wsmaxunread", "1.5"], 'invalid value "1.5" for --wsmaxunread: must be an integer'),
+        (["--reconnectmaxdelay", "500ms"], 'invalid value "500ms" for --reconnectmaxdelay: must be an integer'),
+        (["--reconnectmaxdelay", "0.5"], 'invalid value "0.5" for --reconnectmaxdelay: must be an integer'),
+        (["--reconnectmaxdelay", ""], 'invalid value "" for --reconnectmaxdelay: must be an integer'),
     ],
 )
 def test_numbers_must_be_integers_in_range(argv: list[str], message: str) -> None:
