@@ -17,7 +17,6 @@ from twisted.web import server
 
 HEALTH_PATH = b"/healthz"
 READY_PATH = b"/readyz"
-METRICS_PATH = b"/metrics"
 PROBE_METHODS = (b"GET", b"HEAD")
 CONTENT_TYPE = b"text/plain; charset=utf-8"
 
@@ -67,13 +66,11 @@ class MonitorResource(web_resource.Resource):
         self.readiness = readiness
 
     def render(self, request: server.Request) -> bytes:
-        if request.path == METRICS_PATH:
-            return self.metrics.render(request)
         if request.path == HEALTH_PATH:
             return _probe(request, None)
         if request.path == READY_PATH:
             return _probe(request, self.readiness.reason())
-        # Every other path answers as the metrics port always has (404).
+        # /metrics, and every other path as the metrics port always answered it (404).
         return self.metrics.render(request)
 
 
