@@ -49,6 +49,10 @@ class Bus(Protocol):
     def is_connected(self) -> bool:
         """Whether requests can be sent now."""
 
+    @property
+    def server(self) -> str | None:
+        """The server in use, fit to show (no user, password or token); None while not connected."""
+
     def connect(self) -> Deferred[None]:
         """Connect; fails with a one-line reason when the bus cannot be reached."""
 

@@ -40,6 +40,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.ws_connections_total = 0
+        # Not in the OpenMetrics text (Resgate has neither); the status page shows them.
+        self.ws_disconnections_total = 0
+        self.slow_clients_cut_off = 0
         self.ws_requests = dict.fromkeys(WS_METHODS, 0)
         self.http_requests = dict.fromkeys(HTTP_METHODS, 0)
         self.current_connections: Callable[[], int] = lambda: 0
@@ -48,6 +51,10 @@ class Metrics:
 
     def count_http_request(self, method: str) -> None:
         self.http_requests[method] = self.http_requests.get(method, 0) + 1
+
+    def requests_total(self) -> int:
+        """Client requests so far, WebSocket and HTTP alike."""
+        return sum(self.ws_requests.values()) + sum(self.http_requests.values())
 
     def render(self) -> bytes:
         """The OpenMetrics text exposition."""

@@ -289,6 +289,11 @@ class NatsBus:
         return self._nc is not None and self._nc.is_connected
 
     @property
+    def server(self) -> str | None:
+        """The node in use (a cluster's node may differ from the configured URL), credentials hidden."""
+        return self._connected_url(self._nc) if self.is_connected and self._nc is not None else None
+
+    @property
     def dispatched(self) -> int:
         """Messages the ordered dispatcher delivered on the current connection."""
         return self._nc.dispatched if self._nc is not None else 0

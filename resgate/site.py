@@ -8,6 +8,7 @@ second, no access log. What a request asks of the API is ``resgate.web``'s.
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
@@ -34,6 +35,9 @@ class GatewayRoot(resource.Resource):
         response: bytes | int
         if request.path == self.ws_path:
             response = self.websocket.render(request)
+            if request.channel.transport is None:
+                # The WebSocket protocol took the connection over: no longer an HTTP one.
+                cast(GatewaySite, request.site).http_connections -= 1
         elif request.path.startswith(self.api_path):
             response = self.api.render(request)
         else:
@@ -99,6 +103,8 @@ class GatewaySite(server.Site):
 
     def __init__(self, resource: resource.Resource, timeout: float | None = None) -> None:
         super().__init__(resource, timeout=timeout)
+        #: Open HTTP connections (kept alive or answering); counted by BoundedLineChannel.
+        self.http_connections = 0
 
     def log(self, request: http.Request) -> None:
         pass

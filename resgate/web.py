@@ -136,7 +136,8 @@ class BoundedLineChannel(http.HTTPChannel):
     leaving the client with no answer. A request line that long (a very
     long query, typically) gets 414 and an error object here, a header
     line 431; the connection closes after either. A head still incomplete
-    ``HEAD_TIMEOUT`` seconds after its first byte gets 408.
+    ``HEAD_TIMEOUT`` seconds after its first byte gets 408. Its site counts
+    the channels open (the status page shows them).
     """
 
     #: Armed while a request's head is arriving in more than one read.
@@ -157,7 +158,13 @@ class BoundedLineChannel(http.HTTPChannel):
         self._stop_head_timer()
         super().allHeadersReceived()
 
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # Site.buildProtocol set the site (a GatewaySite) before connecting.
+        self.site.http_connections += 1  # type: ignore[attr-defined]
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.site.http_connections -= 1  # type: ignore[attr-defined]
         self._stop_head_timer()
         super().connectionLost(reason)
 

@@ -145,6 +145,8 @@ class ClientProtocol(WebSocketServerProtocol):
 
     #: Bytes written since the transport's buffer filled up (None: it has room).
     _unread: int | None = None
+    #: Whether the client was cut off for not reading (counted and logged once).
+    _cut_off = False
 
     def onOpen(self) -> None:
         # As a streaming producer, the protocol hears when the transport's
@@ -173,7 +175,9 @@ class ClientProtocol(WebSocketServerProtocol):
         context.work.enqueue(lambda: rpc.handle_request(conn, payload, self._send))
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.factory.protocols.discard(self)
+        if self in self.factory.protocols:
+            self.factory.protocols.remove(self)
+            self.factory.context.metrics.ws_disconnections_total += 1
         self._closed = True
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
@@ -228,9 +232,14 @@ class ClientProtocol(WebSocketServerProtocol):
         limit = self.factory.context.config.ws_max_unread
         if self._unread <= limit:
             return False
+        if self._cut_off:
+            # Aborted already; what else is sent before the socket closes is dropped.
+            return True
+        self._cut_off = True
         assert self.conn is not None  # only an open client's output is counted
         log.warn("[{cid}] Client does not read: over {limit} bytes unread; disconnecting",
                  cid=self.conn.cid, limit=limit)
+        self.factory.context.metrics.slow_clients_cut_off += 1
         self.transport.abortConnection()
         return True
 

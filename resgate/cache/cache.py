@@ -425,6 +425,8 @@ class NameEntry:
         if self._locks:
             self._held.append((subject, payload))
             return
+        # Counted once, when handled (held events come back through here).
+        self.cache.events_received += 1
         event = subject[len(self.name) + 7:]
         if not event:
             log.error("Error processing event {subject}: malformed event subject", subject=subject)
@@ -518,6 +520,8 @@ class ResourceCache:
         # flight (Resgate's throttle is per event, so bounds only one).
         self._reset_throttle = Throttle(reset_throttle) if reset_throttle > 0 else None
         self.names: dict[str, NameEntry] = {}
+        #: Resource events from services handled so far (the status page's rate).
+        self.events_received = 0
         #: Told of system.tokenReset events; the connections' owner sets it.
         self.on_token_reset: TokenResetHandler | None = None
         self._system_sub: BusSubscription | None = None

@@ -49,8 +49,10 @@ class FaultLog:
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
-        #: (message, subject prefix) -> faults not logged in the open window, and its end.
+        #: (message, subject prefix) -> [faults not logged yet, the window's end, faults in it].
         self._windows: dict[tuple[str, str], list[Any]] = {}
+        #: Faults so far, logged or counted.
+        self.total = 0
 
     def fault(self, subject: str, error: errors.ResError) -> None:
         # errors.TIMEOUT itself is mq's timeout; a service's system.timeout response is another object.
@@ -60,31 +62,37 @@ class FaultLog:
             message, reason = "Invalid response to", excerpt(error.reason)
         else:
             return
+        self.total += 1
         request_type, _, name = subject.partition(".")
         key = (message, f"{request_type}.{name.partition('.')[0]}")
         window = self._windows.get(key)
         if window is not None:
             window[0] += 1
+            window[2] += 1
             return
         if reason:
             log.warn("{message} {subject}: {reason}", message=message, subject=subject, reason=reason)
         else:
             log.warn("{message} {subject}", message=message, subject=subject)
-        self._open(key)
+        self._open(key, 1)
 
-    def _open(self, key: tuple[str, str]) -> None:
-        self._windows[key] = [0, self._clock.callLater(FAULT_LOG_WINDOW, self._close, key)]
+    def open_windows(self) -> list[tuple[str, str, int]]:
+        """(message, subject prefix, faults) of each window still open: the faults of the last moments."""
+        return [(message, prefix, window[2]) for (message, prefix), window in self._windows.items()]
+
+    def _open(self, key: tuple[str, str], faults: int) -> None:
+        self._windows[key] = [0, self._clock.callLater(FAULT_LOG_WINDOW, self._close, key), faults]
 
     def _close(self, key: tuple[str, str]) -> None:
-        count, _ = self._windows.pop(key)
+        count, _, _ = self._windows.pop(key)
         if count:
             message, prefix = key
             log.warn("{message} {prefix}.*: {count} more in the last {window:g} s",
                      message=message, prefix=prefix, count=count, window=FAULT_LOG_WINDOW)
-            self._open(key)
+            self._open(key, 0)
 
     def stop(self) -> None:
-        for _, timer in self._windows.values():
+        for _, timer, _ in self._windows.values():
             if timer.active():
                 timer.cancel()
         self._windows.clear()

@@ -270,6 +270,10 @@ class MemoryBus:
         return self._connected
 
     @property
+    def server(self) -> str | None:
+        return "memory" if self._connected else None
+
+    @property
     def pending_requests(self) -> int:
         """Requests sent and not answered, failed or forgotten yet."""
         return len(self._requests)
