@@ -10,7 +10,7 @@ line: ``ok`` or why not.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Collection, Protocol
 
 from twisted.web import resource as web_resource
 from twisted.web import server
@@ -56,36 +56,61 @@ class Readiness:
 
 
 class MonitorResource(web_resource.Resource):
-    """The metrics port: ``/metrics``, ``/healthz`` and ``/readyz``; anything else is not found."""
+    """The metrics port: ``/metrics``, ``/healthz``, ``/readyz`` and the status page; anything else is not found."""
 
     isLeaf = True
 
-    def __init__(self, metrics: web_resource.Resource, readiness: Readiness) -> None:
+    def __init__(self, metrics: web_resource.Resource, readiness: Readiness,
+                 status_page: StatusPaths) -> None:
         super().__init__()
         self.metrics = metrics
         self.readiness = readiness
+        self.status_page = status_page
 
     def render(self, request: server.Request) -> bytes:
         if request.path == HEALTH_PATH:
             return _probe(request, None)
         if request.path == READY_PATH:
             return _probe(request, self.readiness.reason())
+        if request.path in self.status_page.paths:
+            return self.status_page.render(request)
         # /metrics, and every other path as the metrics port always answered it (404).
         return self.metrics.render(request)
+
+
+class StatusPaths(Protocol):
+    """What the monitor needs of the status page (resgate.statuspage.StatusPage)."""
+
+    @property
+    def paths(self) -> Collection[bytes]:
+        """The paths it serves."""
+
+    def render(self, request: server.Request) -> bytes: ...
+
+
+def refuse_unless_bare_get(request: server.Request) -> bytes | None:
+    """The answer (405, 400) to anything but a GET or HEAD without query or body; None for those.
+
+    For what the metrics port serves besides /metrics: it takes nothing.
+    """
+    if request.method not in PROBE_METHODS:
+        request.setResponseCode(405)
+        request.setHeader(b"allow", b", ".join(PROBE_METHODS))
+        return b"Method not allowed\n"
+    # A query or a body is a client mistaken about what it asks.
+    if b"?" in request.uri or (request.content is not None and request.content.read(1)):
+        request.setResponseCode(400)
+        return b"Bad request: no query and no body here\n"
+    return None
 
 
 def _probe(request: server.Request, reason: str | None) -> bytes:
     """200 ``ok``, or 503 with ``reason``; never cached (the answer is of this instant)."""
     request.setHeader(b"cache-control", b"no-store")
     request.setHeader(b"content-type", CONTENT_TYPE)
-    if request.method not in PROBE_METHODS:
-        request.setResponseCode(405)
-        request.setHeader(b"allow", b", ".join(PROBE_METHODS))
-        return b"Method not allowed\n"
-    # A probe takes nothing: a query or a body is a client mistaken about what it asks.
-    if b"?" in request.uri or (request.content is not None and request.content.read(1)):
-        request.setResponseCode(400)
-        return b"Bad request: a probe takes no query and no body\n"
+    refusal = refuse_unless_bare_get(request)
+    if refusal is not None:
+        return refusal
     if reason is None:
         return b"ok\n"
     request.setResponseCode(503)

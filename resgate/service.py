@@ -35,6 +35,8 @@ from resgate.metrics import MetricsResource
 from resgate.natsbus import NatsBus
 from resgate.probes import MonitorResource, Readiness
 from resgate.site import GatewayRoot, GatewaySite
+from resgate.status import GatewayStatus
+from resgate.statuspage import StatusPage
 from resgate.transport import PortReactor
 from resgate.web import ApiResource
 from resgate.workqueue import WorkQueue
@@ -217,10 +219,16 @@ class GatewayService(MultiService):
         self.listener = ListeningService(listen or listen_description(config), self.site, reactor,
                                          tls_files=tls_files)
         self.readiness = Readiness(lambda: self.mq.is_connected, lambda: self.listener.port is not None)
+        self.status = GatewayStatus(metrics=self.metrics, cache=self.cache, bus=self.mq, readiness=self.readiness,
+                                    http_connections=lambda: self.site.http_connections,
+                                    workers=config.workers, clock=reactor)
         if config.metrics_port:
+            # Sampled only where the status page is served.
+            self.status.setServiceParent(self)
             # Before the client listener, so stopped after it: /readyz keeps
             # answering (503, shutting down) until clients are turned away.
-            metrics_site = GatewaySite(MonitorResource(MetricsResource(self.metrics), self.readiness))
+            metrics_site = GatewaySite(MonitorResource(MetricsResource(self.metrics), self.readiness,
+                                                       StatusPage(self.status)))
             ListeningService(listen_description(config, config.metrics_port), metrics_site, reactor,
                              name="metrics").setServiceParent(self)
         self.listener.setServiceParent(self)
@@ -321,6 +329,7 @@ class GatewayService(MultiService):
         # the connection is back.
         log.error("{reason}; disconnecting clients until NATS is back", reason=reason)
         self.readiness.lost_reason = reason
+        self.status.nats_lost(reason)
         self.context.available = False
         self.work.enqueue(self._drop_clients)
 
@@ -332,6 +341,7 @@ class GatewayService(MultiService):
         self.work.enqueue(self.cache.start)
         self.context.available = True
         self.readiness.lost_reason = None
+        self.status.nats_restored()
 
     def _fatal(self, reason: str) -> None:
         if self.on_fatal is not None:
