@@ -85,6 +85,8 @@ async def test_client_that_does_not_read_is_cut_off(gateway, fake_service):
             assert message["data"]["values"]["n"] == expected
     # Not before it had more than the bound unread.
     assert n * EVENT_SIZE > MAX_UNREAD_BYTES
+    # Once, whatever was sent to it between the cut and the close (the status page's count).
+    assert gateway.metrics.slow_clients_cut_off == 1
     # The reader is the one left, and is still served.
     fake_service.event("test.big", "change", {"values": {"n": -1}})
     assert (await reader.next_message(timeout=10))["data"]["values"]["n"] == -1
