@@ -120,7 +120,7 @@ class GatewayStatus(Service):
         samples = list(self._samples)
         events = [round((b.events - a.events) / (b.at - a.at), 2) if b.at > a.at else 0.0
                   for a, b in zip(samples, samples[1:])]
-        return {"interval": SAMPLE_INTERVAL, "connections": [s.connections for s in samples[1:]],
+        return {"interval": SAMPLE_INTERVAL, "capacity": HISTORY, "connections": [s.connections for s in samples[1:]],
                 "eventsPerSecond": events}
 
     def most_subscribed(self) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
-"""The live status page on --metricsport: ``/``, its script and style, and ``/status.json``.
+"""The live status page on --metricsport: ``/``, its script, style and icon, and ``/status.json``.
 
-Read-only, and self-contained: the page, its script and its style are files
+Read-only, and self-contained: the page and its other files are files
 of this package (``resgate/static/``), read once, and served with a
 Content-Security-Policy that lets the page load only them from this port
 and fetch only from it; nothing comes from outside the gateway. The page
@@ -25,6 +25,8 @@ FILES = {
     b"/": ("status.html", b"text/html; charset=utf-8"),
     b"/status.js": ("status.js", b"text/javascript; charset=utf-8"),
     b"/status.css": ("status.css", b"text/css; charset=utf-8"),
+    # Browsers ask for an icon whatever the page says: one of its own, not a 404 in the console.
+    b"/favicon.svg": ("favicon.svg", b"image/svg+xml"),
 }
 JSON_TYPE = b"application/json"
 REFUSAL_TYPE = b"text/plain; charset=utf-8"

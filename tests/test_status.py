@@ -24,7 +24,7 @@ from tests.rig.process import free_port
 from tests.rig.ws import connect_ws
 
 #: What the status page serves, besides /metrics and the probes.
-PAGE_PATHS = ("/", "/status.json", "/status.js", "/status.css")
+PAGE_PATHS = ("/", "/status.json", "/status.js", "/status.css", "/favicon.svg")
 #: NATS loss and reconnection: as /readyz's tests bound them, loosely.
 RECONNECT_BOUND = 15.0
 
@@ -93,7 +93,7 @@ async def test_status_has_every_field_at_start(gateway_factory, bus_kind, nats_s
     assert current["traffic"] == {"eventsPerSecond": 0.0, "requestsPerSecond": 0.0,
                                   "eventsTotal": 0, "requestsTotal": 0}
     assert current["faults"] == {"window": 10.0, "total": 0, "recent": []}
-    assert current["history"]["interval"] == 1.0
+    assert (current["history"]["interval"], current["history"]["capacity"]) == (1.0, HISTORY)
     assert all(isinstance(n, int) for n in current["history"]["connections"])
 
 
@@ -299,7 +299,8 @@ async def test_hostile_requests_on_the_page_paths_get_4xx_and_change_nothing(gat
 async def test_page_files_are_served_with_a_strict_policy(gateway_factory):
     gateway = await status_gateway(gateway_factory)
     types = {"/": "text/html; charset=utf-8", "/status.js": "text/javascript; charset=utf-8",
-             "/status.css": "text/css; charset=utf-8", "/status.json": "application/json"}
+             "/status.css": "text/css; charset=utf-8", "/status.json": "application/json",
+             "/favicon.svg": "image/svg+xml"}
     for path, content_type in types.items():
         response = await get(gateway, path)
         assert response.status == 200

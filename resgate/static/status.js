@@ -45,18 +45,21 @@ function item(text) {
   return li;
 }
 
-// A line of values scaled to the chart's height, the newest at the right edge.
-function points(values, max) {
-  const step = values.length > 1 ? CHART_WIDTH / (values.length - 1) : 0;
+// A line of values scaled to the chart's height, the newest at the right
+// edge, on a time axis as wide as the history the gateway keeps.
+function points(values, max, capacity) {
+  const step = CHART_WIDTH / Math.max(1, capacity - 1);
   const scale = max > 0 ? (CHART_HEIGHT - 4) / max : 0;
-  return values.map((v, i) => `${(i * step).toFixed(1)},${(CHART_HEIGHT - 2 - v * scale).toFixed(1)}`).join(" ");
+  const start = CHART_WIDTH - (values.length - 1) * step;
+  return values.map((v, i) => `${(start + i * step).toFixed(1)},${(CHART_HEIGHT - 2 - v * scale).toFixed(1)}`)
+    .join(" ");
 }
 
 function drawChart(history) {
   for (const [key, id] of [["connections", "chart-connections"], ["eventsPerSecond", "chart-events"]]) {
     const values = history[key];
     const max = Math.max(0, ...values);
-    document.getElementById(id).setAttribute("points", points(values, max));
+    document.getElementById(id).setAttribute("points", points(values, max, history.capacity));
     show(id + "-max", max);
   }
 }
