@@ -71,8 +71,8 @@ Server options:
                                    HTTP request (default: none)
   -t, --wsheadauth <rid.method>    Auth method called with the headers of each
                                    WebSocket upgrade (default: none)
-  -m, --metricsport <port>         Port serving OpenMetrics, /healthz and /readyz
-                                   (default: 0, off)
+  -m, --metricsport <port>         Port serving OpenMetrics, /healthz, /readyz
+                                   and a status page at / (default: 0, off)
       --apiencoding <type>         Encoding of resources over HTTP: json or
                                    jsonflat (default: {DEFAULT_API_ENCODING})
       --putmethod <method>         Call method that HTTP PUT requests map to
