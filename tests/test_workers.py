@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 import pytest_twisted
@@ -289,6 +290,9 @@ async def test_metrics_stay_with_the_first_process(nats_server):
         with socket.create_connection(("127.0.0.1", metrics_port), timeout=5) as sock:
             sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert sock.recv(64).startswith(b"HTTP/1.1 200")
+        # So is the status page: it names the worker count (docs/operations.md).
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/status.json", timeout=5) as response:
+            assert json.load(response)["workers"] == 3
     finally:
         shut_down(process)
 
