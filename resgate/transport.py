@@ -31,12 +31,14 @@ inside the TLS stream.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from typing import Any
 
 from typing import TYPE_CHECKING
 
 from twisted.internet import tcp, unix
+from twisted.internet.address import IPv6Address
 from twisted.internet.interfaces import IReactorSocket, IReactorSSL, IReactorTCP, IReactorUNIX
 from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
@@ -153,6 +155,21 @@ class ProxiedConnection(HAProxyProtocolWrapper):
     """A connection of a ``haproxy:`` endpoint; one without a valid PROXY header is closed and logged."""
 
     _refused = False
+    #: The client's address from the header, IPv6 in canonical form (Twisted's v2 parser
+    #: spells out every group: 2001:db8:0:0:0:0:0:7).
+    _client = None
+
+    def getPeer(self):
+        if self._client is not None:
+            return self._client
+        peer = super().getPeer()
+        if not proxy_header_read(self):
+            return peer  # the proxy's own address, until the header names the client's
+        if isinstance(peer, IPv6Address):
+            ip = ipaddress.IPv6Address(peer.host)
+            peer = IPv6Address(peer.type, str(ip.ipv4_mapped or ip), peer.port)
+        self._client = peer
+        return peer
 
     def dataReceived(self, data: bytes) -> None:
         super().dataReceived(data)
