@@ -82,28 +82,23 @@ async def talk(connect, data: bytes, until: bytes = b"\r\n\r\n") -> bytes:
     return await within(threads.deferToThread(exchange, connect, data, until), 15)
 
 
-async def deny_access(fake_service) -> None:
-    """Answer the access and get requests of API_GET: no access."""
+async def remote_addr_of_api_get(fake_service, connect, prefix: bytes = b"") -> str:
+    """The remoteAddr of the header auth request (``--headauth test.method``) of an API GET sent
+    after ``prefix`` over ``connect()``; access is denied, and the client hears so."""
+    pending = defer.ensureDeferred(talk(connect, prefix + API_GET))
+    auth = (await fake_service.take("auth.test.method"))["auth.test.method"]
+    auth.respond_result(None)
     requests = await fake_service.take("access.test.model", "get.test.model")
     requests["access.test.model"].respond_result({"get": False})
     requests["get.test.model"].respond_result({"model": {}})
+    assert (await pending).startswith(b"HTTP/1.1 401 ")
+    return auth.payload["remoteAddr"]
 
 
-@pytest_twisted.async_yield_fixture
-async def listening_gateway(nats_server):
-    """Start in-process gateways on ``listen`` endpoints; all stop after the test."""
-    gateways = []
-
-    async def start(*listen: str, **settings) -> GatewayService:
-        gateway = GatewayService(Config(nats_url=nats_server.url, listen=list(listen), **settings))
-        gateways.append(gateway)
-        gateway.startService()
-        await within(gateway.when_started(), 15)
-        return gateway
-
-    yield start
-    for gateway in reversed(gateways):
-        await within(gateway.stopService(), 15)
+@pytest.fixture
+def listening_gateway(gateway_factory):
+    """``await listening_gateway(*descriptions, **settings)``: a started gateway on those endpoints."""
+    return lambda *listen, **settings: gateway_factory(listen=list(listen), **settings)
 
 
 def socket_under(transport):
@@ -244,12 +239,7 @@ async def test_http_api_over_a_unix_socket_has_no_remote_address(listening_gatew
     """Behind a local reverse proxy: the API answers, and services see an empty remoteAddr."""
     path = str(tmp_path / "gateway.sock")
     await listening_gateway(f"unix:{path}", header_auth="test.method")
-    pending = defer.ensureDeferred(talk(unix(path), API_GET))
-    auth = (await fake_service.take("auth.test.method"))["auth.test.method"]
-    assert auth.payload["remoteAddr"] == ""
-    auth.respond_result(None)
-    await deny_access(fake_service)
-    assert (await pending).startswith(b"HTTP/1.1 401 ")
+    assert await remote_addr_of_api_get(fake_service, unix(path)) == ""
 
 
 @pytest_twisted.ensureDeferred
@@ -314,15 +304,14 @@ async def test_services_see_the_address_of_the_proxy_header(listening_gateway, f
                                                             header, remote_addr, transport):
     gateway = await listening_gateway("haproxy:tcp:0:interface=127.0.0.1",
                                       header_auth="test.method", ws_header_auth="test.method")
-    pending = defer.ensureDeferred(talk(tcp(gateway.port), header + (API_GET if transport == "http" else UPGRADE)))
+    if transport == "http":
+        assert await remote_addr_of_api_get(fake_service, tcp(gateway.port), header) == remote_addr
+        return
+    pending = defer.ensureDeferred(talk(tcp(gateway.port), header + UPGRADE))
     auth = (await fake_service.take("auth.test.method"))["auth.test.method"]
     assert auth.payload["remoteAddr"] == remote_addr
     auth.respond_result(None)
-    if transport == "http":
-        await deny_access(fake_service)
-        assert (await pending).startswith(b"HTTP/1.1 401 ")
-    else:
-        assert (await pending).startswith(b"HTTP/1.1 101 ")
+    assert (await pending).startswith(b"HTTP/1.1 101 ")
 
 
 @pytest_twisted.ensureDeferred
@@ -347,12 +336,7 @@ async def test_haproxy_over_ssl_reads_the_header_before_tls(listening_gateway, f
         sock.sendall(proxy_v1("198.51.100.9", 4242))
         return context.wrap_socket(sock, server_hostname="localhost")
 
-    pending = defer.ensureDeferred(talk(connect, API_GET))
-    auth = (await fake_service.take("auth.test.method"))["auth.test.method"]
-    assert auth.payload["remoteAddr"] == "198.51.100.9:4242"
-    auth.respond_result(None)
-    await deny_access(fake_service)
-    assert (await pending).startswith(b"HTTP/1.1 401 ")
+    assert await remote_addr_of_api_get(fake_service, connect) == "198.51.100.9:4242"
 
 
 @pytest.fixture
