@@ -22,8 +22,13 @@ AuthCallback = Callable[["str | None", "errors.ResError | None", "Meta | None"],
 
 
 def remote_addr(peer: Any) -> str:
-    """``host:port`` of a Twisted address, ``[host]:port`` for IPv6 (as Go's net/http)."""
-    host = getattr(peer, "host", "")
+    """``host:port`` of a Twisted address, ``[host]:port`` for IPv6 (as Go's net/http).
+
+    Empty for the peer of a Unix socket, which has no address.
+    """
+    host = getattr(peer, "host", None)
+    if host is None:
+        return ""
     return f"[{host}]:{peer.port}" if ":" in host else f"{host}:{getattr(peer, 'port', '')}"
 
 

@@ -56,6 +56,14 @@ DEFAULT_RECONNECT_MAX_DELAY = 500
 #: a minute would leave a gateway dark long after NATS is back.
 MIN_RECONNECT_MAX_DELAY = 50
 MAX_RECONNECT_MAX_DELAY = 60_000
+#: The most ``listen`` endpoints, and the longest description of one: sanity
+#: bounds far above any deployment (a description holds at most a few paths).
+MAX_LISTEN_ENDPOINTS = 32
+MAX_LISTEN_DESCRIPTION = 8192
+#: Settings an endpoint description of ``listen`` replaces, so that neither may be set with it.
+LISTEN_REPLACES = ("addr", "port", "tls", "certFile", "keyFile")
+#: Endpoint kinds whose socket cannot be shared by ``--workers`` processes with SO_REUSEPORT.
+UNSHARED_ENDPOINT_KINDS = ("unix", "systemd")
 
 #: Encodings of resources served over HTTP, compared case-insensitively.
 API_ENCODINGS = ("json", "jsonflat")
@@ -143,6 +151,7 @@ SETTINGS: tuple[_Setting, ...] = (
              extension=True),
     _Setting("reconnectMaxDelay", "reconnect_max_delay", SettingKind.INTEGER, "reconnectmaxdelay",
              zero_is_default=True, extension=True),
+    _Setting("listen", "listen", SettingKind.STRING_LIST, "listen", extension=True),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -199,6 +208,8 @@ class Config:
     tls_cert: str = ""
     tls_key: str = ""
     allow_origin: str = DEFAULT_ALLOW_ORIGIN
+    #: Twisted server endpoint descriptions listened on instead of addr and port (ours).
+    listen: list[str] = field(default_factory=list)
     embed_nats: bool = False
     #: Gateway processes behind the one port (``--workers``; never in the file).
     workers: int = DEFAULT_WORKERS
@@ -228,6 +239,7 @@ class Config:
             problem = _kind_problem(getattr(self, setting.attr), setting.kind)
             if problem:
                 raise invalid(setting.key, problem)
+        self._check_listen(origins)
 
         if self.api_encoding.lower() not in API_ENCODINGS:
             raise invalid("apiEncoding", f"must be {' or '.join(API_ENCODINGS)}")
@@ -241,7 +253,7 @@ class Config:
                 "reconnectMaxDelay",
                 f"must be from {MIN_RECONNECT_MAX_DELAY} to {MAX_RECONNECT_MAX_DELAY} milliseconds",
             )
-        if self.metrics_port and self.metrics_port == self.port:
+        if self.metrics_port and not self.listen and self.metrics_port == self.port:
             raise invalid("metricsPort", f"must differ from port {self.port}")
 
         listen_host = _canonical_ip(self.addr) if self.addr else ""
@@ -315,6 +327,36 @@ class Config:
         if not self.api_path.endswith("/"):
             self.api_path += "/"
 
+    def _check_listen(self, origins: Mapping[str, str]) -> None:
+        """Refuse endpoint descriptions that are empty, too many or too long, mixed with
+        addr/port/TLS, or that ``--workers`` cannot share; Twisted parses them when listening."""
+        if not self.listen:
+            return
+        where = origins.get("listen", "")
+        if len(self.listen) > MAX_LISTEN_ENDPOINTS:
+            raise ConfigError(f"invalid listen{where}: at most {MAX_LISTEN_ENDPOINTS} endpoints")
+        for description in self.listen:
+            if not description or len(description) > MAX_LISTEN_DESCRIPTION:
+                raise ConfigError(f"invalid listen {_show(description)}{where}: an endpoint description"
+                                  f" must be 1 to {MAX_LISTEN_DESCRIPTION} characters")
+        for key in LISTEN_REPLACES:
+            attr = SETTINGS_BY_KEY[key].attr
+            origin = origins.get(key, "")
+            if getattr(self, attr) != _DEFAULTS[attr] or origin.startswith(" from --"):
+                raise ConfigError(
+                    f"listen{where} cannot be combined with {key}{origin}: an endpoint description"
+                    " names its own address, port and TLS (tcp:, ssl:, unix:, systemd:, haproxy:)"
+                )
+        if type(self.workers) is int and self.workers > 1:
+            for description in self.listen:
+                kind = endpoint_kind(description)
+                if kind in UNSHARED_ENDPOINT_KINDS:
+                    raise ConfigError(
+                        f"listen {_show(description)}{where} cannot be shared by --workers"
+                        f" {self.workers}: a {kind}: socket has no SO_REUSEPORT; run one process"
+                        " per socket or listen on tcp: or ssl:"
+                    )
+
     @property
     def scheme(self) -> str:
         """``https`` with TLS, else ``http``: the scheme clients connect with."""
@@ -335,7 +377,19 @@ class Config:
         return document
 
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config) if f.init}
+_DEFAULTS = {
+    f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    for f in dataclasses.fields(Config)
+    if f.init
+}
+
+
+def endpoint_kind(description: str) -> str:
+    """The endpoint type of a Twisted server description, under any ``haproxy:`` wrappers."""
+    kind, _, rest = description.partition(":")
+    while kind == "haproxy":
+        kind, _, rest = rest.partition(":")
+    return kind
 
 
 def _show(value: object) -> str:

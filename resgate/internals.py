@@ -14,6 +14,8 @@ and on the newest release. nats-py's private parts are checked in
 | ``tcp.Port._type`` | transport.PortReactor | a TLS port logs itself as TLS, as the reactor's own does |
 | ``LineReceiver._buffer`` | web.BoundedLineChannel | whether a request head is still arriving |
 | ``PreparedMessage.payloadHybi`` | ws.ClientProtocol | writing a frame prepared once to many transports |
+| ``twisted.protocols.haproxy._wrapper`` | transport.PortReactor | the factory ``haproxy:`` endpoints wrap, to log refused headers and to read the header before TLS |
+| ``HAProxyProtocolWrapper._proxyInfo`` | transport.ProxiedConnection | whether the PROXY header was read |
 
 Public hooks the gateway overrides (tested by the suite on both versions,
 not checked here): ``tcp.Server.startWriting``/``stopWriting``,
@@ -26,9 +28,11 @@ from __future__ import annotations
 from typing import cast
 
 from autobahn.websocket.protocol import PreparedMessage
-from twisted.internet import abstract, tcp
+from twisted.internet import abstract, protocol, tcp
 from twisted.internet.interfaces import IReactorFDSet
 from twisted.protocols import basic
+from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper as HAProxyProtocolWrapper
+from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory as HAProxyWrappingFactory
 
 
 #: Stands for a reactor where an object is built only to look at its attributes.
@@ -55,6 +59,11 @@ def frame_bytes(message: PreparedMessage) -> bytes:
     return message.payloadHybi
 
 
+def proxy_header_read(connection: HAProxyProtocolWrapper) -> bool:
+    """Whether a connection of a ``haproxy:`` endpoint has received its whole PROXY header."""
+    return connection._proxyInfo is not None
+
+
 def check() -> None:
     """Fail loudly unless Twisted and Autobahn still have the parts above."""
     problems = []
@@ -69,6 +78,9 @@ def check() -> None:
         problems.append("twisted LineReceiver._buffer")
     if PreparedMessage(b"x", False, False, True).__dict__.get("payloadHybi") != b"\x81\x01x":
         problems.append("autobahn PreparedMessage.payloadHybi")
+    wrapper = HAProxyWrappingFactory(protocol.Factory.forProtocol(protocol.Protocol)).buildProtocol(None)
+    if not (isinstance(wrapper, HAProxyProtocolWrapper) and "_proxyInfo" in vars(wrapper)):
+        problems.append("twisted HAProxyProtocolWrapper._proxyInfo")
     if problems:
         raise ImportError(
             f"resgate uses {', '.join(problems)}, which the installed Twisted or Autobahn does not "

@@ -61,6 +61,11 @@ Server options:
                                    interface (default: {DEFAULT_ADDR})
   -p, --port <port>                Port for HTTP and WebSocket clients
                                    (default: {DEFAULT_PORT})
+      --listen <endpoint>          Listen on a Twisted server endpoint instead of
+                                   --addr, --port and --tls: tcp:, ssl:, unix:,
+                                   systemd: or haproxy: (PROXY protocol); repeat
+                                   for several; ours, not Resgate's
+                                   (default: none, --addr and --port)
   -w, --wspath <path>              Path where clients open WebSockets
                                    (default: {DEFAULT_WS_PATH})
   -a, --apipath <path>             Path prefix of resources over HTTP
@@ -203,10 +208,10 @@ def _go_bool(option: str, value: str) -> bool:
 
 class Options(usage.Options):
     """Resgate's command-line options, plus our ``--embed-nats``, ``--workers``,
-    ``--wsmaxunread`` and ``--reconnectmaxdelay``.
+    ``--wsmaxunread``, ``--reconnectmaxdelay`` and ``--listen``.
 
     After ``parseOptions``, parameters not given are ``None``, flags are
-    bools, ``natsrootca`` and ``alloworigin`` are lists (or ``None``), and
+    bools, ``natsrootca``, ``alloworigin`` and ``listen`` are lists (or ``None``), and
     ``given`` holds the long names of every option the command line set.
     """
 
@@ -251,6 +256,7 @@ class Options(usage.Options):
         super().__init__()
         self["natsrootca"] = None
         self["alloworigin"] = None
+        self["listen"] = None
         self.given: frozenset[str] = frozenset()
         self._flags_set: set[str] = set()
 
@@ -276,6 +282,10 @@ class Options(usage.Options):
     def opt_alloworigin(self, origin: str) -> None:
         """Add one allowed origin; Resgate joins repeats with ';'."""
         self["alloworigin"] = [*(self["alloworigin"] or []), origin]
+
+    def opt_listen(self, description: str) -> None:
+        """Add one endpoint to listen on."""
+        self["listen"] = [*(self["listen"] or []), description]
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """Parse ``options`` (default: ``sys.argv[1:]``), Go spellings included."""

@@ -93,7 +93,8 @@ def event_subscriptions(memory_broker, nats_server):
 async def gateway_factory(nats_server, memory_broker):
     """Start in-process gateways on free loopback ports; all stop after the test.
 
-    ``await gateway_factory(**config)`` returns a started GatewayService whose
+    ``await gateway_factory(**config)`` returns a started GatewayService (on a
+    free loopback port, unless the config names ``listen`` endpoints) whose
     config has the shared nats-server's URL unless the test names another.
     Over the memory bus each gateway gets a MemoryBus of the test's broker
     (with the config's request timeout) instead; ``reactor`` passes a
@@ -105,7 +106,9 @@ async def gateway_factory(nats_server, memory_broker):
         if memory_broker is not None and "nats_url" in settings:
             raise ValueError("a gateway on the memory bus has no nats_url: run the test over NATS only")
         settings.setdefault("nats_url", nats_server.url)
-        config = Config(addr="127.0.0.1", port=0, **settings)
+        # A gateway on listen endpoints has no addr and port.
+        loopback = {} if "listen" in settings else {"addr": "127.0.0.1", "port": 0}
+        config = Config(**loopback, **settings)
         options = {} if unsubscribe_delay is None else {"unsubscribe_delay": unsubscribe_delay}
         if reactor is not None:
             options["reactor"] = reactor
