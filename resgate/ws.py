@@ -270,7 +270,7 @@ class ClientFactory(WebSocketServerFactory):
         super().__init__()
         self.context = context
         self.protocols: set[ClientProtocol] = set()
-        self.setProtocolOptions(
+        options: dict[str, Any] = dict(
             maxMessagePayloadSize=MAX_MESSAGE_SIZE,
             maxFramePayloadSize=MAX_MESSAGE_SIZE,
             # A handshake has its own limit in Autobahn (64 KiB of headers).
@@ -280,6 +280,10 @@ class ClientFactory(WebSocketServerFactory):
             # a close code the client sends is echoed back.
             failByDrop=False,
             echoCloseCodeReason=True,
+            # The Origin check is the gateway's (onConnect). Each call of
+            # setProtocolOptions sets Autobahn's own null check, off unless
+            # given: hence one call, and "null" left to the gateway.
+            allowNullOrigin=True,
         )
         if compression:
             from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
@@ -290,7 +294,8 @@ class ClientFactory(WebSocketServerFactory):
                         return PerMessageDeflateOfferAccept(offer)
                 return None
 
-            self.setProtocolOptions(perMessageCompressionAccept=accept)
+            options["perMessageCompressionAccept"] = accept
+        self.setProtocolOptions(**options)
 
     def close_all(self) -> None:
         """Close every client connection: the gateway is going away (1001)."""
