@@ -64,6 +64,24 @@ MAX_LISTEN_DESCRIPTION = 8192
 LISTEN_REPLACES = ("addr", "port", "tls", "certFile", "keyFile")
 #: Endpoint kinds whose socket cannot be shared by ``--workers`` processes with SO_REUSEPORT.
 UNSHARED_ENDPOINT_KINDS = ("unix", "systemd")
+#: How long an HTTP connection may take over each part of a request, in
+#: milliseconds (ours: Resgate, Go's http.Server without timeouts, bounds
+#: none). From connect to the first byte: enough for a TLS handshake over a
+#: slow mobile link, short enough that silent connections do not pile up.
+DEFAULT_FIRST_BYTE_TIMEOUT = 10_000
+#: From a request's first byte to the end of its head (request line, headers).
+DEFAULT_HEAD_TIMEOUT = 30_000
+#: From the end of the head to the end of the body: nginx's
+#: client_body_timeout; a body of the 1 MiB limit needs 17 KiB/s.
+DEFAULT_BODY_TIMEOUT = 60_000
+#: From the end of a response to the next request's first byte: nginx's
+#: keepalive_timeout, longer than the 60 s after which proxies (nginx, AWS
+#: load balancers) drop idle connections to a backend, so that it is they
+#: who close, never the gateway under a request they are sending.
+DEFAULT_KEEP_ALIVE_TIMEOUT = 75_000
+#: The range of every HTTP time bound, in milliseconds.
+MIN_HTTP_TIMEOUT = 100
+MAX_HTTP_TIMEOUT = 3_600_000
 
 #: Encodings of resources served over HTTP, compared case-insensitively.
 API_ENCODINGS = ("json", "jsonflat")
@@ -152,7 +170,20 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting("reconnectMaxDelay", "reconnect_max_delay", SettingKind.INTEGER, "reconnectmaxdelay",
              zero_is_default=True, extension=True),
     _Setting("listen", "listen", SettingKind.STRING_LIST, "listen", extension=True),
+    _Setting("firstByteTimeout", "first_byte_timeout", SettingKind.INTEGER, "firstbytetimeout",
+             zero_is_default=True, extension=True),
+    _Setting("headTimeout", "head_timeout", SettingKind.INTEGER, "headtimeout",
+             zero_is_default=True, extension=True),
+    _Setting("bodyTimeout", "body_timeout", SettingKind.INTEGER, "bodytimeout",
+             zero_is_default=True, extension=True),
+    _Setting("keepAliveTimeout", "keep_alive_timeout", SettingKind.INTEGER, "keepalivetimeout",
+             zero_is_default=True, extension=True),
+    _Setting("refuseNullOrigin", "refuse_null_origin", SettingKind.BOOLEAN, "refusenullorigin",
+             extension=True),
 )
+
+#: The JSON keys of the HTTP time bounds.
+HTTP_TIMEOUT_KEYS = ("firstByteTimeout", "headTimeout", "bodyTimeout", "keepAliveTimeout")
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 # Go's JSON decoder matches keys case-insensitively, so Resgate does too.
@@ -204,6 +235,12 @@ class Config:
     reference_throttle: int = 0
     ws_max_unread: int = DEFAULT_WS_MAX_UNREAD
     reconnect_max_delay: int = DEFAULT_RECONNECT_MAX_DELAY
+    first_byte_timeout: int = DEFAULT_FIRST_BYTE_TIMEOUT
+    head_timeout: int = DEFAULT_HEAD_TIMEOUT
+    body_timeout: int = DEFAULT_BODY_TIMEOUT
+    keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT
+    #: Refuse ``Origin: null`` as a disallowed origin (ours; Resgate lets it pass).
+    refuse_null_origin: bool = False
     tls: bool = False
     tls_cert: str = ""
     tls_key: str = ""
@@ -253,6 +290,9 @@ class Config:
                 "reconnectMaxDelay",
                 f"must be from {MIN_RECONNECT_MAX_DELAY} to {MAX_RECONNECT_MAX_DELAY} milliseconds",
             )
+        for key in HTTP_TIMEOUT_KEYS:
+            if not MIN_HTTP_TIMEOUT <= getattr(self, SETTINGS_BY_KEY[key].attr) <= MAX_HTTP_TIMEOUT:
+                raise invalid(key, f"must be from {MIN_HTTP_TIMEOUT} to {MAX_HTTP_TIMEOUT} milliseconds")
         if self.metrics_port and not self.listen and self.metrics_port == self.port:
             raise invalid("metricsPort", f"must differ from port {self.port}")
 
@@ -357,6 +397,23 @@ class Config:
                         " per socket or listen on tcp: or ssl:"
                     )
 
+    def origin_allowed(self, origin: str | None) -> bool:
+        """Whether a request with this Origin header (None: without one) may proceed.
+
+        Resgate's check: any origin with ``*``; no Origin or "null" always
+        passes, "null" unless ``refuse_null_origin``, which refuses it in
+        any case and within a list, whatever ``allowOrigin`` says.
+        Otherwise the origin must be one of ``allowOrigin``'s, compared
+        ASCII case-insensitively.
+        """
+        if origin is None:
+            return True
+        if self.refuse_null_origin and names_null_origin(origin):
+            return False
+        if self.allowed_origins == ["*"] or origin == "null":
+            return True
+        return origin.translate(_ASCII_LOWER) in self.allowed_origins
+
     @property
     def scheme(self) -> str:
         """``https`` with TLS, else ``http``: the scheme clients connect with."""
@@ -390,6 +447,16 @@ def endpoint_kind(description: str) -> str:
     while kind == "haproxy":
         kind, _, rest = rest.partition(":")
     return kind
+
+
+def names_null_origin(origin: str) -> bool:
+    """Whether an Origin value is the opaque origin "null" (a sandboxed or ``file://`` page).
+
+    Browsers send exactly ``null``; ``NULL`` and lists such as ``null, null``
+    (what duplicate Origin headers are joined into) count too, so a
+    variant cannot slip past a refusal.
+    """
+    return any(part.strip(" \t").translate(_ASCII_LOWER) == "null" for part in origin.split(","))
 
 
 def _show(value: object) -> str:

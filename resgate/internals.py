@@ -12,7 +12,6 @@ and on the newest release. nats-py's private parts are checked in
 | --- | --- | --- |
 | ``FileDescriptor._tempDataBuffer`` | transport.CorkedServer | whether a corked write left bytes unsent |
 | ``tcp.Port._type`` | transport.PortReactor | a TLS port logs itself as TLS, as the reactor's own does |
-| ``LineReceiver._buffer`` | web.BoundedLineChannel | whether a request head is still arriving |
 | ``PreparedMessage.payloadHybi`` | ws.ClientProtocol | writing a frame prepared once to many transports |
 | ``twisted.protocols.haproxy._wrapper`` | transport.PortReactor | the factory ``haproxy:`` endpoints wrap, to log refused headers and to read the header before TLS |
 | ``HAProxyProtocolWrapper._proxyInfo`` | transport.ProxiedConnection | whether the PROXY header was read |
@@ -20,6 +19,8 @@ and on the newest release. nats-py's private parts are checked in
 Public hooks the gateway overrides (tested by the suite on both versions,
 not checked here): ``tcp.Server.startWriting``/``stopWriting``,
 ``server.Request.process`` (site.GatewayRequest: routing by whole path),
+``HTTPChannel.allHeadersReceived``/``allContentReceived``/``requestDone``
+(web.BoundedLineChannel: the time bounds of each part of a request),
 ``WebSocketServerProtocol.dropConnection`` and ``sendHttpErrorResponse``.
 """
 
@@ -30,7 +31,6 @@ from typing import cast
 from autobahn.websocket.protocol import PreparedMessage
 from twisted.internet import abstract, protocol, tcp
 from twisted.internet.interfaces import IReactorFDSet
-from twisted.protocols import basic
 from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper as HAProxyProtocolWrapper
 from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory as HAProxyWrappingFactory
 
@@ -47,11 +47,6 @@ def has_unsent_data(transport: abstract.FileDescriptor) -> bool:
 def mark_tls(port: tcp.Port) -> None:
     """Make a TCP port carrying TLS name itself so in its log lines."""
     port._type = "TLS"
-
-
-def partial_line(receiver: basic.LineReceiver) -> bytes:
-    """The bytes of a line received in part (no line break yet)."""
-    return receiver._buffer
 
 
 def frame_bytes(message: PreparedMessage) -> bytes:
@@ -74,8 +69,6 @@ def check() -> None:
         problems.append("twisted FileDescriptor._tempDataBuffer")
     if getattr(tcp.Port, "_type", None) != "TCP":
         problems.append("twisted tcp.Port._type")
-    if getattr(basic.LineReceiver, "_buffer", None) != b"":
-        problems.append("twisted LineReceiver._buffer")
     if PreparedMessage(b"x", False, False, True).__dict__.get("payloadHybi") != b"\x81\x01x":
         problems.append("autobahn PreparedMessage.payloadHybi")
     wrapper = HAProxyWrappingFactory(protocol.Factory.forProtocol(protocol.Protocol)).buildProtocol(None)

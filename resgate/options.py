@@ -23,6 +23,10 @@ from resgate.config import (
     DEFAULT_ALLOW_ORIGIN,
     DEFAULT_API_ENCODING,
     DEFAULT_API_PATH,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_FIRST_BYTE_TIMEOUT,
+    DEFAULT_HEAD_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
     DEFAULT_NATS_URL,
     DEFAULT_PORT,
     DEFAULT_RECONNECT_MAX_DELAY,
@@ -30,7 +34,9 @@ from resgate.config import (
     DEFAULT_WORKERS,
     DEFAULT_WS_MAX_UNREAD,
     DEFAULT_WS_PATH,
+    MAX_HTTP_TIMEOUT,
     MAX_PORT,
+    MIN_HTTP_TIMEOUT,
     DEPRECATED_SECONDS_LIMIT,
     MAX_WORKERS,
     SETTINGS,
@@ -94,6 +100,20 @@ Server options:
       --reconnectmaxdelay <ms>     Longest wait between attempts to reconnect
                                    to NATS, 50 to 60000; ours, not Resgate's
                                    (default: {DEFAULT_RECONNECT_MAX_DELAY})
+      --firstbytetimeout <ms>      HTTP: longest wait from connect to the first
+                                   byte of a request, then the connection
+                                   closes (default: {DEFAULT_FIRST_BYTE_TIMEOUT})
+      --headtimeout <ms>           HTTP: longest a request's head may take to
+                                   arrive, then 408 (default: {DEFAULT_HEAD_TIMEOUT})
+      --bodytimeout <ms>           HTTP: longest a request's body may take to
+                                   arrive after its head, then 408
+                                   (default: {DEFAULT_BODY_TIMEOUT})
+      --keepalivetimeout <ms>      HTTP: longest an idle keep-alive connection
+                                   stays open between requests
+                                   (default: {DEFAULT_KEEP_ALIVE_TIMEOUT})
+                                   Each of these four: {MIN_HTTP_TIMEOUT} to {MAX_HTTP_TIMEOUT};
+                                   ours, not Resgate's; WebSockets are not
+                                   affected once upgraded
       --resetthrottle <limit>      Most requests in flight after a system reset,
                                    0 for no limit (default: 0)
       --referencethrottle <limit>  Most requests in flight while following
@@ -118,6 +138,10 @@ Security options:
       --alloworigin <origin>       Origin allowed to connect: *, or
                                    <scheme>://<host>[:<port>]; repeat for
                                    several (default: {DEFAULT_ALLOW_ORIGIN})
+      --refusenullorigin           Refuse "Origin: null" (sandboxed pages) as
+                                   a disallowed origin, over HTTP and
+                                   WebSocket; advised with cookie-based
+                                   --wsheadauth; ours (default: off)
 
 Logging options:
   -D, --debug                      Log debug messages (default: off)
@@ -208,7 +232,8 @@ def _go_bool(option: str, value: str) -> bool:
 
 class Options(usage.Options):
     """Resgate's command-line options, plus our ``--embed-nats``, ``--workers``,
-    ``--wsmaxunread``, ``--reconnectmaxdelay`` and ``--listen``.
+    ``--wsmaxunread``, ``--reconnectmaxdelay``, ``--listen``, the HTTP time bounds and
+    ``--refusenullorigin``.
 
     After ``parseOptions``, parameters not given are ``None``, flags are
     bools, ``natsrootca``, ``alloworigin`` and ``listen`` are lists (or ``None``), and
@@ -223,6 +248,7 @@ class Options(usage.Options):
         ["tls", None],
         ["wscompression", None],
         ["embed-nats", None],
+        ["refusenullorigin", None],
     ]
 
     optParameters = [
@@ -243,6 +269,10 @@ class Options(usage.Options):
         ["referencethrottle", None, None, None, _integer("referencethrottle")],
         ["wsmaxunread", None, None, None, _integer("wsmaxunread")],
         ["reconnectmaxdelay", None, None, None, _integer("reconnectmaxdelay")],
+        ["firstbytetimeout", None, None, None, _integer("firstbytetimeout")],
+        ["headtimeout", None, None, None, _integer("headtimeout")],
+        ["bodytimeout", None, None, None, _integer("bodytimeout")],
+        ["keepalivetimeout", None, None, None, _integer("keepalivetimeout")],
         ["config", "c", None],
         ["tlscert", None, None],
         ["tlskey", None, None],

@@ -37,7 +37,7 @@ from resgate.natsbus import NatsBus
 from resgate.probes import MonitorResource, Readiness
 from resgate.site import GatewayRoot, GatewaySite
 from resgate.transport import PortReactor, describe_address
-from resgate.web import ApiResource
+from resgate.web import ApiResource, HttpBounds
 from resgate.workqueue import WorkQueue
 from resgate.ws import ClientFactory
 
@@ -241,7 +241,8 @@ class GatewayService(MultiService):
         self.metrics.cache_subscriptions = lambda: sum(es.count for es in self.cache.names.values())
         root = GatewayRoot(config.ws_path, WebSocketResource(self.clients),
                            config.api_path, ApiResource(self.context))
-        self.site = GatewaySite(root)
+        http_bounds = HttpBounds.of(config)
+        self.site = GatewaySite(root, http_bounds)
         tls_files = (config.tls_cert, config.tls_key) if config.tls and listen is None else None
         descriptions = [listen] if listen is not None else config.listen or [listen_description(config)]
         #: One per endpoint clients connect to; ``listener`` is the first.
@@ -256,7 +257,8 @@ class GatewayService(MultiService):
         if config.metrics_port:
             # Before the client listener, so stopped after it: /readyz keeps
             # answering (503, shutting down) until clients are turned away.
-            metrics_site = GatewaySite(MonitorResource(MetricsResource(self.metrics), self.readiness))
+            monitor = MonitorResource(MetricsResource(self.metrics), self.readiness)
+            metrics_site = GatewaySite(monitor, http_bounds)
             ListeningService(listen_description(config, config.metrics_port), metrics_site, reactor,
                              name="metrics").setServiceParent(self)
         for listener in self.listeners:

@@ -1,9 +1,10 @@
 """The WebSocket endpoint: Autobahn frames in and out of a Connection.
 
 One ``ClientProtocol`` per socket. It checks the upgrade's Origin against
-``--alloworigin``, records what auth requests send to services about the
-upgrade (header, host, remoteAddr, uri), and passes every text message to
-the RES-client JSON-RPC on the gateway's work queue.
+``--alloworigin`` and ``--refusenullorigin``, records what auth requests
+send to services about the upgrade (header, host, remoteAddr, uri), and
+passes every text message to the RES-client JSON-RPC on the gateway's work
+queue.
 
 With ``--wsheadauth`` the upgrade waits for an auth request about it, made
 on the connection's behalf (a token it sets holds for the whole connection).
@@ -45,13 +46,6 @@ def canonical_header_name(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
-def origin_allowed(allowed: list[str], origin: str | None) -> bool:
-    """Resgate's check: any origin with ``*``; no Origin or "null" always passes."""
-    if allowed == ["*"] or origin is None or origin == "null":
-        return True
-    return origin.lower() in allowed
-
-
 class ClientProtocol(WebSocketServerProtocol):
     """One client's WebSocket."""
 
@@ -69,7 +63,7 @@ class ClientProtocol(WebSocketServerProtocol):
         context: GatewayContext = self.factory.context
         if not context.available:
             raise ConnectionDeny(503, "Service unavailable: no connection to NATS")
-        if not origin_allowed(context.config.allowed_origins, request.headers.get("origin")):
+        if not context.config.origin_allowed(request.headers.get("origin")):
             raise ConnectionDeny(403, "Forbidden origin")
         self._http_info = self._describe_upgrade(request)
         method = context.config.ws_header_auth_method
@@ -276,7 +270,7 @@ class ClientFactory(WebSocketServerFactory):
         super().__init__()
         self.context = context
         self.protocols: set[ClientProtocol] = set()
-        self.setProtocolOptions(
+        options: dict[str, Any] = dict(
             maxMessagePayloadSize=MAX_MESSAGE_SIZE,
             maxFramePayloadSize=MAX_MESSAGE_SIZE,
             # A handshake has its own limit in Autobahn (64 KiB of headers).
@@ -286,6 +280,10 @@ class ClientFactory(WebSocketServerFactory):
             # a close code the client sends is echoed back.
             failByDrop=False,
             echoCloseCodeReason=True,
+            # The Origin check is the gateway's (onConnect). Each call of
+            # setProtocolOptions sets Autobahn's own null check, off unless
+            # given: hence one call, and "null" left to the gateway.
+            allowNullOrigin=True,
         )
         if compression:
             from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
@@ -296,7 +294,8 @@ class ClientFactory(WebSocketServerFactory):
                         return PerMessageDeflateOfferAccept(offer)
                 return None
 
-            self.setProtocolOptions(perMessageCompressionAccept=accept)
+            options["perMessageCompressionAccept"] = accept
+        self.setProtocolOptions(**options)
 
     def close_all(self) -> None:
         """Close every client connection: the gateway is going away (1001)."""

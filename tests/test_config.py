@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -698,3 +699,105 @@ def test_an_unreadable_file_is_a_config_error(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setattr(resgate.config, "open", refuse, raising=False)
     with pytest.raises(ConfigError, match=f"cannot read config file {path}: Permission denied"):
         load("-c", path)
+
+
+# The HTTP time bounds (ours): firstByteTimeout, headTimeout, bodyTimeout, keepAliveTimeout
+
+HTTP_TIMEOUTS = [
+    pytest.param("firstByteTimeout", "firstbytetimeout", "first_byte_timeout", 10_000, id="firstByteTimeout"),
+    pytest.param("headTimeout", "headtimeout", "head_timeout", 30_000, id="headTimeout"),
+    pytest.param("bodyTimeout", "bodytimeout", "body_timeout", 60_000, id="bodyTimeout"),
+    pytest.param("keepAliveTimeout", "keepalivetimeout", "keep_alive_timeout", 75_000, id="keepAliveTimeout"),
+]
+
+
+@pytest.mark.parametrize("key, flag, attr, default", HTTP_TIMEOUTS)
+def test_http_timeouts_default_and_are_not_written(tmp_path: Path, key: str, flag: str, attr: str,
+                                                    default: int) -> None:
+    path = tmp_path / "resgate.json"
+    assert getattr(load("-c", str(path)).config, attr) == default
+    assert key not in json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("key, flag, attr, default", HTTP_TIMEOUTS)
+def test_http_timeouts_from_the_file_and_the_flag(tmp_path: Path, key: str, flag: str, attr: str,
+                                                  default: int) -> None:
+    assert getattr(load_file(tmp_path, {key: 250}).config, attr) == 250
+    assert getattr(load_file(tmp_path, {key.lower(): 100}).config, attr) == 100
+    assert getattr(load_file(tmp_path, {key: 250}, f"--{flag}", "800").config, attr) == 800
+    assert getattr(load_file(tmp_path, {}, f"-{flag}=3600000").config, attr) == 3_600_000
+    assert getattr(load_file(tmp_path, {key: 0}).config, attr) == default
+    assert getattr(load_file(tmp_path, {key: 250}, f"--{flag}", "0").config, attr) == default
+    assert getattr(load_file(tmp_path, {key: None}).config, attr) == default
+
+
+@pytest.mark.parametrize("key, flag, attr, default", HTTP_TIMEOUTS)
+def test_a_created_file_holds_an_http_timeout_when_it_is_not_the_default(tmp_path: Path, key: str, flag: str,
+                                                                         attr: str, default: int) -> None:
+    path = tmp_path / "resgate.json"
+    loaded = load("-c", str(path), f"--{flag}", "1500")
+    document = json.loads(path.read_text())
+    assert list(document) == [*RESGATE_KEYS, key]
+    assert document[key] == 1500
+    assert load("-c", str(path)).config == loaded.config
+
+
+@pytest.mark.parametrize("key, flag, attr, default", HTTP_TIMEOUTS)
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (-1, "must not be negative"),
+        ("30s", "must be an integer"),
+        (0.5, "must be an integer"),
+        (True, "must be an integer"),
+        ([1000], "must be an integer"),
+        (99, "must be from 100 to 3600000 milliseconds"),
+        (3_600_001, "must be from 100 to 3600000 milliseconds"),
+        (2**63, "must be at most"),
+    ],
+)
+def test_invalid_http_timeout_in_the_file_and_from_the_flag(tmp_path: Path, key: str, flag: str, attr: str,
+                                                            default: int, value: Any, reason: str) -> None:
+    shown = json.dumps(value)
+    assert f"invalid {key} {shown} in {tmp_path / 'resgate.json'}: {reason}" in config_error(tmp_path, {key: value})
+    if type(value) is int and value >= 0:
+        with pytest.raises(ConfigError, match=re.escape(f"invalid {key} {value} from --{flag}: {reason}")):
+            load(f"--{flag}", str(value))
+
+
+def test_http_timeouts_are_checked_on_direct_creation() -> None:
+    with pytest.raises(ConfigError, match="invalid bodyTimeout 0: must be from 100"):
+        Config(body_timeout=0)
+
+
+# refuseNullOrigin (ours): "Origin: null" refused as a disallowed origin
+
+
+@pytest.mark.parametrize(
+    "file, argv, expected",
+    [
+        ({}, [], False),
+        ({"refuseNullOrigin": True}, [], True),
+        ({"refusenullorigin": True}, [], True),
+        ({}, ["--refusenullorigin"], True),
+        ({"refuseNullOrigin": True}, ["-refusenullorigin=false"], False),
+        ({"refuseNullOrigin": None}, [], False),
+    ],
+)
+def test_refuse_null_origin_from_the_file_and_the_flag(tmp_path: Path, file: dict[str, Any], argv: list[str],
+                                                       expected: bool) -> None:
+    assert load_file(tmp_path, file, *argv).config.refuse_null_origin is expected
+
+
+def test_a_created_file_holds_refuse_null_origin_only_when_set(tmp_path: Path) -> None:
+    path = tmp_path / "resgate.json"
+    load("-c", str(path))
+    assert "refuseNullOrigin" not in json.loads(path.read_text())
+    other = tmp_path / "other.json"
+    load("-c", str(other), "--refusenullorigin")
+    assert json.loads(other.read_text())["refuseNullOrigin"] is True
+
+
+@pytest.mark.parametrize("value", ["yes", 1, "true", [True]])
+def test_refuse_null_origin_must_be_a_boolean(tmp_path: Path, value: Any) -> None:
+    assert f"invalid refuseNullOrigin {json.dumps(value)}" in config_error(tmp_path, {"refuseNullOrigin": value})
