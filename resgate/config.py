@@ -56,6 +56,20 @@ DEFAULT_RECONNECT_MAX_DELAY = 500
 #: a minute would leave a gateway dark long after NATS is back.
 MIN_RECONNECT_MAX_DELAY = 50
 MAX_RECONNECT_MAX_DELAY = 60_000
+#: Client connections one gateway process takes at once (``maxConns``,
+#: ours): 0 derives the cap from the process's open-file limit
+#: (``resgate.admission.default_max_connections``).
+DEFAULT_MAX_CONNS = 0
+#: Client connections from one IP address (``maxConnsPerAddr``, ours): 0, no cap.
+DEFAULT_MAX_CONNS_PER_ADDR = 0
+#: Linux's default ceiling on one process's open files (fs.nr_open): no
+#: process takes more connections than that.
+MAX_CONNS = 1024 * 1024
+#: Distinct resources one client connection may hold, directly or through
+#: references (``maxResources``, ours). A large app holds a few thousand on
+#: one connection; each costs the gateway about a kilobyte.
+DEFAULT_MAX_RESOURCES = 20_000
+MAX_RESOURCES = 10_000_000
 
 #: Encodings of resources served over HTTP, compared case-insensitively.
 API_ENCODINGS = ("json", "jsonflat")
@@ -143,6 +157,10 @@ SETTINGS: tuple[_Setting, ...] = (
              extension=True),
     _Setting("reconnectMaxDelay", "reconnect_max_delay", SettingKind.INTEGER, "reconnectmaxdelay",
              zero_is_default=True, extension=True),
+    _Setting("maxConns", "max_conns", SettingKind.INTEGER, "maxconns", extension=True),
+    _Setting("maxConnsPerAddr", "max_conns_per_addr", SettingKind.INTEGER, "maxconnsperaddr", extension=True),
+    _Setting("maxResources", "max_resources", SettingKind.INTEGER, "maxresources", zero_is_default=True,
+             extension=True),
 )
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -195,6 +213,9 @@ class Config:
     reference_throttle: int = 0
     ws_max_unread: int = DEFAULT_WS_MAX_UNREAD
     reconnect_max_delay: int = DEFAULT_RECONNECT_MAX_DELAY
+    max_conns: int = DEFAULT_MAX_CONNS
+    max_conns_per_addr: int = DEFAULT_MAX_CONNS_PER_ADDR
+    max_resources: int = DEFAULT_MAX_RESOURCES
     tls: bool = False
     tls_cert: str = ""
     tls_key: str = ""
@@ -241,6 +262,11 @@ class Config:
                 "reconnectMaxDelay",
                 f"must be from {MIN_RECONNECT_MAX_DELAY} to {MAX_RECONNECT_MAX_DELAY} milliseconds",
             )
+        for key, value in (("maxConns", self.max_conns), ("maxConnsPerAddr", self.max_conns_per_addr)):
+            if value > MAX_CONNS:
+                raise invalid(key, f"must be from 0 to {MAX_CONNS} connections")
+        if not 1 <= self.max_resources <= MAX_RESOURCES:
+            raise invalid("maxResources", f"must be from 1 to {MAX_RESOURCES} resources")
         if self.metrics_port and self.metrics_port == self.port:
             raise invalid("metricsPort", f"must differ from port {self.port}")
 

@@ -20,6 +20,7 @@ from twisted.python import usage
 import resgate
 from resgate.config import (
     DEFAULT_ADDR,
+    DEFAULT_MAX_RESOURCES,
     DEFAULT_ALLOW_ORIGIN,
     DEFAULT_API_ENCODING,
     DEFAULT_API_PATH,
@@ -30,7 +31,9 @@ from resgate.config import (
     DEFAULT_WORKERS,
     DEFAULT_WS_MAX_UNREAD,
     DEFAULT_WS_PATH,
+    MAX_CONNS,
     MAX_PORT,
+    MAX_RESOURCES,
     DEPRECATED_SECONDS_LIMIT,
     MAX_WORKERS,
     SETTINGS,
@@ -89,6 +92,16 @@ Server options:
       --reconnectmaxdelay <ms>     Longest wait between attempts to reconnect
                                    to NATS, 50 to 60000; ours, not Resgate's
                                    (default: {DEFAULT_RECONNECT_MAX_DELAY})
+      --maxconns <count>           Most client connections, HTTP and WebSocket,
+                                   this process holds; past it new ones get
+                                   503; 0 to {MAX_CONNS}, 0 for the open-file
+                                   limit less 512; ours, not Resgate's
+                                   (default: 0)
+      --maxconnsperaddr <count>    Most client connections from one IP address,
+                                   0 for no limit; ours (default: 0)
+      --maxresources <count>       Most distinct resources one connection
+                                   holds, references included, 1 to {MAX_RESOURCES};
+                                   ours (default: {DEFAULT_MAX_RESOURCES})
       --resetthrottle <limit>      Most requests in flight after a system reset,
                                    0 for no limit (default: 0)
       --referencethrottle <limit>  Most requests in flight while following
@@ -203,7 +216,8 @@ def _go_bool(option: str, value: str) -> bool:
 
 class Options(usage.Options):
     """Resgate's command-line options, plus our ``--embed-nats``, ``--workers``,
-    ``--wsmaxunread`` and ``--reconnectmaxdelay``.
+    ``--wsmaxunread``, ``--reconnectmaxdelay`` and the caps (``--maxconns``,
+    ``--maxconnsperaddr``, ``--maxresources``).
 
     After ``parseOptions``, parameters not given are ``None``, flags are
     bools, ``natsrootca`` and ``alloworigin`` are lists (or ``None``), and
@@ -238,6 +252,9 @@ class Options(usage.Options):
         ["referencethrottle", None, None, None, _integer("referencethrottle")],
         ["wsmaxunread", None, None, None, _integer("wsmaxunread")],
         ["reconnectmaxdelay", None, None, None, _integer("reconnectmaxdelay")],
+        ["maxconns", None, None, None, _integer("maxconns")],
+        ["maxconnsperaddr", None, None, None, _integer("maxconnsperaddr")],
+        ["maxresources", None, None, None, _integer("maxresources")],
         ["config", "c", None],
         ["tlscert", None, None],
         ["tlskey", None, None],

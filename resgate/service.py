@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import resgate
+from resgate.admission import ConnectionLimits, default_max_connections
 from resgate.bus import Bus
 from resgate.cache.cache import UNSUBSCRIBE_DELAY, ResourceCache
 from resgate.config import Config
@@ -119,14 +120,15 @@ class CacheService(Service):
 class ListeningService(Service):
     """Listens on a Twisted endpoint; ``startService`` fires once listening.
 
-    TCP and TLS endpoints get corked client connections, and ``SO_REUSEPORT``
-    when ``reuse_port`` is set before starting (resgate.transport).
+    TCP and TLS endpoints get corked client connections, ``SO_REUSEPORT``
+    when ``reuse_port`` is set before starting, and the caps of ``limits``
+    (resgate.transport).
     """
 
     name = "listener"
 
     def __init__(self, description: str, factory, reactor, name: str = "listener",
-                 tls_files: tuple[str, str] | None = None) -> None:
+                 tls_files: tuple[str, str] | None = None, limits: ConnectionLimits | None = None) -> None:
         self.name = name
         self.description = description
         #: (certificate, key) PEM files: the TCP endpoint serves TLS with them.
@@ -134,6 +136,7 @@ class ListeningService(Service):
         self.factory = factory
         self.reactor = reactor
         self.reuse_port = False
+        self.limits = limits
         self.port = None
 
     def startService(self) -> defer.Deferred:
@@ -142,8 +145,8 @@ class ListeningService(Service):
             tls = tls_options(*self.tls_files) if self.tls_files is not None else None
         except (OSError, ValueError) as e:
             return defer.fail(e)
-        endpoint = serverFromString(PortReactor(self.reactor, reuse_port=self.reuse_port, tls=tls),
-                                    self.description)
+        ports = PortReactor(self.reactor, reuse_port=self.reuse_port, tls=tls, limits=self.limits)
+        endpoint = serverFromString(ports, self.description)
         return endpoint.listen(self.factory).addCallback(self._listening)
 
     def _listening(self, port) -> None:
@@ -214,8 +217,10 @@ class GatewayService(MultiService):
                            config.api_path, ApiResource(self.context))
         self.site = GatewaySite(root)
         tls_files = (config.tls_cert, config.tls_key) if config.tls and listen is None else None
+        self.connection_limits = ConnectionLimits(config.max_conns or default_max_connections(),
+                                                  config.max_conns_per_addr)
         self.listener = ListeningService(listen or listen_description(config), self.site, reactor,
-                                         tls_files=tls_files)
+                                         tls_files=tls_files, limits=self.connection_limits)
         self.readiness = Readiness(lambda: self.mq.is_connected, lambda: self.listener.port is not None)
         if config.metrics_port:
             # Before the client listener, so stopped after it: /readyz keeps

@@ -14,7 +14,9 @@ Ordering, buffering, producers and closing stay Twisted's own: the data sits
 in the transport's usual buffers and is sent by its own ``doWrite``.
 
 The ports can also share their address with other processes (``SO_REUSEPORT``,
-for ``--workers``); both are chosen by handing the endpoint a PortReactor.
+for ``--workers``) and count their connections against the connection caps
+(``resgate.admission``); all of it is chosen by handing the endpoint a
+PortReactor.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from resgate.admission import AdmissionFactory, ConnectionLimits, RefusalFactory
 from resgate.internals import has_unsent_data, mark_tls
 
 log = Logger()
@@ -55,6 +58,22 @@ class CorkedServer(tcp.Server):
     _is_watched = False
     _host = None
     _peer = None
+    #: The port's caps, which count this connection while it is open.
+    _limits: ConnectionLimits | None = None
+
+    def __init__(self, sock, protocol, client, server, sessionno, reactor) -> None:
+        super().__init__(sock, protocol, client, server, sessionno, reactor)
+        limits = server.limits
+        if limits is not None:
+            self._client_host: str = client[0]
+            limits.opened(self._client_host)
+            self._limits = limits
+
+    def connectionLost(self, reason) -> None:
+        limits, self._limits = self._limits, None
+        if limits is not None:
+            limits.closed(self._client_host)
+        super().connectionLost(reason)
 
     # Both addresses are fixed for the connection's life; twisted.web asks
     # for them on every request, and getHost costs a system call.
@@ -107,13 +126,15 @@ class CorkedServer(tcp.Server):
 
 
 class ClientPort(tcp.Port):
-    """A TCP port for clients: corked connections, optionally SO_REUSEPORT."""
+    """A TCP port for clients: corked connections, optionally SO_REUSEPORT and counted."""
 
     transport = CorkedServer
 
-    def __init__(self, *args: Any, reuse_port: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, reuse_port: bool = False, limits: ConnectionLimits | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.reuse_port = reuse_port
+        self.limits = limits
 
     def createInternetSocket(self) -> socket.socket:
         sock = super().createInternetSocket()
@@ -130,13 +151,16 @@ class PortReactor:
     string (``tcp:`` or ``ssl:``) still decides the address, the certificate
     and the rest; other endpoint kinds (``unix:``, ``systemd:``) are unchanged.
     With ``tls``, its TCP ports serve TLS with those options (the listener of
-    ``--tls``, whose certificate is not given in the endpoint string).
+    ``--tls``, whose certificate is not given in the endpoint string). With
+    ``limits``, its ports refuse connections past those caps.
     """
 
-    def __init__(self, reactor, *, reuse_port: bool = False, tls: CertificateOptions | None = None) -> None:
+    def __init__(self, reactor, *, reuse_port: bool = False, tls: CertificateOptions | None = None,
+                 limits: ConnectionLimits | None = None) -> None:
         self._reactor = reactor
         self.reuse_port = reuse_port
         self.tls = tls
+        self.limits = limits
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
@@ -146,15 +170,26 @@ class PortReactor:
             return self.listenSSL(port, factory, self.tls, backlog, interface)
         return self._listen(port, factory, backlog, interface)
 
-    def _listen(self, port: int, factory, backlog: int, interface: str) -> ClientPort:
-        listening = ClientPort(port, factory, backlog, interface, self._reactor, reuse_port=self.reuse_port)
+    def _listen(self, port: int, factory, backlog: int, interface: str, refused=None) -> ClientPort:
+        limits = self.limits
+        if limits is not None:
+            if refused is None:
+                refused = RefusalFactory(limits, self._reactor, half_close=True)
+            factory = AdmissionFactory(limits, factory, refused)
+        listening = ClientPort(port, factory, backlog, interface, self._reactor, reuse_port=self.reuse_port,
+                               limits=limits)
         listening.startListening()
         return listening
 
     def listenSSL(self, port: int, factory, contextFactory, backlog: int = 50,
                   interface: str = "") -> ClientPort:
-        # As the reactor's own listenSSL does: TLS in memory over a TCP port.
+        # As the reactor's own listenSSL does: TLS in memory over a TCP port;
+        # refusals too are answered inside TLS.
+        refused = None
+        if self.limits is not None:
+            refused = TLSMemoryBIOFactory(contextFactory, False,
+                                          RefusalFactory(self.limits, self._reactor, half_close=False))
         listening = self._listen(port, TLSMemoryBIOFactory(contextFactory, False, factory),
-                                 backlog, interface)
+                                 backlog, interface, refused)
         mark_tls(listening)
         return listening
