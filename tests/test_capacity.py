@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
+import ssl
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from resgate import admission
@@ -21,6 +23,7 @@ from resgate.admission import AdmissionFactory, ConnectionLimits, default_max_co
 from tests.rig.aio import WAIT_TIMEOUT, eventually, sleep, within
 from tests.rig.http import http_request
 from tests.rig.process import GatewayProcess, free_port
+from tests.rig.tls import write_self_signed_cert
 from tests.rig.ws import connect_ws
 
 REFUSED_BODY = {"code": "system.serviceUnavailable", "message": "Too many connections"}
@@ -228,3 +231,37 @@ async def test_a_subscribe_past_the_resource_cap_fails_and_changes_nothing(start
     assert (await client.request("subscribe.test.m4"))["error"]["code"] == "system.resourceLimitExceeded"
     client.sendClose()
     await within(client.closed, WAIT_TIMEOUT)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_http_get_past_the_resource_cap_shows_the_error_in_place(start_gateway, fake_service):
+    serve_world(fake_service)
+    port = start_gateway("--maxresources", "3")
+    response = await http_request("GET", f"http://127.0.0.1:{port}/api/test/top")
+    assert response.status == 200
+    assert response.json() == {"list": {"href": "/api/test/list", "error": {
+        "code": "system.resourceLimitExceeded", "message": "Resource limit exceeded"}}}
+
+
+@pytest_twisted.ensureDeferred
+async def test_with_tls_the_refusal_is_sent_inside_tls(start_gateway, tmp_path):
+    cert, key = write_self_signed_cert(tmp_path)
+    port = start_gateway("--tls", "--tlscert", cert, "--tlskey", key, "--maxconns", "1")
+    held = await open_raw(port)  # a TCP connection that never starts TLS
+
+    def get_over_tls() -> bytes:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT_TIMEOUT) as raw:
+            with context.wrap_socket(raw) as tls:
+                tls.sendall(b"GET /nothing HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                received = b""
+                while chunk := tls.recv(65536):
+                    received += chunk
+                return received
+
+    received = await within(threads.deferToThread(get_over_tls), WAIT_TIMEOUT)
+    assert received.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert received.endswith(b'{"code":"system.serviceUnavailable","message":"Too many connections"}')
+    await held.close()
