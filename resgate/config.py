@@ -82,6 +82,20 @@ DEFAULT_KEEP_ALIVE_TIMEOUT = 75_000
 #: The range of every HTTP time bound, in milliseconds.
 MIN_HTTP_TIMEOUT = 100
 MAX_HTTP_TIMEOUT = 3_600_000
+#: Client connections one gateway process takes at once (``maxConns``,
+#: ours): 0 derives the cap from the process's open-file limit
+#: (``resgate.admission.default_max_connections``).
+DEFAULT_MAX_CONNS = 0
+#: Client connections from one IP address (``maxConnsPerAddr``, ours): 0, no cap.
+DEFAULT_MAX_CONNS_PER_ADDR = 0
+#: Linux's default ceiling on one process's open files (fs.nr_open): no
+#: process takes more connections than that.
+MAX_CONNS = 1024 * 1024
+#: Distinct resources one client connection may hold, directly or through
+#: references (``maxResources``, ours). A large app holds a few thousand on
+#: one connection; each costs the gateway about a kilobyte.
+DEFAULT_MAX_RESOURCES = 20_000
+MAX_RESOURCES = 10_000_000
 
 #: Encodings of resources served over HTTP, compared case-insensitively.
 API_ENCODINGS = ("json", "jsonflat")
@@ -180,6 +194,10 @@ SETTINGS: tuple[_Setting, ...] = (
              zero_is_default=True, extension=True),
     _Setting("refuseNullOrigin", "refuse_null_origin", SettingKind.BOOLEAN, "refusenullorigin",
              extension=True),
+    _Setting("maxConns", "max_conns", SettingKind.INTEGER, "maxconns", extension=True),
+    _Setting("maxConnsPerAddr", "max_conns_per_addr", SettingKind.INTEGER, "maxconnsperaddr", extension=True),
+    _Setting("maxResources", "max_resources", SettingKind.INTEGER, "maxresources", zero_is_default=True,
+             extension=True),
 )
 
 #: The JSON keys of the HTTP time bounds.
@@ -241,6 +259,9 @@ class Config:
     keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT
     #: Refuse ``Origin: null`` as a disallowed origin (ours; Resgate lets it pass).
     refuse_null_origin: bool = False
+    max_conns: int = DEFAULT_MAX_CONNS
+    max_conns_per_addr: int = DEFAULT_MAX_CONNS_PER_ADDR
+    max_resources: int = DEFAULT_MAX_RESOURCES
     tls: bool = False
     tls_cert: str = ""
     tls_key: str = ""
@@ -293,6 +314,11 @@ class Config:
         for key in HTTP_TIMEOUT_KEYS:
             if not MIN_HTTP_TIMEOUT <= getattr(self, SETTINGS_BY_KEY[key].attr) <= MAX_HTTP_TIMEOUT:
                 raise invalid(key, f"must be from {MIN_HTTP_TIMEOUT} to {MAX_HTTP_TIMEOUT} milliseconds")
+        for key, value in (("maxConns", self.max_conns), ("maxConnsPerAddr", self.max_conns_per_addr)):
+            if value > MAX_CONNS:
+                raise invalid(key, f"must be from 0 to {MAX_CONNS} connections")
+        if not 1 <= self.max_resources <= MAX_RESOURCES:
+            raise invalid("maxResources", f"must be from 1 to {MAX_RESOURCES} resources")
         if self.metrics_port and not self.listen and self.metrics_port == self.port:
             raise invalid("metricsPort", f"must differ from port {self.port}")
 

@@ -20,6 +20,7 @@ from twisted.python import usage
 import resgate
 from resgate.config import (
     DEFAULT_ADDR,
+    DEFAULT_MAX_RESOURCES,
     DEFAULT_ALLOW_ORIGIN,
     DEFAULT_API_ENCODING,
     DEFAULT_API_PATH,
@@ -34,8 +35,10 @@ from resgate.config import (
     DEFAULT_WORKERS,
     DEFAULT_WS_MAX_UNREAD,
     DEFAULT_WS_PATH,
+    MAX_CONNS,
     MAX_HTTP_TIMEOUT,
     MAX_PORT,
+    MAX_RESOURCES,
     MIN_HTTP_TIMEOUT,
     DEPRECATED_SECONDS_LIMIT,
     MAX_WORKERS,
@@ -114,6 +117,16 @@ Server options:
                                    Each of these four: {MIN_HTTP_TIMEOUT} to {MAX_HTTP_TIMEOUT};
                                    ours, not Resgate's; WebSockets are not
                                    affected once upgraded
+      --maxconns <count>           Most client connections, HTTP and WebSocket,
+                                   this process holds; past it new ones get
+                                   503; 0 to {MAX_CONNS}, 0 for the open-file
+                                   limit less 512; ours, not Resgate's
+                                   (default: 0)
+      --maxconnsperaddr <count>    Most client connections from one IP address,
+                                   0 for no limit; ours (default: 0)
+      --maxresources <count>       Most distinct resources one connection
+                                   holds, references included, 1 to {MAX_RESOURCES};
+                                   ours (default: {DEFAULT_MAX_RESOURCES})
       --resetthrottle <limit>      Most requests in flight after a system reset,
                                    0 for no limit (default: 0)
       --referencethrottle <limit>  Most requests in flight while following
@@ -232,8 +245,9 @@ def _go_bool(option: str, value: str) -> bool:
 
 class Options(usage.Options):
     """Resgate's command-line options, plus our ``--embed-nats``, ``--workers``,
-    ``--wsmaxunread``, ``--reconnectmaxdelay``, ``--listen``, the HTTP time bounds and
-    ``--refusenullorigin``.
+    ``--wsmaxunread``, ``--reconnectmaxdelay``, ``--listen``, the HTTP time bounds,
+    ``--refusenullorigin`` and the caps (``--maxconns``, ``--maxconnsperaddr``,
+    ``--maxresources``).
 
     After ``parseOptions``, parameters not given are ``None``, flags are
     bools, ``natsrootca``, ``alloworigin`` and ``listen`` are lists (or ``None``), and
@@ -273,6 +287,9 @@ class Options(usage.Options):
         ["headtimeout", None, None, None, _integer("headtimeout")],
         ["bodytimeout", None, None, None, _integer("bodytimeout")],
         ["keepalivetimeout", None, None, None, _integer("keepalivetimeout")],
+        ["maxconns", None, None, None, _integer("maxconns")],
+        ["maxconnsperaddr", None, None, None, _integer("maxconnsperaddr")],
+        ["maxresources", None, None, None, _integer("maxresources")],
         ["config", "c", None],
         ["tlscert", None, None],
         ["tlskey", None, None],

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import resgate
+from resgate.admission import ConnectionLimits, default_max_connections
 from resgate.bus import Bus
 from resgate.cache.cache import UNSUBSCRIBE_DELAY, ResourceCache
 from resgate.config import Config, ConfigError, endpoint_kind
@@ -121,20 +122,21 @@ class ListeningService(Service):
     """Listens on a Twisted endpoint; ``startService`` fires once listening.
 
     The description is parsed on creation, so that a bad one is a ConfigError
-    before anything starts. Client connections are corked, and TCP ports get
-    ``SO_REUSEPORT`` when ``reuse_port`` is set before starting (resgate.transport).
+    before anything starts. Client connections are corked and counted against
+    the caps of ``limits``, and TCP ports get ``SO_REUSEPORT`` when
+    ``reuse_port`` is set before starting (resgate.transport).
     """
 
     name = "listener"
 
     def __init__(self, description: str, factory, reactor, name: str = "listener",
-                 tls_files: tuple[str, str] | None = None) -> None:
+                 tls_files: tuple[str, str] | None = None, limits: ConnectionLimits | None = None) -> None:
         self.name = name
         self.description = description
         #: (certificate, key) PEM files: the TCP endpoint serves TLS with them.
         self.tls_files = tls_files
         self.factory = factory
-        self.ports = PortReactor(reactor)
+        self.ports = PortReactor(reactor, limits=limits)
         self.endpoint = parse_endpoint(self.ports, description)
         self.port = None
 
@@ -245,10 +247,13 @@ class GatewayService(MultiService):
         self.site = GatewaySite(root, http_bounds)
         tls_files = (config.tls_cert, config.tls_key) if config.tls and listen is None else None
         descriptions = [listen] if listen is not None else config.listen or [listen_description(config)]
+        #: Shared by every client listener: the caps hold for the process.
+        self.connection_limits = ConnectionLimits(config.max_conns or default_max_connections(),
+                                                  config.max_conns_per_addr)
         #: One per endpoint clients connect to; ``listener`` is the first.
         self.listeners = [
             ListeningService(description, self.site, reactor, name=f"listener {number}" if number else "listener",
-                             tls_files=tls_files)
+                             tls_files=tls_files, limits=self.connection_limits)
             for number, description in enumerate(descriptions)
         ]
         self.listener = self.listeners[0]

@@ -14,7 +14,9 @@ Ordering, buffering, producers and closing stay Twisted's own: the data sits
 in the transport's usual buffers and is sent by its own ``doWrite``.
 
 The ports can also share their address with other processes (``SO_REUSEPORT``,
-for ``--workers``); both are chosen by handing the endpoint a PortReactor.
+for ``--workers``) and count their connections against the connection caps
+(``resgate.admission``); all of it is chosen by handing the endpoint a
+PortReactor.
 Every kind of endpoint the gateway listens on reaches the reactor through one
 of its methods (``tcp:`` listenTCP, ``ssl:`` listenSSL, ``unix:`` listenUNIX,
 ``systemd:`` adoptStreamPort), so every client connection is corked.
@@ -45,6 +47,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from resgate.admission import AdmissionFactory, ConnectionLimits, RefusalFactory
 from resgate.internals import (
     HAProxyProtocolWrapper,
     HAProxyWrappingFactory,
@@ -83,6 +86,23 @@ class _CorkedWrites(_ServerBase):
     _is_watched = False
     _host = None
     _peer = None
+    #: The port's caps, which count this connection while it is open.
+    _limits: ConnectionLimits | None = None
+
+    def __init__(self, sock, protocol, client, server, sessionno, reactor) -> None:
+        super().__init__(sock, protocol, client, server, sessionno, reactor)
+        limits = getattr(server, "limits", None)
+        if limits is not None:
+            # A Unix socket's peers have no address of their own: one count for all.
+            self._client_host: str = client[0] if isinstance(client, tuple) else "unix"
+            limits.opened(self._client_host)
+            self._limits = limits
+
+    def connectionLost(self, reason) -> None:
+        limits, self._limits = self._limits, None
+        if limits is not None:
+            limits.closed(self._client_host)
+        super().connectionLost(reason)
 
     # Both addresses are fixed for the connection's life; twisted.web asks
     # for them on every request, and getHost costs a system call.
@@ -196,13 +216,15 @@ def _logging_refusals(factory):
 
 
 class ClientPort(tcp.Port):
-    """A TCP port for clients: corked connections, optionally SO_REUSEPORT."""
+    """A TCP port for clients: corked connections, optionally SO_REUSEPORT and counted."""
 
     transport = CorkedServer
 
-    def __init__(self, *args: Any, reuse_port: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, reuse_port: bool = False, limits: ConnectionLimits | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.reuse_port = reuse_port
+        self.limits = limits
 
     def createInternetSocket(self) -> socket.socket:
         sock = super().createInternetSocket()
@@ -212,9 +234,10 @@ class ClientPort(tcp.Port):
 
 
 class ClientUNIXPort(unix.Port):
-    """A Unix socket port for clients (a reverse proxy on the same host): corked connections."""
+    """A Unix socket port for clients (a reverse proxy on the same host): corked, counted connections."""
 
     transport = CorkedUNIXServer
+    limits: ConnectionLimits | None = None
 
 
 @implementer(IReactorTCP, IReactorSSL, IReactorUNIX, IReactorSocket)
@@ -224,13 +247,16 @@ class PortReactor:
     Handed to ``serverFromString`` for a client listener, whose endpoint
     string still decides the address, the certificate and the rest. With
     ``tls``, its TCP ports serve TLS with those options (the listener of
-    ``--tls``, whose certificate is not given in the endpoint string).
+    ``--tls``, whose certificate is not given in the endpoint string). With
+    ``limits``, its ports count their connections and refuse those past the caps.
     """
 
-    def __init__(self, reactor, *, reuse_port: bool = False, tls: CertificateOptions | None = None) -> None:
+    def __init__(self, reactor, *, reuse_port: bool = False, tls: CertificateOptions | None = None,
+                 limits: ConnectionLimits | None = None) -> None:
         self._reactor = reactor
         self.reuse_port = reuse_port
         self.tls = tls
+        self.limits = limits
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
@@ -240,33 +266,49 @@ class PortReactor:
             return self.listenSSL(port, factory, self.tls, backlog, interface)
         return self._listen(port, _logging_refusals(factory), backlog, interface)
 
-    def _listen(self, port: int, factory, backlog: int, interface: str) -> ClientPort:
-        listening = ClientPort(port, factory, backlog, interface, self._reactor, reuse_port=self.reuse_port)
+    def _admitting(self, factory, refused=None):
+        """``factory`` behind the caps, if any: past them a connection gets ``refused``'s 503."""
+        if self.limits is None:
+            return factory
+        if refused is None:
+            refused = RefusalFactory(self.limits, self._reactor, half_close=True)
+        return AdmissionFactory(self.limits, factory, refused)
+
+    def _listen(self, port: int, factory, backlog: int, interface: str, refused=None) -> ClientPort:
+        listening = ClientPort(port, self._admitting(factory, refused), backlog, interface, self._reactor,
+                               reuse_port=self.reuse_port, limits=self.limits)
         listening.startListening()
         return listening
 
     def listenSSL(self, port: int, factory, contextFactory, backlog: int = 50,
                   interface: str = "") -> ClientPort:
-        # As the reactor's own listenSSL does: TLS in memory over a TCP port.
+        # As the reactor's own listenSSL does: TLS in memory over a TCP port;
+        # refusals too are answered inside TLS.
         inner = _proxied(factory)
         if inner is None:
             factory = TLSMemoryBIOFactory(contextFactory, False, factory)
         else:  # the PROXY header comes first, in the clear
             factory = ProxiedFactory(TLSMemoryBIOFactory(contextFactory, False, inner))
-        listening = self._listen(port, factory, backlog, interface)
+        refused = None
+        if self.limits is not None:
+            refused = TLSMemoryBIOFactory(contextFactory, False,
+                                          RefusalFactory(self.limits, self._reactor, half_close=False))
+        listening = self._listen(port, factory, backlog, interface, refused)
         mark_tls(listening)
         return listening
 
     def listenUNIX(self, address, factory, backlog: int = 50, mode: int = 0o666,
                    wantPID: int = 0) -> ClientUNIXPort:
-        listening = ClientUNIXPort(address, _logging_refusals(factory), backlog, mode, self._reactor,
-                                   wantPID)
+        listening = ClientUNIXPort(address, self._admitting(_logging_refusals(factory)), backlog, mode,
+                                   self._reactor, wantPID)
+        listening.limits = self.limits
         listening.startListening()
         return listening
 
     def adoptStreamPort(self, fileDescriptor: int, addressFamily: int, factory) -> tcp.Port:
         listening = self._reactor.adoptStreamPort(fileDescriptor, addressFamily,
-                                                  _logging_refusals(factory))
-        # It accepts on a later loop turn: its first connection is corked already.
+                                                  self._admitting(_logging_refusals(factory)))
+        # It accepts on a later loop turn: its first connection is corked and counted already.
         listening.transport = CorkedUNIXServer if addressFamily == socket.AF_UNIX else CorkedServer
+        listening.limits = self.limits
         return listening
