@@ -41,6 +41,18 @@ async def test_an_http_get_carries_the_trace_to_access_and_get(gateway, fake_ser
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_gets_of_referenced_resources_carry_the_http_request_trace(gateway, fake_service):
+    pending = send(gateway, "GET", "test/model/parent", headers=TRACE)
+    requests = await fake_service.take("access.test.model.parent", "get.test.model.parent")
+    requests["access.test.model.parent"].respond(GRANTED)
+    requests["get.test.model.parent"].respond({"result": get_result("test.model.parent")})
+    reference = await fake_service.next_request()
+    assert (reference.subject, reference.headers) == ("get.test.model", TRACE)
+    reference.respond({"result": get_result("test.model")})
+    assert (await pending).status == 200
+
+
+@pytest_twisted.ensureDeferred
 async def test_an_http_call_carries_the_trace_to_access_and_call(gateway, fake_service):
     pending = send(gateway, "POST", "test/model/method", body=b'{"value":42}', headers=TRACE)
     access = await fake_service.next_request()
