@@ -83,6 +83,13 @@ class Connection:
     request has nothing a token could change before it ends.
     """
 
+    #: The trace of the client request being handled: the requests sent for
+    #: it carry it. An HTTP request's connection has its request's for its
+    #: whole life; a WebSocket connection has one only while a request of its
+    #: client is being handled (with spans recorded) or its upgrade's header
+    #: auth is under way. A class default: most connections never set it.
+    request_trace: RequestTrace | None = None
+
     def __init__(self, context: GatewayContext, send: Callable[[bytes], None],
                  http_info: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
                  conn_events: bool = True) -> None:
@@ -100,12 +107,6 @@ class Connection:
         self.tid = ""
         self.protocol_version = VERSION_LEGACY
         self.subs: dict[str, Subscription] = {}
-        #: The trace of the client request being handled: the requests sent
-        #: for it carry it. An HTTP request's connection has its request's
-        #: for its whole life; a WebSocket connection has one only while a
-        #: request of its client is being handled (with spans recorded) or
-        #: its upgrade's header auth is under way.
-        self.request_trace: RequestTrace | None = None
         self.disposing = False
         self._conn_sub = None
         context.conns[self.cid] = self
