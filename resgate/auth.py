@@ -33,9 +33,10 @@ def remote_addr(peer: Any) -> str:
 
 
 def call_service(conn: Connection, subject: str, payload: bytes, callback: CallCallback) -> None:
-    """Send a call or auth request; ``callback`` gets the response's meta as a Meta."""
+    """Send a call or auth request with the connection's trace; ``callback`` gets the response's meta as a Meta."""
     conn.cache.call(subject, payload,
-                    lambda result, rid, meta, error: callback(result, rid, Meta.decode(meta), error))
+                    lambda result, rid, meta, error: callback(result, rid, Meta.decode(meta), error),
+                    conn.request_trace)
 
 
 def header_auth(conn: Connection, method: ResourceMethod, callback: AuthCallback) -> None:

@@ -23,6 +23,7 @@ from resgate.context import GatewayContext
 from resgate.subscription import (
     VERSION_CALL_RESOURCE_RESPONSE, VERSION_LEGACY, Resources, Subscription, let_events_through, mark_sent,
 )
+from resgate.tracing import RequestTrace
 
 log = Logger(namespace="resgate.conn")
 
@@ -84,6 +85,13 @@ class Connection:
     ``conn_events`` is False: an HTTP request's connection without an auth
     request has nothing a token could change before it ends.
     """
+
+    #: The trace of the client request being handled: the requests sent for
+    #: it carry it. An HTTP request's connection has its request's for its
+    #: whole life; a WebSocket connection has one only while a request of its
+    #: client is being handled (with spans recorded) or its upgrade's header
+    #: auth is under way. A class default: most connections never set it.
+    request_trace: RequestTrace | None = None
 
     def __init__(self, context: GatewayContext, send: Callable[[bytes], None],
                  http_info: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
@@ -255,11 +263,13 @@ class Connection:
         def answered(result: Any, ref_rid: str | None, _meta: Any, error: errors.ResError | None) -> None:
             self._call_auth_response(result, ref_rid, error, callback)
 
-        self.cache.call(f"auth.{name}.{method}", payload, answered)
+        self.cache.call(f"auth.{name}.{method}", payload, answered, self.request_trace)
 
     def _call(self, rid: str, method: str, params: Any,
               callback: Callable[[Any, str | None, errors.ResError | None], None]) -> None:
         sub = self.subs.get(rid) or Subscription(self, rid, None)
+        # The call may wait for its access request: it carries the trace of now.
+        trace = self.request_trace
 
         def checked(error: errors.ResError | None) -> None:
             if error is not None:
@@ -268,7 +278,7 @@ class Connection:
             payload = codec.create_request(self.cid, self.token, query=sub.resource_query, params=params)
             self.cache.call(
                 f"call.{sub.resource_name}.{method}", payload,
-                lambda result, ref_rid, _meta, error: callback(result, ref_rid, error),
+                lambda result, ref_rid, _meta, error: callback(result, ref_rid, error), trace,
             )
 
         sub.can_call(method, checked)
@@ -338,7 +348,7 @@ class Connection:
                     throttle = Throttle(limit)
             sub = Subscription(self, rid, throttle)
             self.subs[rid] = sub
-            self.cache.subscribe(sub, throttle)
+            self.cache.subscribe(sub, throttle, self.request_trace)
         if direct:
             if sub.direct >= SUBSCRIPTION_COUNT_LIMIT:
                 raise SUBSCRIPTION_LIMIT_EXCEEDED
@@ -404,7 +414,7 @@ class Connection:
         self._collect(sub)
 
     def request_access(self, sub: Subscription, callback: Callable[[Access, Any], None]) -> None:
-        self.cache.access(sub, self.token, False, callback)
+        self.cache.access(sub, self.token, False, callback, self.request_trace)
 
     def _collect(self, root: Subscription) -> None:
         """Release ``root`` and what only it kept; what the client no longer holds is unsent.

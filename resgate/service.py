@@ -11,7 +11,7 @@ keeps running whatever happens to it.
 from __future__ import annotations
 
 import json
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from autobahn.twisted.resource import WebSocketResource
 from cryptography import x509
@@ -37,10 +37,14 @@ from resgate.metrics import MetricsResource
 from resgate.natsbus import NatsBus
 from resgate.probes import MonitorResource, Readiness
 from resgate.site import GatewayRoot, GatewaySite
+from resgate.tracing import configured_tracing
 from resgate.transport import PortReactor, describe_address
 from resgate.web import ApiResource, HttpBounds
 from resgate.workqueue import WorkQueue
 from resgate.ws import ClientFactory
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 log = Logger(namespace="resgate")
 
@@ -199,13 +203,16 @@ class GatewayService(MultiService):
     ``on_fatal`` is called with a one-line reason when the gateway fails to
     start or loses NATS; by default the failure is only logged. ``bus``
     replaces the NATS connection built from the config (tests pass an
-    in-memory bus).
+    in-memory bus). ``tracer_provider`` records the spans of client requests
+    (docs/operations.md, "Tracing"); without one, OpenTelemetry's global
+    provider does if one is configured when the gateway is built.
     """
 
     name = "resgate"
 
     def __init__(self, config: Config, *, reactor=None, listen: str | None = None,
-                 unsubscribe_delay: float = UNSUBSCRIBE_DELAY, bus: Bus | None = None) -> None:
+                 unsubscribe_delay: float = UNSUBSCRIBE_DELAY, bus: Bus | None = None,
+                 tracer_provider: TracerProvider | None = None) -> None:
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
@@ -234,7 +241,8 @@ class GatewayService(MultiService):
         self.work = WorkQueue()
         self.cache = ResourceCache(self.mq, self.work, reactor=reactor, unsubscribe_delay=unsubscribe_delay,
                                    reset_throttle=config.reset_throttle)
-        self.context = GatewayContext(self.cache, config, debug=config.debug, trace=config.trace)
+        self.context = GatewayContext(self.cache, config, debug=config.debug, trace=config.trace,
+                                      tracing=configured_tracing(tracer_provider))
         self.clients = ClientFactory(self.context, compression=config.ws_compression)
         CacheService(self.cache, self.clients).setServiceParent(self)
         self.metrics = self.context.metrics

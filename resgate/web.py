@@ -47,6 +47,8 @@ from resgate.connection import Connection
 from resgate.context import GatewayContext
 from resgate.meta import DirectResponse, Header, Meta, canonical_header_key, merge_meta, reason_phrase
 from resgate.subscription import VERSION_LATEST, Subscription
+from resgate.tracecontext import trace_headers
+from resgate.tracing import RequestTrace, client_trace
 
 log = Logger(namespace="resgate.web")
 
@@ -355,6 +357,17 @@ def describe_request(request: server.Request) -> dict[str, Any]:
     }
 
 
+def request_trace_headers(request: server.Request) -> dict[str, str] | None:
+    """The request's checked trace context (``traceparent``, ``tracestate``); None without a valid one."""
+    headers = request.requestHeaders
+    traceparent = headers.getRawHeaders(b"traceparent")
+    if traceparent is None:
+        return None
+    tracestate = headers.getRawHeaders(b"tracestate")
+    return trace_headers([value.decode("latin-1") for value in traceparent],
+                         None if tracestate is None else [value.decode("latin-1") for value in tracestate])
+
+
 # --- The resource -----------------------------------------------------------------------
 
 
@@ -506,9 +519,19 @@ class ApiRequest:
         # Set once a response was written or the client went away.
         self.done = False
 
+    #: What every request to a service made for this one carries (most have none).
+    trace: RequestTrace | None = None
+
     def start(self, handler: Callable[[ApiRequest], None]) -> object:
         """Queue the work: header auth if configured, then ``handler(self)``."""
-        self.request.on_client_gone = self._client_gone
+        request = self.request
+        tracing = self.context.tracing
+        headers = request_trace_headers(request)
+        if tracing is not None or headers is not None:
+            method = request.method.decode("ascii", "replace")
+            self.trace = client_trace(tracing, headers, f"HTTP {method}", {
+                "http.request.method": method, "url.path": request.path.decode("utf-8", "replace")})
+        request.on_client_gone = self._client_gone
         self.context.work.enqueue(lambda: self._open(handler))
         return server.NOT_DONE_YET
 
@@ -522,6 +545,7 @@ class ApiRequest:
         conn = Connection(self.context, _no_events, lambda: describe_request(request),
                           conn_events=self.context.config.header_auth_method is not None)
         conn.protocol_version = VERSION_LATEST
+        conn.request_trace = self.trace
         self.conn = conn
         method = self.context.config.header_auth_method
         if method is None:
@@ -543,6 +567,8 @@ class ApiRequest:
         # Nothing may be written from now on, even by work already queued;
         # the connection is released on the queue like any gateway state.
         self.done = True
+        if self.trace is not None:
+            self.trace.end("client gone")
         self.context.work.enqueue(self._dispose)
 
     def _href(self, rid: str | None) -> str:
@@ -581,7 +607,7 @@ class ApiRequest:
 
             sub.on_ready(ready)
 
-        conn.cache.access(sub, conn.token, True, accessed)
+        conn.cache.access(sub, conn.token, True, accessed, conn.request_trace)
 
     # -- POST, PUT, DELETE and PATCH
 
@@ -625,7 +651,7 @@ class ApiRequest:
             else:
                 self.respond(body=apiencoding.encode_result(result), meta=meta)
 
-        conn.cache.access(target, conn.token, True, accessed)
+        conn.cache.access(target, conn.token, True, accessed, conn.request_trace)
 
     # -- the response
 
@@ -663,6 +689,8 @@ class ApiRequest:
 
     def _finish(self, status: int, body: bytes | None) -> None:
         self.done = True
+        if self.trace is not None:
+            self.trace.end(f"HTTP {status}" if status >= 500 else None)
         request = self.request
         request.setResponseCode(status)
         if body is not None:

@@ -33,6 +33,8 @@ from resgate.context import GatewayContext
 from resgate.internals import frame_bytes
 from resgate.meta import DirectResponse, Meta, reason_phrase
 from resgate.trace import one_line
+from resgate.tracecontext import trace_headers
+from resgate.tracing import client_trace
 
 log = Logger(namespace="resgate.ws")
 
@@ -44,6 +46,20 @@ MAX_MESSAGE_SIZE = 1024 * 1024
 def canonical_header_name(name: str) -> str:
     """``sec-websocket-key`` -> ``Sec-Websocket-Key``, as Go's net/http spells keys."""
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def upgrade_trace_headers(headers: dict[str, str]) -> dict[str, str] | None:
+    """The upgrade request's checked trace context, from Autobahn's headers.
+
+    Autobahn joins a repeated header's values with commas: several
+    ``traceparent`` lines make one invalid value, several ``tracestate``
+    lines one list, as HTTP combines them.
+    """
+    traceparent = headers.get("traceparent")
+    if traceparent is None:
+        return None
+    tracestate = headers.get("tracestate")
+    return trace_headers([traceparent], None if tracestate is None else [tracestate])
 
 
 class ClientProtocol(WebSocketServerProtocol):
@@ -69,20 +85,28 @@ class ClientProtocol(WebSocketServerProtocol):
         method = context.config.ws_header_auth_method
         if method is None:
             return None
-        return self._header_auth(method)
+        return self._header_auth(method, upgrade_trace_headers(request.headers))
 
-    def _header_auth(self, method: ResourceMethod) -> defer.Deferred:
+    def _header_auth(self, method: ResourceMethod, trace_headers: dict[str, str] | None) -> defer.Deferred:
         """Authenticate the upgrade (``--wsheadauth``) before accepting it.
 
         Fires with Autobahn's ``(protocol, headers)`` to upgrade with the
         meta headers, or fails with ConnectionDeny to answer with the
         response a direct meta status calls for. Auth errors do not refuse
         the upgrade, as in Resgate: the client connects without a token.
+        The auth request carries the upgrade's trace context (``trace_headers``),
+        the only one a WebSocket connection has.
         """
         context: GatewayContext = self.factory.context
         upgraded: defer.Deferred = defer.Deferred()
+        trace = client_trace(context.tracing, trace_headers, "WebSocket upgrade",
+                             {"url.path": self.http_request_path})
 
         def answered(rid: str | None, error: errors.ResError | None, meta: Meta | None) -> None:
+            if trace is not None:
+                trace.end(None if error is None else error.code)
+            if self.conn is not None:
+                self.conn.request_trace = None
             if self._closed:
                 # The client left during the auth request; onClose disposed the connection.
                 return
@@ -101,6 +125,7 @@ class ClientProtocol(WebSocketServerProtocol):
             if self._closed:
                 return
             self.conn = Connection(context, self._send, self._http_info)
+            self.conn.request_trace = trace
             header_auth(self.conn, method, answered)
 
         context.work.enqueue(start)
