@@ -3,7 +3,7 @@
 //   node loadgen.mjs SCENARIO '{"url": "ws://127.0.0.1:PORT/", ...options}'
 //
 // Runs one scenario, bounded in time, and prints one JSON line of results on
-// stdout. Scenarios: echo, fanout, burst, paced, calls, idle, refs (README.md).
+// stdout. Scenarios: echo, fanout, burst, paced, calls, hold, refs (README.md).
 // A scenario still running after LIMIT_SECONDS exits with status 3.
 // Times are wall-clock milliseconds (performance.timeOrigin + now()), the
 // same clock the fake service stamps events with.
@@ -14,7 +14,7 @@ import WebSocket from 'ws';
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const MODEL = 'bench.model';
-const LIMIT_SECONDS = 110; // the runner gives up at 120
+const LIMIT_SECONDS = 110; // the runner gives up at 120; option limitSeconds overrides
 
 // One RES client: requests with ids, events to a callback.
 class Client {
@@ -26,9 +26,9 @@ class Client {
     ws.on('message', (data) => this.received(data));
   }
 
-  static open(url) {
+  static open(url, options = {}) {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { perMessageDeflate: false });
+      const ws = new WebSocket(url, { perMessageDeflate: false, ...options });
       ws.once('open', () => resolve(new Client(ws)));
       ws.once('error', reject);
     });
@@ -67,20 +67,20 @@ class Client {
 }
 
 // A client that agreed on the protocol version, as ResClient does.
-async function resClient(url) {
-  const client = await Client.open(url);
+async function resClient(url, options) {
+  const client = await Client.open(url, options);
   await client.call('version', { protocol: '1.2.3' });
   return client;
 }
 
 // `count` clients, each connected and set up by `setup`, `concurrency` at a time.
-async function openMany(url, count, concurrency, setup) {
+async function openMany(url, count, concurrency, setup, options) {
   const clients = new Array(count);
   let next = 0;
   async function worker() {
     while (next < count) {
       const i = next++;
-      const client = await resClient(url);
+      const client = await resClient(url, options);
       if (setup) await setup(client, i);
       clients[i] = client;
     }
@@ -97,6 +97,37 @@ async function until(done, timeoutMs) {
     await sleep(1);
   }
   return true;
+}
+
+// A line of JSON on stdout at once (the runner reads it while this goes on).
+function say(message) {
+  process.stdout.write(`${JSON.stringify(message)}\n`);
+}
+
+// The runner's commands on stdin: next(...expected) resolves with the next
+// line, which must be one of `expected`.
+function commands() {
+  const queue = [];
+  const waiting = [];
+  let buffered = '';
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', (chunk) => {
+    buffered += chunk;
+    let end;
+    while ((end = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, end).trim();
+      buffered = buffered.slice(end + 1);
+      if (waiting.length) waiting.shift()(line);
+      else queue.push(line);
+    }
+  });
+  return {
+    async next(...expected) {
+      const line = queue.length ? queue.shift() : await new Promise((resolve) => waiting.push(resolve));
+      if (!expected.includes(line)) throw new Error(`expected ${expected.join(' or ')} on stdin, got ${line}`);
+      return line;
+    },
+  };
 }
 
 function percentile(sorted, p) {
@@ -211,9 +242,11 @@ const scenarios = {
   async burst({ url, pid, clients = 200, count = 2000, timeout = 60 }) {
     let first = null;
     let lastArrival = 0;
+    const latencies = new Float64Array(clients * count);
     const tracker = newTracker((values) => {
       if (first === null) first = values.t;
       lastArrival = now();
+      latencies[tracker.received - 1] = lastArrival - values.t;
     });
     const sockets = await openMany(url, clients, 50, (c) => subscribeModel(c, tracker));
     const expected = clients * count;
@@ -223,9 +256,11 @@ const scenarios = {
     const usage = cpu();
     sockets.forEach((c) => c.close());
     const ms = lastArrival - first;
+    const sorted = latencies.subarray(0, Math.min(tracker.received, expected)).sort();
     return {
       complete, expected, received: tracker.received, outOfOrder: tracker.outOfOrder,
       gaps: tracker.gaps, ms, rate: tracker.received / (ms / 1000), cpu: usage,
+      p50: percentile(sorted, 50), p99: percentile(sorted, 99),
     };
   },
 
@@ -277,8 +312,15 @@ const scenarios = {
     };
   },
 
-  // Many idle subscribed connections: gateway RSS growth, one event to all.
-  async idle({ url, pid, clients = 5000, concurrency = 100, timeout = 60 }) {
+  // One share of many idle subscribed connections, from one loopback source
+  // address; several of these processes together hold more connections than
+  // one process may open files or one address has ephemeral ports. Steered by
+  // the runner on stdin: it prints {ready} (after a warm client, when `warm`),
+  // connects on "connect" and prints {connected}, and on "fire" (to the one
+  // with the warm client) publishes one event; it prints the arrivals once
+  // all its clients got the event or `timeout` passed.
+  async hold({ url, pid, clients, concurrency = 100, localAddress, warm = false, timeout = 60 }) {
+    const lines = commands();
     let arrived = 0;
     let lastArrival = 0;
     let eventTime = null;
@@ -287,29 +329,24 @@ const scenarios = {
       lastArrival = now();
       eventTime = values.t;
     });
-    // One client first, so the model is cached and the code paths are warm.
-    const first = await resClient(url);
-    await subscribeModel(first, tracker);
-    await sleep(500);
-    const before = vmRssKiB(pid);
+    const options = localAddress ? { localAddress } : {};
+    const first = warm ? await resClient(url, options) : null;
+    if (first) await subscribeModel(first, tracker);
+    say({ ready: true });
+    await lines.next('connect');
     const connectCpu = cpuMeter(pid);
     const connectStart = now();
-    const sockets = await openMany(url, clients, concurrency, (c) => subscribeModel(c, tracker));
-    const connectSeconds = (now() - connectStart) / 1000;
-    const connectUsage = connectCpu();
-    await sleep(1000);
-    const after = vmRssKiB(pid);
+    const sockets = await openMany(url, clients, concurrency, (c) => subscribeModel(c, tracker), options);
+    say({ connected: sockets.length, connectMs: now() - connectStart, connectCpu: connectCpu() });
+    const expected = clients + (first ? 1 : 0);
+    const command = await lines.next('fire', 'wait');
     const cpu = cpuMeter(pid);
-    await first.call(`call.${MODEL}.burst`, { count: 1 });
-    const complete = await until(() => arrived >= clients + 1, timeout * 1000);
+    if (command === 'fire') await first.call(`call.${MODEL}.burst`, { count: 1 });
+    const complete = await until(() => arrived >= expected, timeout * 1000);
     const usage = cpu();
     sockets.forEach((c) => c.close());
-    first.close();
-    return {
-      complete, clients, arrived: arrived - 1, rssBeforeKiB: before, rssAfterKiB: after,
-      kibPerConn: (after - before) / clients, connectSeconds, connectCpu: connectUsage,
-      allMs: lastArrival - eventTime, outOfOrder: tracker.outOfOrder, gaps: tracker.gaps, cpu: usage,
-    };
+    if (first) first.close();
+    return { complete, clients, arrived: arrived - (first ? 1 : 0), lastArrival, eventTime, cpu: usage };
   },
 
   // Subscribe a collection of 1,000 references: cold (new tags), then warm.
@@ -350,12 +387,14 @@ if (!scenario) {
   console.error(`usage: node loadgen.mjs (${Object.keys(scenarios).join('|')}) '{"url": ...}'`);
   process.exit(2);
 }
+const options = JSON.parse(json || '{}');
+const limitSeconds = options.limitSeconds ?? LIMIT_SECONDS;
 setTimeout(() => {
-  console.error(`${name}: no result after ${LIMIT_SECONDS} s (a response or event never came)`);
+  console.error(`${name}: no result after ${limitSeconds} s (a response or event never came)`);
   process.exit(3);
-}, LIMIT_SECONDS * 1000).unref();
+}, limitSeconds * 1000).unref();
 try {
-  const result = await scenario(JSON.parse(json || '{}'));
+  const result = await scenario(options);
   console.log(JSON.stringify(result));
   process.exit(0);
 } catch (error) {

@@ -22,15 +22,21 @@ AuthCallback = Callable[["str | None", "errors.ResError | None", "Meta | None"],
 
 
 def remote_addr(peer: Any) -> str:
-    """``host:port`` of a Twisted address, ``[host]:port`` for IPv6 (as Go's net/http)."""
-    host = getattr(peer, "host", "")
+    """``host:port`` of a Twisted address, ``[host]:port`` for IPv6 (as Go's net/http).
+
+    Empty for the peer of a Unix socket, which has no address.
+    """
+    host = getattr(peer, "host", None)
+    if host is None:
+        return ""
     return f"[{host}]:{peer.port}" if ":" in host else f"{host}:{getattr(peer, 'port', '')}"
 
 
 def call_service(conn: Connection, subject: str, payload: bytes, callback: CallCallback) -> None:
-    """Send a call or auth request; ``callback`` gets the response's meta as a Meta."""
+    """Send a call or auth request with the connection's trace; ``callback`` gets the response's meta as a Meta."""
     conn.cache.call(subject, payload,
-                    lambda result, rid, meta, error: callback(result, rid, Meta.decode(meta), error))
+                    lambda result, rid, meta, error: callback(result, rid, Meta.decode(meta), error),
+                    conn.request_trace)
 
 
 def header_auth(conn: Connection, method: ResourceMethod, callback: AuthCallback) -> None:

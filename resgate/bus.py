@@ -10,7 +10,7 @@ synchronously on the reactor's thread.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 from twisted.internet.defer import Deferred
 
@@ -56,13 +56,15 @@ class Bus(Protocol):
     def connect(self) -> Deferred[None]:
         """Connect; fails with a one-line reason when the bus cannot be reached."""
 
-    def send_request(self, subject: str, payload: bytes, respond: Respond) -> int:
+    def send_request(self, subject: str, payload: bytes, respond: Respond,
+                     headers: Mapping[str, str] | None = None) -> int:
         """Send a request; ``respond`` is called once with the reply or a ResError.
 
-        Errors: system.timeout, system.notFound (nobody listens),
-        system.subjectTooLong, or an internal error when not connected; one
-        found before sending is given at once. Returns a token, 0 when nothing
-        was sent.
+        ``headers`` go with the message as NATS headers (trace context);
+        without them the message is a plain one. Errors: system.timeout,
+        system.notFound (nobody listens), system.subjectTooLong, or an
+        internal error when not connected; one found before sending is given
+        at once. Returns a token, 0 when nothing was sent.
         """
 
     def request(self, subject: str, payload: bytes) -> Deferred[bytes]:

@@ -56,6 +56,46 @@ DEFAULT_RECONNECT_MAX_DELAY = 500
 #: a minute would leave a gateway dark long after NATS is back.
 MIN_RECONNECT_MAX_DELAY = 50
 MAX_RECONNECT_MAX_DELAY = 60_000
+#: The most ``listen`` endpoints, and the longest description of one: sanity
+#: bounds far above any deployment (a description holds at most a few paths).
+MAX_LISTEN_ENDPOINTS = 32
+MAX_LISTEN_DESCRIPTION = 8192
+#: Settings an endpoint description of ``listen`` replaces, so that neither may be set with it.
+LISTEN_REPLACES = ("addr", "port", "tls", "certFile", "keyFile")
+#: Endpoint kinds whose socket cannot be shared by ``--workers`` processes with SO_REUSEPORT.
+UNSHARED_ENDPOINT_KINDS = ("unix", "systemd")
+#: How long an HTTP connection may take over each part of a request, in
+#: milliseconds (ours: Resgate, Go's http.Server without timeouts, bounds
+#: none). From connect to the first byte: enough for a TLS handshake over a
+#: slow mobile link, short enough that silent connections do not pile up.
+DEFAULT_FIRST_BYTE_TIMEOUT = 10_000
+#: From a request's first byte to the end of its head (request line, headers).
+DEFAULT_HEAD_TIMEOUT = 30_000
+#: From the end of the head to the end of the body: nginx's
+#: client_body_timeout; a body of the 1 MiB limit needs 17 KiB/s.
+DEFAULT_BODY_TIMEOUT = 60_000
+#: From the end of a response to the next request's first byte: nginx's
+#: keepalive_timeout, longer than the 60 s after which proxies (nginx, AWS
+#: load balancers) drop idle connections to a backend, so that it is they
+#: who close, never the gateway under a request they are sending.
+DEFAULT_KEEP_ALIVE_TIMEOUT = 75_000
+#: The range of every HTTP time bound, in milliseconds.
+MIN_HTTP_TIMEOUT = 100
+MAX_HTTP_TIMEOUT = 3_600_000
+#: Client connections one gateway process takes at once (``maxConns``,
+#: ours): 0 derives the cap from the process's open-file limit
+#: (``resgate.admission.default_max_connections``).
+DEFAULT_MAX_CONNS = 0
+#: Client connections from one IP address (``maxConnsPerAddr``, ours): 0, no cap.
+DEFAULT_MAX_CONNS_PER_ADDR = 0
+#: Linux's default ceiling on one process's open files (fs.nr_open): no
+#: process takes more connections than that.
+MAX_CONNS = 1024 * 1024
+#: Distinct resources one client connection may hold, directly or through
+#: references (``maxResources``, ours). A large app holds a few thousand on
+#: one connection; each costs the gateway about a kilobyte.
+DEFAULT_MAX_RESOURCES = 20_000
+MAX_RESOURCES = 10_000_000
 
 #: Encodings of resources served over HTTP, compared case-insensitively.
 API_ENCODINGS = ("json", "jsonflat")
@@ -143,7 +183,25 @@ SETTINGS: tuple[_Setting, ...] = (
              extension=True),
     _Setting("reconnectMaxDelay", "reconnect_max_delay", SettingKind.INTEGER, "reconnectmaxdelay",
              zero_is_default=True, extension=True),
+    _Setting("listen", "listen", SettingKind.STRING_LIST, "listen", extension=True),
+    _Setting("firstByteTimeout", "first_byte_timeout", SettingKind.INTEGER, "firstbytetimeout",
+             zero_is_default=True, extension=True),
+    _Setting("headTimeout", "head_timeout", SettingKind.INTEGER, "headtimeout",
+             zero_is_default=True, extension=True),
+    _Setting("bodyTimeout", "body_timeout", SettingKind.INTEGER, "bodytimeout",
+             zero_is_default=True, extension=True),
+    _Setting("keepAliveTimeout", "keep_alive_timeout", SettingKind.INTEGER, "keepalivetimeout",
+             zero_is_default=True, extension=True),
+    _Setting("refuseNullOrigin", "refuse_null_origin", SettingKind.BOOLEAN, "refusenullorigin",
+             extension=True),
+    _Setting("maxConns", "max_conns", SettingKind.INTEGER, "maxconns", extension=True),
+    _Setting("maxConnsPerAddr", "max_conns_per_addr", SettingKind.INTEGER, "maxconnsperaddr", extension=True),
+    _Setting("maxResources", "max_resources", SettingKind.INTEGER, "maxresources", zero_is_default=True,
+             extension=True),
 )
+
+#: The JSON keys of the HTTP time bounds.
+HTTP_TIMEOUT_KEYS = ("firstByteTimeout", "headTimeout", "bodyTimeout", "keepAliveTimeout")
 
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 # Go's JSON decoder matches keys case-insensitively, so Resgate does too.
@@ -195,10 +253,21 @@ class Config:
     reference_throttle: int = 0
     ws_max_unread: int = DEFAULT_WS_MAX_UNREAD
     reconnect_max_delay: int = DEFAULT_RECONNECT_MAX_DELAY
+    first_byte_timeout: int = DEFAULT_FIRST_BYTE_TIMEOUT
+    head_timeout: int = DEFAULT_HEAD_TIMEOUT
+    body_timeout: int = DEFAULT_BODY_TIMEOUT
+    keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT
+    #: Refuse ``Origin: null`` as a disallowed origin (ours; Resgate lets it pass).
+    refuse_null_origin: bool = False
+    max_conns: int = DEFAULT_MAX_CONNS
+    max_conns_per_addr: int = DEFAULT_MAX_CONNS_PER_ADDR
+    max_resources: int = DEFAULT_MAX_RESOURCES
     tls: bool = False
     tls_cert: str = ""
     tls_key: str = ""
     allow_origin: str = DEFAULT_ALLOW_ORIGIN
+    #: Twisted server endpoint descriptions listened on instead of addr and port (ours).
+    listen: list[str] = field(default_factory=list)
     embed_nats: bool = False
     #: Gateway processes behind the one port (``--workers``; never in the file).
     workers: int = DEFAULT_WORKERS
@@ -228,6 +297,7 @@ class Config:
             problem = _kind_problem(getattr(self, setting.attr), setting.kind)
             if problem:
                 raise invalid(setting.key, problem)
+        self._check_listen(origins)
 
         if self.api_encoding.lower() not in API_ENCODINGS:
             raise invalid("apiEncoding", f"must be {' or '.join(API_ENCODINGS)}")
@@ -241,7 +311,15 @@ class Config:
                 "reconnectMaxDelay",
                 f"must be from {MIN_RECONNECT_MAX_DELAY} to {MAX_RECONNECT_MAX_DELAY} milliseconds",
             )
-        if self.metrics_port and self.metrics_port == self.port:
+        for key in HTTP_TIMEOUT_KEYS:
+            if not MIN_HTTP_TIMEOUT <= getattr(self, SETTINGS_BY_KEY[key].attr) <= MAX_HTTP_TIMEOUT:
+                raise invalid(key, f"must be from {MIN_HTTP_TIMEOUT} to {MAX_HTTP_TIMEOUT} milliseconds")
+        for key, value in (("maxConns", self.max_conns), ("maxConnsPerAddr", self.max_conns_per_addr)):
+            if value > MAX_CONNS:
+                raise invalid(key, f"must be from 0 to {MAX_CONNS} connections")
+        if not 1 <= self.max_resources <= MAX_RESOURCES:
+            raise invalid("maxResources", f"must be from 1 to {MAX_RESOURCES} resources")
+        if self.metrics_port and not self.listen and self.metrics_port == self.port:
             raise invalid("metricsPort", f"must differ from port {self.port}")
 
         listen_host = _canonical_ip(self.addr) if self.addr else ""
@@ -315,6 +393,53 @@ class Config:
         if not self.api_path.endswith("/"):
             self.api_path += "/"
 
+    def _check_listen(self, origins: Mapping[str, str]) -> None:
+        """Refuse endpoint descriptions that are empty, too many or too long, mixed with
+        addr/port/TLS, or that ``--workers`` cannot share; Twisted parses them when listening."""
+        if not self.listen:
+            return
+        where = origins.get("listen", "")
+        if len(self.listen) > MAX_LISTEN_ENDPOINTS:
+            raise ConfigError(f"invalid listen{where}: at most {MAX_LISTEN_ENDPOINTS} endpoints")
+        for description in self.listen:
+            if not description or len(description) > MAX_LISTEN_DESCRIPTION:
+                raise ConfigError(f"invalid listen {_show(description)}{where}: an endpoint description"
+                                  f" must be 1 to {MAX_LISTEN_DESCRIPTION} characters")
+        for key in LISTEN_REPLACES:
+            attr = SETTINGS_BY_KEY[key].attr
+            origin = origins.get(key, "")
+            if getattr(self, attr) != _DEFAULTS[attr] or origin.startswith(" from --"):
+                raise ConfigError(
+                    f"listen{where} cannot be combined with {key}{origin}: an endpoint description"
+                    " names its own address, port and TLS (tcp:, ssl:, unix:, systemd:, haproxy:)"
+                )
+        if type(self.workers) is int and self.workers > 1:
+            for description in self.listen:
+                kind = endpoint_kind(description)
+                if kind in UNSHARED_ENDPOINT_KINDS:
+                    raise ConfigError(
+                        f"listen {_show(description)}{where} cannot be shared by --workers"
+                        f" {self.workers}: a {kind}: socket has no SO_REUSEPORT; run one process"
+                        " per socket or listen on tcp: or ssl:"
+                    )
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        """Whether a request with this Origin header (None: without one) may proceed.
+
+        Resgate's check: any origin with ``*``; no Origin or "null" always
+        passes, "null" unless ``refuse_null_origin``, which refuses it in
+        any case and within a list, whatever ``allowOrigin`` says.
+        Otherwise the origin must be one of ``allowOrigin``'s, compared
+        ASCII case-insensitively.
+        """
+        if origin is None:
+            return True
+        if self.refuse_null_origin and names_null_origin(origin):
+            return False
+        if self.allowed_origins == ["*"] or origin == "null":
+            return True
+        return origin.translate(_ASCII_LOWER) in self.allowed_origins
+
     @property
     def scheme(self) -> str:
         """``https`` with TLS, else ``http``: the scheme clients connect with."""
@@ -335,7 +460,29 @@ class Config:
         return document
 
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config) if f.init}
+_DEFAULTS = {
+    f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    for f in dataclasses.fields(Config)
+    if f.init
+}
+
+
+def endpoint_kind(description: str) -> str:
+    """The endpoint type of a Twisted server description, under any ``haproxy:`` wrappers."""
+    kind, _, rest = description.partition(":")
+    while kind == "haproxy":
+        kind, _, rest = rest.partition(":")
+    return kind
+
+
+def names_null_origin(origin: str) -> bool:
+    """Whether an Origin value is the opaque origin "null" (a sandboxed or ``file://`` page).
+
+    Browsers send exactly ``null``; ``NULL`` and lists such as ``null, null``
+    (what duplicate Origin headers are joined into) count too, so a
+    variant cannot slip past a refusal.
+    """
+    return any(part.strip(" \t").translate(_ASCII_LOWER) == "null" for part in origin.split(","))
 
 
 def _show(value: object) -> str:

@@ -21,8 +21,9 @@ from resgate.codec import Access
 from resgate.clientcodec import SharedMessage, encode_event
 from resgate.context import GatewayContext
 from resgate.subscription import (
-    VERSION_CALL_RESOURCE_RESPONSE, VERSION_LEGACY, Subscription, let_events_through, mark_sent,
+    VERSION_CALL_RESOURCE_RESPONSE, VERSION_LEGACY, Resources, Subscription, let_events_through, mark_sent,
 )
+from resgate.tracing import RequestTrace
 
 log = Logger(namespace="resgate.conn")
 
@@ -34,6 +35,9 @@ CID_PLACEHOLDER = "{cid}"
 SUBSCRIPTION_LIMIT_EXCEEDED = errors.ResError(
     "system.subscriptionLimitExceeded", "Subscription limit exceeded"
 )
+#: Ours: the request would make the connection hold more than ``maxResources``.
+CODE_RESOURCE_LIMIT_EXCEEDED = "system.resourceLimitExceeded"
+RESOURCE_LIMIT_EXCEEDED = errors.ResError(CODE_RESOURCE_LIMIT_EXCEEDED, "Resource limit exceeded")
 INVALID_NEW_RESPONSE = errors.internal_error("non-resource response on new request")
 
 ResultCallback = Callable[[Any, "errors.ResError | None"], None]
@@ -82,6 +86,13 @@ class Connection:
     request has nothing a token could change before it ends.
     """
 
+    #: The trace of the client request being handled: the requests sent for
+    #: it carry it. An HTTP request's connection has its request's for its
+    #: whole life; a WebSocket connection has one only while a request of its
+    #: client is being handled (with spans recorded) or its upgrade's header
+    #: auth is under way. A class default: most connections never set it.
+    request_trace: RequestTrace | None = None
+
     def __init__(self, context: GatewayContext, send: Callable[[bytes], None],
                  http_info: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
                  conn_events: bool = True) -> None:
@@ -99,6 +110,11 @@ class Connection:
         self.tid = ""
         self.protocol_version = VERSION_LEGACY
         self.subs: dict[str, Subscription] = {}
+        #: The most subscriptions ``subs`` takes for a client's request (maxResources).
+        self.max_resources = context.config.max_resources
+        #: How many subscriptions the cap has refused so far: a request that
+        #: sees it change looks for the refusal in its resource set.
+        self.resource_refusals = 0
         self.disposing = False
         self._conn_sub = None
         context.conns[self.cid] = self
@@ -176,6 +192,7 @@ class Connection:
         self._send_resource(rid, callback, keep=True)
 
     def _send_resource(self, rid: str, callback: ResultCallback, *, keep: bool) -> None:
+        refusals = self.resource_refusals
         try:
             sub = self.subscribe(rid, direct=True)
         except errors.ResError as e:
@@ -194,7 +211,12 @@ class Connection:
                     callback(None, error)
                     self.answered(sub, kept=False)
                     return
-                callback(sub.resources().add_to({}), None)
+                resources = sub.resources()
+                if self.resource_refusals != refusals and _lost_to_the_cap(resources):
+                    callback(None, RESOURCE_LIMIT_EXCEEDED)
+                    self.sent(sub, kept=False)
+                    return
+                callback(resources.add_to({}), None)
                 self.sent(sub, kept=keep)
 
             sub.on_ready(ready)
@@ -241,11 +263,13 @@ class Connection:
         def answered(result: Any, ref_rid: str | None, _meta: Any, error: errors.ResError | None) -> None:
             self._call_auth_response(result, ref_rid, error, callback)
 
-        self.cache.call(f"auth.{name}.{method}", payload, answered)
+        self.cache.call(f"auth.{name}.{method}", payload, answered, self.request_trace)
 
     def _call(self, rid: str, method: str, params: Any,
               callback: Callable[[Any, str | None, errors.ResError | None], None]) -> None:
         sub = self.subs.get(rid) or Subscription(self, rid, None)
+        # The call may wait for its access request: it carries the trace of now.
+        trace = self.request_trace
 
         def checked(error: errors.ResError | None) -> None:
             if error is not None:
@@ -254,7 +278,7 @@ class Connection:
             payload = codec.create_request(self.cid, self.token, query=sub.resource_query, params=params)
             self.cache.call(
                 f"call.{sub.resource_name}.{method}", payload,
-                lambda result, ref_rid, _meta, error: callback(result, ref_rid, error),
+                lambda result, ref_rid, _meta, error: callback(result, ref_rid, error), trace,
             )
 
         sub.can_call(method, checked)
@@ -273,6 +297,7 @@ class Connection:
         self._resource_result(ref_rid, callback)
 
     def _resource_result(self, ref_rid: str, callback: ResultCallback) -> None:
+        refusals = self.resource_refusals
         try:
             sub = self.subscribe(ref_rid, direct=True)
         except errors.ResError as e:
@@ -286,7 +311,13 @@ class Connection:
                 return
 
             def ready() -> None:
-                callback(sub.resources().add_to({"rid": sub.rid}), None)
+                resources = sub.resources()
+                if self.resource_refusals != refusals and _lost_to_the_cap(resources):
+                    # The call was made: its answer names the resource, which the client does not get.
+                    callback({"rid": sub.rid, "errors": {sub.rid: RESOURCE_LIMIT_EXCEEDED.to_dict()}}, None)
+                    self.sent(sub, kept=False)
+                    return
+                callback(resources.add_to({"rid": sub.rid}), None)
                 self.sent(sub, kept=True)
 
             sub.on_ready(ready)
@@ -295,23 +326,29 @@ class Connection:
 
     # -- subscriptions
 
-    def subscribe(self, rid: str, *, direct: bool, throttle: Throttle | None = None) -> Subscription:
+    def subscribe(self, rid: str, *, direct: bool, throttle: Throttle | None = None,
+                  bounded: bool = True) -> Subscription:
         """The connection's subscription of ``rid``, counted if direct; raises ResError.
 
         A direct subscription is pending until ``answered`` says its response
         went out: only from then on does the client hold the resource through it.
+        ``bounded``: a new subscription is refused once the connection holds
+        ``max_resources`` (RESOURCE_LIMIT_EXCEEDED).
         """
         if self.disposing:
             raise errors.DISPOSING
         sub = self.subs.get(rid)
         if sub is None:
+            if bounded and len(self.subs) >= self.max_resources:
+                self.resource_refusals += 1
+                raise RESOURCE_LIMIT_EXCEEDED
             if throttle is None:
                 limit = self.context.config.reference_throttle
                 if limit > 0:
                     throttle = Throttle(limit)
             sub = Subscription(self, rid, throttle)
             self.subs[rid] = sub
-            self.cache.subscribe(sub, throttle)
+            self.cache.subscribe(sub, throttle, self.request_trace)
         if direct:
             if sub.direct >= SUBSCRIPTION_COUNT_LIMIT:
                 raise SUBSCRIPTION_LIMIT_EXCEEDED
@@ -319,9 +356,14 @@ class Connection:
             sub.pending += 1
         return sub
 
-    def subscribe_reference(self, rid: str, parent: Subscription, throttle: Throttle | None) -> Subscription:
-        """``parent`` references ``rid``: the subscription it keeps alive."""
-        sub = self.subscribe(rid, direct=False, throttle=throttle)
+    def subscribe_reference(self, rid: str, parent: Subscription, throttle: Throttle | None,
+                            bounded: bool) -> Subscription:
+        """``parent`` references ``rid``: the subscription it keeps alive.
+
+        ``bounded`` as for ``subscribe``: a reference the service's event adds
+        to a resource is not, so that the client's copy follows the service's.
+        """
+        sub = self.subscribe(rid, direct=False, throttle=throttle, bounded=bounded)
         sub.parents[parent] = None
         return sub
 
@@ -372,7 +414,7 @@ class Connection:
         self._collect(sub)
 
     def request_access(self, sub: Subscription, callback: Callable[[Access, Any], None]) -> None:
-        self.cache.access(sub, self.token, False, callback)
+        self.cache.access(sub, self.token, False, callback, self.request_trace)
 
     def _collect(self, root: Subscription) -> None:
         """Release ``root`` and what only it kept; what the client no longer holds is unsent.
@@ -440,6 +482,12 @@ class Connection:
         subs, self.subs = self.subs, {}
         for sub in subs.values():
             sub.dispose()
+
+
+def _lost_to_the_cap(resources: Resources) -> bool:
+    """Whether a resource of the set could not be held for the resource cap."""
+    return resources.errors is not None and any(
+        error["code"] == CODE_RESOURCE_LIMIT_EXCEEDED for error in resources.errors.values())
 
 
 def _protocol_string() -> str:

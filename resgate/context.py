@@ -13,6 +13,7 @@ from resgate.bus import Bus
 from resgate.cache.cache import ResourceCache
 from resgate.config import Config
 from resgate.metrics import Metrics
+from resgate.tracing import Tracing
 from resgate.workqueue import WorkQueue
 
 class RegisteredConnection(Protocol):
@@ -25,13 +26,16 @@ class RegisteredConnection(Protocol):
 class GatewayContext:
     """What connections share: the cache, the work queue, settings, the open connections."""
 
-    def __init__(self, cache: ResourceCache, config: Config, *, debug: bool = False, trace: bool = False) -> None:
+    def __init__(self, cache: ResourceCache, config: Config, *, debug: bool = False, trace: bool = False,
+                 tracing: Tracing | None = None) -> None:
         self.cache = cache
         self.mq: Bus = cache.bus
         self.work: WorkQueue = cache.work
         self.config = config
         self.debug = debug
         self.trace = trace
+        #: Records the spans of client requests (resgate.otel); None when OpenTelemetry is not configured.
+        self.tracing = tracing
         self.conns: dict[str, RegisteredConnection] = {}
         self.metrics = Metrics()
         #: False while NATS is lost: new clients are turned away (503).

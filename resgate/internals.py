@@ -12,12 +12,15 @@ and on the newest release. nats-py's private parts are checked in
 | --- | --- | --- |
 | ``FileDescriptor._tempDataBuffer`` | transport.CorkedServer | whether a corked write left bytes unsent |
 | ``tcp.Port._type`` | transport.PortReactor | a TLS port logs itself as TLS, as the reactor's own does |
-| ``LineReceiver._buffer`` | web.BoundedLineChannel | whether a request head is still arriving |
 | ``PreparedMessage.payloadHybi`` | ws.ClientProtocol | writing a frame prepared once to many transports |
+| ``twisted.protocols.haproxy._wrapper`` | transport.PortReactor | the factory ``haproxy:`` endpoints wrap, to log refused headers and to read the header before TLS |
+| ``HAProxyProtocolWrapper._proxyInfo`` | transport.ProxiedConnection | whether the PROXY header was read |
 
 Public hooks the gateway overrides (tested by the suite on both versions,
 not checked here): ``tcp.Server.startWriting``/``stopWriting``,
 ``server.Request.process`` (site.GatewayRequest: routing by whole path),
+``HTTPChannel.allHeadersReceived``/``allContentReceived``/``requestDone``
+(web.BoundedLineChannel: the time bounds of each part of a request),
 ``WebSocketServerProtocol.dropConnection`` and ``sendHttpErrorResponse``.
 """
 
@@ -26,9 +29,10 @@ from __future__ import annotations
 from typing import cast
 
 from autobahn.websocket.protocol import PreparedMessage
-from twisted.internet import abstract, tcp
+from twisted.internet import abstract, protocol, tcp
 from twisted.internet.interfaces import IReactorFDSet
-from twisted.protocols import basic
+from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper as HAProxyProtocolWrapper
+from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory as HAProxyWrappingFactory
 
 
 #: Stands for a reactor where an object is built only to look at its attributes.
@@ -45,14 +49,14 @@ def mark_tls(port: tcp.Port) -> None:
     port._type = "TLS"
 
 
-def partial_line(receiver: basic.LineReceiver) -> bytes:
-    """The bytes of a line received in part (no line break yet)."""
-    return receiver._buffer
-
-
 def frame_bytes(message: PreparedMessage) -> bytes:
     """The whole WebSocket frame (header and payload) of an uncompressed prepared message."""
     return message.payloadHybi
+
+
+def proxy_header_read(connection: HAProxyProtocolWrapper) -> bool:
+    """Whether a connection of a ``haproxy:`` endpoint has received its whole PROXY header."""
+    return connection._proxyInfo is not None
 
 
 def check() -> None:
@@ -65,10 +69,11 @@ def check() -> None:
         problems.append("twisted FileDescriptor._tempDataBuffer")
     if getattr(tcp.Port, "_type", None) != "TCP":
         problems.append("twisted tcp.Port._type")
-    if getattr(basic.LineReceiver, "_buffer", None) != b"":
-        problems.append("twisted LineReceiver._buffer")
     if PreparedMessage(b"x", False, False, True).__dict__.get("payloadHybi") != b"\x81\x01x":
         problems.append("autobahn PreparedMessage.payloadHybi")
+    wrapper = HAProxyWrappingFactory(protocol.Factory.forProtocol(protocol.Protocol)).buildProtocol(None)
+    if not (isinstance(wrapper, HAProxyProtocolWrapper) and "_proxyInfo" in vars(wrapper)):
+        problems.append("twisted HAProxyProtocolWrapper._proxyInfo")
     if problems:
         raise ImportError(
             f"resgate uses {', '.join(problems)}, which the installed Twisted or Autobahn does not "

@@ -22,7 +22,7 @@ import errno
 import inspect
 import re
 import ssl
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import nats.aio.client
 from nats.errors import NoServersError
@@ -151,14 +151,23 @@ class _OrderedClient(nats.aio.client.Client):
         # it runs in a task of its own and always reaches the callbacks.
         await asyncio.shield(super()._close(status, do_cbs))
 
-    def publish_now(self, subject: str, reply: str, payload: bytes) -> None:
-        """Queue a PUB; raises ResError instead of blocking or sending what the server rejects."""
-        if len(payload) > self.max_payload:
+    def publish_now(self, subject: str, reply: str, payload: bytes,
+                    headers: Mapping[str, str] | None = None) -> None:
+        """Queue a PUB, an HPUB with ``headers``; raises ResError instead of blocking or
+        sending what the server rejects."""
+        if headers is None:
+            cmd = command.pub_cmd(subject, reply, payload)
+            body = len(payload)
+        else:
+            header = _encode_headers(headers)
+            cmd = command.hpub_cmd(subject, reply, header, payload)
+            body = len(header) + len(payload)
+        # nats-server counts a message's headers in its payload size.
+        if body > self.max_payload:
             raise errors.internal_error(
-                f"payload of {len(payload)} bytes exceeds NATS max_payload of {self.max_payload} bytes"
+                f"payload of {body} bytes exceeds NATS max_payload of {self.max_payload} bytes"
             )
-        cmd = command.pub_cmd(subject, reply, payload)
-        if len(cmd) - len(payload) - 2 > MAX_CONTROL_LINE:
+        if len(cmd) - body - 2 > MAX_CONTROL_LINE:
             raise errors.SUBJECT_TOO_LONG
         if self._pending_data_size + len(cmd) > self._max_pending_size:
             raise BUFFER_FULL
@@ -335,8 +344,12 @@ class NatsBus:
         token = self.send_request(subject, payload, respond)
         return d
 
-    def send_request(self, subject: str, payload: bytes, respond: Respond) -> int:
+    def send_request(self, subject: str, payload: bytes, respond: Respond,
+                     headers: Mapping[str, str] | None = None) -> int:
         """Send a request; ``respond(reply, None)`` or ``respond(None, error)`` once.
+
+        ``headers`` (trace context) go as NATS headers, in an HPUB; without
+        them the request is the PUB it always was.
 
         Errors are ResErrors: TIMEOUT after ``request_timeout`` (or a
         pre-response's timeout), NOT_FOUND when nobody listens,
@@ -358,7 +371,7 @@ class NatsBus:
         token = self._last_token
         inbox = f"{self._inbox_prefix}{token}"
         try:
-            nc.publish_now(subject, inbox, payload)
+            nc.publish_now(subject, inbox, payload, headers)
         except errors.ResError as e:
             respond(None, e)
             return 0
@@ -669,6 +682,27 @@ def _answer(request: _Request, reply: bytes | None, error: errors.ResError | Non
         request.respond(reply, error)
     except Exception:
         log.failure("Handling the reply to a NATS request")
+
+
+_HEADER_BREAKS = re.compile(r"[\r\n:]")
+
+
+def _encode_headers(headers: Mapping[str, str]) -> bytes:
+    """A NATS header block: ``NATS/1.0``, then one ``Key: value`` line each; raises ResError.
+
+    A key or value that could break out of its line (or a key with a
+    colon) is refused, never sent: the server would take it for another header.
+    """
+    lines = [b"NATS/1.0\r\n"]
+    for key, value in headers.items():
+        if not key or _HEADER_BREAKS.search(key) or "\r" in value or "\n" in value:
+            raise errors.internal_error(f"invalid NATS header {key!r:.80}")
+        try:
+            lines.append(f"{key}: {value}\r\n".encode("ascii"))
+        except UnicodeEncodeError:
+            raise errors.internal_error(f"NATS header {key!r:.80} is not ASCII") from None
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 def _check_subject(subject: str, wildcards: bool = False) -> None:

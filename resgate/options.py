@@ -20,9 +20,14 @@ from twisted.python import usage
 import resgate
 from resgate.config import (
     DEFAULT_ADDR,
+    DEFAULT_MAX_RESOURCES,
     DEFAULT_ALLOW_ORIGIN,
     DEFAULT_API_ENCODING,
     DEFAULT_API_PATH,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_FIRST_BYTE_TIMEOUT,
+    DEFAULT_HEAD_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
     DEFAULT_NATS_URL,
     DEFAULT_PORT,
     DEFAULT_RECONNECT_MAX_DELAY,
@@ -30,7 +35,11 @@ from resgate.config import (
     DEFAULT_WORKERS,
     DEFAULT_WS_MAX_UNREAD,
     DEFAULT_WS_PATH,
+    MAX_CONNS,
+    MAX_HTTP_TIMEOUT,
     MAX_PORT,
+    MAX_RESOURCES,
+    MIN_HTTP_TIMEOUT,
     DEPRECATED_SECONDS_LIMIT,
     MAX_WORKERS,
     SETTINGS,
@@ -61,6 +70,11 @@ Server options:
                                    interface (default: {DEFAULT_ADDR})
   -p, --port <port>                Port for HTTP and WebSocket clients
                                    (default: {DEFAULT_PORT})
+      --listen <endpoint>          Listen on a Twisted server endpoint instead of
+                                   --addr, --port and --tls: tcp:, ssl:, unix:,
+                                   systemd: or haproxy: (PROXY protocol); repeat
+                                   for several; ours, not Resgate's
+                                   (default: none, --addr and --port)
   -w, --wspath <path>              Path where clients open WebSockets
                                    (default: {DEFAULT_WS_PATH})
   -a, --apipath <path>             Path prefix of resources over HTTP
@@ -89,6 +103,30 @@ Server options:
       --reconnectmaxdelay <ms>     Longest wait between attempts to reconnect
                                    to NATS, 50 to 60000; ours, not Resgate's
                                    (default: {DEFAULT_RECONNECT_MAX_DELAY})
+      --firstbytetimeout <ms>      HTTP: longest wait from connect to the first
+                                   byte of a request, then the connection
+                                   closes (default: {DEFAULT_FIRST_BYTE_TIMEOUT})
+      --headtimeout <ms>           HTTP: longest a request's head may take to
+                                   arrive, then 408 (default: {DEFAULT_HEAD_TIMEOUT})
+      --bodytimeout <ms>           HTTP: longest a request's body may take to
+                                   arrive after its head, then 408
+                                   (default: {DEFAULT_BODY_TIMEOUT})
+      --keepalivetimeout <ms>      HTTP: longest an idle keep-alive connection
+                                   stays open between requests
+                                   (default: {DEFAULT_KEEP_ALIVE_TIMEOUT})
+                                   Each of these four: {MIN_HTTP_TIMEOUT} to {MAX_HTTP_TIMEOUT};
+                                   ours, not Resgate's; WebSockets are not
+                                   affected once upgraded
+      --maxconns <count>           Most client connections, HTTP and WebSocket,
+                                   this process holds; past it new ones get
+                                   503; 0 to {MAX_CONNS}, 0 for the open-file
+                                   limit less 512; ours, not Resgate's
+                                   (default: 0)
+      --maxconnsperaddr <count>    Most client connections from one IP address,
+                                   0 for no limit; ours (default: 0)
+      --maxresources <count>       Most distinct resources one connection
+                                   holds, references included, 1 to {MAX_RESOURCES};
+                                   ours (default: {DEFAULT_MAX_RESOURCES})
       --resetthrottle <limit>      Most requests in flight after a system reset,
                                    0 for no limit (default: 0)
       --referencethrottle <limit>  Most requests in flight while following
@@ -113,6 +151,10 @@ Security options:
       --alloworigin <origin>       Origin allowed to connect: *, or
                                    <scheme>://<host>[:<port>]; repeat for
                                    several (default: {DEFAULT_ALLOW_ORIGIN})
+      --refusenullorigin           Refuse "Origin: null" (sandboxed pages) as
+                                   a disallowed origin, over HTTP and
+                                   WebSocket; advised with cookie-based
+                                   --wsheadauth; ours (default: off)
 
 Logging options:
   -D, --debug                      Log debug messages (default: off)
@@ -203,10 +245,12 @@ def _go_bool(option: str, value: str) -> bool:
 
 class Options(usage.Options):
     """Resgate's command-line options, plus our ``--embed-nats``, ``--workers``,
-    ``--wsmaxunread`` and ``--reconnectmaxdelay``.
+    ``--wsmaxunread``, ``--reconnectmaxdelay``, ``--listen``, the HTTP time bounds,
+    ``--refusenullorigin`` and the caps (``--maxconns``, ``--maxconnsperaddr``,
+    ``--maxresources``).
 
     After ``parseOptions``, parameters not given are ``None``, flags are
-    bools, ``natsrootca`` and ``alloworigin`` are lists (or ``None``), and
+    bools, ``natsrootca``, ``alloworigin`` and ``listen`` are lists (or ``None``), and
     ``given`` holds the long names of every option the command line set.
     """
 
@@ -218,6 +262,7 @@ class Options(usage.Options):
         ["tls", None],
         ["wscompression", None],
         ["embed-nats", None],
+        ["refusenullorigin", None],
     ]
 
     optParameters = [
@@ -238,6 +283,13 @@ class Options(usage.Options):
         ["referencethrottle", None, None, None, _integer("referencethrottle")],
         ["wsmaxunread", None, None, None, _integer("wsmaxunread")],
         ["reconnectmaxdelay", None, None, None, _integer("reconnectmaxdelay")],
+        ["firstbytetimeout", None, None, None, _integer("firstbytetimeout")],
+        ["headtimeout", None, None, None, _integer("headtimeout")],
+        ["bodytimeout", None, None, None, _integer("bodytimeout")],
+        ["keepalivetimeout", None, None, None, _integer("keepalivetimeout")],
+        ["maxconns", None, None, None, _integer("maxconns")],
+        ["maxconnsperaddr", None, None, None, _integer("maxconnsperaddr")],
+        ["maxresources", None, None, None, _integer("maxresources")],
         ["config", "c", None],
         ["tlscert", None, None],
         ["tlskey", None, None],
@@ -251,6 +303,7 @@ class Options(usage.Options):
         super().__init__()
         self["natsrootca"] = None
         self["alloworigin"] = None
+        self["listen"] = None
         self.given: frozenset[str] = frozenset()
         self._flags_set: set[str] = set()
 
@@ -276,6 +329,10 @@ class Options(usage.Options):
     def opt_alloworigin(self, origin: str) -> None:
         """Add one allowed origin; Resgate joins repeats with ';'."""
         self["alloworigin"] = [*(self["alloworigin"] or []), origin]
+
+    def opt_listen(self, description: str) -> None:
+        """Add one endpoint to listen on."""
+        self["listen"] = [*(self["listen"] or []), description]
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """Parse ``options`` (default: ``sys.argv[1:]``), Go spellings included."""

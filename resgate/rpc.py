@@ -66,11 +66,31 @@ def handle_request(conn: Connection, data: bytes | str, reply) -> None:
     if not codec.is_valid_rid(rid, True):
         respond(None, errors.INVALID_REQUEST)
         return
-    call_params = None if params is _MISSING else params
     counted = conn.context.metrics.ws_requests
     metric = "call" if action == "new" else action
     if metric in counted:
         counted[metric] += 1
+    tracing = conn.context.tracing
+    if tracing is None:
+        _dispatch(conn, action, rid, name, params, respond)
+        return
+    trace = tracing.start(None, f"WebSocket {action}", {"resgate.rid": rid})
+
+    def traced(result: Any, error: errors.ResError | None) -> None:
+        trace.end(None if error is None else error.code)
+        respond(result, error)
+
+    # Requests sent while it is handled carry its span (Connection.request_trace).
+    conn.request_trace = trace
+    try:
+        _dispatch(conn, action, rid, name, params, traced)
+    finally:
+        conn.request_trace = None
+
+
+def _dispatch(conn: Connection, action: str, rid: str, name: str, params: Any, respond) -> None:
+    """Call the connection method of ``action`` on ``rid`` (``name``: the method of a call or auth)."""
+    call_params = None if params is _MISSING else params
     if action == "subscribe":
         conn.subscribe_resource(rid, respond)
     elif action == "get":

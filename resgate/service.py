@@ -10,7 +10,8 @@ keeps running whatever happens to it.
 
 from __future__ import annotations
 
-from typing import Callable
+import json
+from typing import TYPE_CHECKING, Callable
 
 from autobahn.twisted.resource import WebSocketResource
 from cryptography import x509
@@ -24,9 +25,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import resgate
+from resgate.admission import ConnectionLimits, default_max_connections
 from resgate.bus import Bus
 from resgate.cache.cache import UNSUBSCRIBE_DELAY, ResourceCache
-from resgate.config import Config
+from resgate.config import Config, ConfigError, endpoint_kind
 from resgate.context import GatewayContext
 from resgate.embedded import EmbeddedNatsService
 from resgate.errors import describe_failure
@@ -37,10 +39,14 @@ from resgate.probes import MonitorResource, Readiness
 from resgate.site import GatewayRoot, GatewaySite
 from resgate.status import GatewayStatus
 from resgate.statuspage import StatusPage
-from resgate.transport import PortReactor
-from resgate.web import ApiResource
+from resgate.tracing import configured_tracing
+from resgate.transport import PortReactor, describe_address
+from resgate.web import ApiResource, HttpBounds
 from resgate.workqueue import WorkQueue
 from resgate.ws import ClientFactory
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 log = Logger(namespace="resgate")
 
@@ -121,38 +127,45 @@ class CacheService(Service):
 class ListeningService(Service):
     """Listens on a Twisted endpoint; ``startService`` fires once listening.
 
-    TCP and TLS endpoints get corked client connections, and ``SO_REUSEPORT``
-    when ``reuse_port`` is set before starting (resgate.transport).
+    The description is parsed on creation, so that a bad one is a ConfigError
+    before anything starts. Client connections are corked and counted against
+    the caps of ``limits``, and TCP ports get ``SO_REUSEPORT`` when
+    ``reuse_port`` is set before starting (resgate.transport).
     """
 
     name = "listener"
 
     def __init__(self, description: str, factory, reactor, name: str = "listener",
-                 tls_files: tuple[str, str] | None = None) -> None:
+                 tls_files: tuple[str, str] | None = None, limits: ConnectionLimits | None = None) -> None:
         self.name = name
         self.description = description
         #: (certificate, key) PEM files: the TCP endpoint serves TLS with them.
         self.tls_files = tls_files
         self.factory = factory
-        self.reactor = reactor
-        self.reuse_port = False
+        self.ports = PortReactor(reactor, limits=limits)
+        self.endpoint = parse_endpoint(self.ports, description)
         self.port = None
+
+    @property
+    def reuse_port(self) -> bool:
+        return self.ports.reuse_port
+
+    @reuse_port.setter
+    def reuse_port(self, reuse: bool) -> None:
+        self.ports.reuse_port = reuse
 
     def startService(self) -> defer.Deferred:
         super().startService()
         try:
-            tls = tls_options(*self.tls_files) if self.tls_files is not None else None
+            self.ports.tls = tls_options(*self.tls_files) if self.tls_files is not None else None
         except (OSError, ValueError) as e:
             return defer.fail(e)
-        endpoint = serverFromString(PortReactor(self.reactor, reuse_port=self.reuse_port, tls=tls),
-                                    self.description)
-        return endpoint.listen(self.factory).addCallback(self._listening)
+        return self.endpoint.listen(self.factory).addCallback(self._listening)
 
     def _listening(self, port) -> None:
         self.port = port
-        address = port.getHost()
-        what = "Listening" if self.name == "listener" else f"{self.name.capitalize()} listening"
-        log.info("{what} on {host}:{port}", what=what, host=address.host, port=address.port)
+        what = "Metrics listening" if self.name == "metrics" else "Listening"
+        log.info("{what} on {address}", what=what, address=describe_address(port.getHost()))
 
     def stopService(self) -> defer.Deferred:
         super().stopService()
@@ -162,21 +175,46 @@ class ListeningService(Service):
         return defer.maybeDeferred(port.stopListening)
 
 
+def parse_endpoint(reactor, description: str):
+    """The server endpoint of a Twisted endpoint description; raises ConfigError saying why not."""
+    try:
+        return serverFromString(reactor, description)
+    except Exception as e:  # each endpoint parser raises its own kinds
+        raise ConfigError(f"invalid listen {json.dumps(description)}: {_endpoint_problem(description, e)}"
+                          ) from None
+
+
+def _endpoint_problem(description: str, error: Exception) -> str:
+    if isinstance(error, TypeError):  # a parser function's signature refused the parameters
+        return f"unknown or missing parameter ({str(error).partition(') ')[2] or error})"
+    if isinstance(error, (IndexError, KeyError)) and endpoint_kind(description) == "systemd":
+        return ("no such socket was passed to this process"
+                " (LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID from systemd)")
+    if isinstance(error, OSError) and error.filename:
+        return f"cannot read {error.filename}: {error.strerror}"
+    return str(error) or type(error).__name__
+
+
 class GatewayService(MultiService):
     """One RES gateway: NATS connection, resource cache and client endpoint.
 
-    ``listen`` overrides the endpoint built from the config (tests listen on
-    ``tcp:0:interface=127.0.0.1``; operators may use any Twisted endpoint).
+    ``listen`` overrides the endpoints of the config (tests listen on
+    ``tcp:0:interface=127.0.0.1``), which are ``config.listen`` or else the
+    one of addr, port and TLS. Raises ConfigError for a description Twisted
+    cannot parse.
     ``on_fatal`` is called with a one-line reason when the gateway fails to
     start or loses NATS; by default the failure is only logged. ``bus``
     replaces the NATS connection built from the config (tests pass an
-    in-memory bus).
+    in-memory bus). ``tracer_provider`` records the spans of client requests
+    (docs/operations.md, "Tracing"); without one, OpenTelemetry's global
+    provider does if one is configured when the gateway is built.
     """
 
     name = "resgate"
 
     def __init__(self, config: Config, *, reactor=None, listen: str | None = None,
-                 unsubscribe_delay: float = UNSUBSCRIBE_DELAY, bus: Bus | None = None) -> None:
+                 unsubscribe_delay: float = UNSUBSCRIBE_DELAY, bus: Bus | None = None,
+                 tracer_provider: TracerProvider | None = None) -> None:
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
@@ -205,7 +243,8 @@ class GatewayService(MultiService):
         self.work = WorkQueue()
         self.cache = ResourceCache(self.mq, self.work, reactor=reactor, unsubscribe_delay=unsubscribe_delay,
                                    reset_throttle=config.reset_throttle)
-        self.context = GatewayContext(self.cache, config, debug=config.debug, trace=config.trace)
+        self.context = GatewayContext(self.cache, config, debug=config.debug, trace=config.trace,
+                                      tracing=configured_tracing(tracer_provider))
         self.clients = ClientFactory(self.context, compression=config.ws_compression)
         CacheService(self.cache, self.clients).setServiceParent(self)
         self.metrics = self.context.metrics
@@ -214,11 +253,22 @@ class GatewayService(MultiService):
         self.metrics.cache_subscriptions = lambda: sum(es.count for es in self.cache.names.values())
         root = GatewayRoot(config.ws_path, WebSocketResource(self.clients),
                            config.api_path, ApiResource(self.context))
-        self.site = GatewaySite(root)
+        http_bounds = HttpBounds.of(config)
+        self.site = GatewaySite(root, http_bounds)
         tls_files = (config.tls_cert, config.tls_key) if config.tls and listen is None else None
-        self.listener = ListeningService(listen or listen_description(config), self.site, reactor,
-                                         tls_files=tls_files)
-        self.readiness = Readiness(lambda: self.mq.is_connected, lambda: self.listener.port is not None)
+        descriptions = [listen] if listen is not None else config.listen or [listen_description(config)]
+        #: Shared by every client listener: the caps hold for the process.
+        self.connection_limits = ConnectionLimits(config.max_conns or default_max_connections(),
+                                                  config.max_conns_per_addr)
+        #: One per endpoint clients connect to; ``listener`` is the first.
+        self.listeners = [
+            ListeningService(description, self.site, reactor, name=f"listener {number}" if number else "listener",
+                             tls_files=tls_files, limits=self.connection_limits)
+            for number, description in enumerate(descriptions)
+        ]
+        self.listener = self.listeners[0]
+        self.readiness = Readiness(lambda: self.mq.is_connected,
+                                   lambda: all(listener.port is not None for listener in self.listeners))
         self.status = GatewayStatus(metrics=self.metrics, cache=self.cache, bus=self.mq, readiness=self.readiness,
                                     http_connections=lambda: self.site.http_connections,
                                     workers=config.workers, clock=reactor)
@@ -227,19 +277,20 @@ class GatewayService(MultiService):
             self.status.setServiceParent(self)
             # Before the client listener, so stopped after it: /readyz keeps
             # answering (503, shutting down) until clients are turned away.
-            metrics_site = GatewaySite(MonitorResource(MetricsResource(self.metrics), self.readiness,
-                                                       StatusPage(self.status)))
+            monitor = MonitorResource(MetricsResource(self.metrics), self.readiness, StatusPage(self.status))
+            metrics_site = GatewaySite(monitor, http_bounds)
             ListeningService(listen_description(config, config.metrics_port), metrics_site, reactor,
                              name="metrics").setServiceParent(self)
-        self.listener.setServiceParent(self)
+        for listener in self.listeners:
+            listener.setServiceParent(self)
         self._starting: defer.Deferred | None = None
         self._start_outcome: object = _PENDING
         self._start_waiters: list[defer.Deferred] = []
 
     @property
     def port(self) -> int | None:
-        """The port clients connect to, once listening."""
-        return self.listener.port.getHost().port if self.listener.port is not None else None
+        """The port clients connect to, once listening (the first listener's, on TCP)."""
+        return getattr(self.listener.port.getHost(), "port", None) if self.listener.port is not None else None
 
     @property
     def ws_url(self) -> str:

@@ -73,7 +73,8 @@ class SubscriptionOwner(Protocol):
 
     def send_shared(self, message: SharedMessage) -> None: ...
 
-    def subscribe_reference(self, rid: str, parent: Subscription, throttle: Throttle | None) -> Subscription: ...
+    def subscribe_reference(self, rid: str, parent: Subscription, throttle: Throttle | None,
+                            bounded: bool) -> Subscription: ...
 
     def release_reference(self, sub: Subscription, parent: Subscription) -> None: ...
 
@@ -431,9 +432,13 @@ class Subscription:
         return self.conn.protocol_version < VERSION_SOFT_REFERENCE_AND_DATA
 
     def _add_reference_or_log(self, rid: str) -> Subscription | None:
-        """The reference an event adds, subscribed; None (logged) if it cannot be."""
+        """The reference an event adds, subscribed; None (logged) if it cannot be.
+
+        The resource cap does not refuse it: the client's copy would no longer
+        follow the service's (the resources it references in turn count).
+        """
         try:
-            return self._add_reference(rid)
+            return self._add_reference(rid, bounded=False)
         except errors.ResError as e:
             self.conn.log_error(f"Subscription {self.rid}: Error subscribing to resource {rid}: {e.message}")
             return None
@@ -556,10 +561,10 @@ class Subscription:
 
     # -- references
 
-    def _add_reference(self, rid: str) -> Subscription:
+    def _add_reference(self, rid: str, *, bounded: bool = True) -> Subscription:
         ref = self.refs.get(rid)
         if ref is None:
-            sub = self.conn.subscribe_reference(rid, self, self.throttle)
+            sub = self.conn.subscribe_reference(rid, self, self.throttle, bounded)
             self.refs[rid] = Ref(sub)
             return sub
         ref.count += 1

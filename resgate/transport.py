@@ -14,28 +14,52 @@ Ordering, buffering, producers and closing stay Twisted's own: the data sits
 in the transport's usual buffers and is sent by its own ``doWrite``.
 
 The ports can also share their address with other processes (``SO_REUSEPORT``,
-for ``--workers``); both are chosen by handing the endpoint a PortReactor.
+for ``--workers``) and count their connections against the connection caps
+(``resgate.admission``); all of it is chosen by handing the endpoint a
+PortReactor.
+Every kind of endpoint the gateway listens on reaches the reactor through one
+of its methods (``tcp:`` listenTCP, ``ssl:`` listenSSL, ``unix:`` listenUNIX,
+``systemd:`` adoptStreamPort), so every client connection is corked.
+
+A ``haproxy:`` endpoint wraps another one and hands it Twisted's PROXY
+protocol factory: each connection must start with a PROXY header (v1 or v2),
+``getPeer`` then answers the client's address the header names, and one
+without a valid header is closed. PortReactor swaps that factory for
+ProxiedFactory, which logs the refusal, and reads the header before TLS
+starts (as proxies send it), where Twisted's ``haproxy:ssl:`` would expect it
+inside the TLS stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from typing import Any
 
-from twisted.internet import tcp
-from twisted.internet.interfaces import IReactorSSL, IReactorTCP
+from typing import TYPE_CHECKING
+
+from twisted.internet import tcp, unix
+from twisted.internet.address import IPv6Address
+from twisted.internet.interfaces import IReactorSocket, IReactorSSL, IReactorTCP, IReactorUNIX
 from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from resgate.internals import has_unsent_data, mark_tls
+from resgate.admission import AdmissionFactory, ConnectionLimits, RefusalFactory
+from resgate.internals import (
+    HAProxyProtocolWrapper,
+    HAProxyWrappingFactory,
+    has_unsent_data,
+    mark_tls,
+    proxy_header_read,
+)
 
 log = Logger()
 
 #: Connections with corked writes, in the order they first wrote this turn.
-_corked: list[CorkedServer] = []
+_corked: list[_CorkedWrites] = []
 
 
 def _flush() -> None:
@@ -46,8 +70,15 @@ def _flush() -> None:
         transport.flush()
 
 
-class CorkedServer(tcp.Server):
-    """An accepted connection whose writes go out at the end of the loop turn."""
+# The mixin is always combined with a tcp.Server; mypy checks it as one.
+if TYPE_CHECKING:
+    _ServerBase = tcp.Server
+else:
+    _ServerBase = object
+
+
+class _CorkedWrites(_ServerBase):
+    """What makes an accepted connection's writes go out at the end of the loop turn."""
 
     #: In ``_corked``, waiting for the flush.
     _is_corked = False
@@ -55,6 +86,23 @@ class CorkedServer(tcp.Server):
     _is_watched = False
     _host = None
     _peer = None
+    #: The port's caps, which count this connection while it is open.
+    _limits: ConnectionLimits | None = None
+
+    def __init__(self, sock, protocol, client, server, sessionno, reactor) -> None:
+        super().__init__(sock, protocol, client, server, sessionno, reactor)
+        limits = getattr(server, "limits", None)
+        if limits is not None:
+            # A Unix socket's peers have no address of their own: one count for all.
+            self._client_host: str = client[0] if isinstance(client, tuple) else "unix"
+            limits.opened(self._client_host)
+            self._limits = limits
+
+    def connectionLost(self, reason) -> None:
+        limits, self._limits = self._limits, None
+        if limits is not None:
+            limits.closed(self._client_host)
+        super().connectionLost(reason)
 
     # Both addresses are fixed for the connection's life; twisted.web asks
     # for them on every request, and getHost costs a system call.
@@ -106,14 +154,77 @@ class CorkedServer(tcp.Server):
             self._watch()
 
 
+class CorkedServer(_CorkedWrites, tcp.Server):
+    """An accepted TCP connection whose writes go out at the end of the loop turn."""
+
+
+class CorkedUNIXServer(_CorkedWrites, unix.Server):
+    """An accepted Unix socket connection whose writes go out at the end of the loop turn."""
+
+
+def describe_address(address: Any) -> str:
+    """An address for log lines: ``host:port`` (``[host]:port`` for IPv6), or a socket's path."""
+    host = getattr(address, "host", None)
+    if host is None:
+        name = getattr(address, "name", None)
+        return f"unix:{name.decode(errors='replace') if isinstance(name, bytes) else name}"
+    return f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
+
+
+class ProxiedConnection(HAProxyProtocolWrapper):
+    """A connection of a ``haproxy:`` endpoint; one without a valid PROXY header is closed and logged."""
+
+    _refused = False
+    #: The client's address from the header, IPv6 in canonical form (Twisted's v2 parser
+    #: spells out every group: 2001:db8:0:0:0:0:0:7).
+    _client = None
+
+    def getPeer(self):
+        if self._client is not None:
+            return self._client
+        peer = super().getPeer()
+        if not proxy_header_read(self):
+            return peer  # the proxy's own address, until the header names the client's
+        if isinstance(peer, IPv6Address):
+            ip = ipaddress.IPv6Address(peer.host)
+            peer = IPv6Address(peer.type, str(ip.ipv4_mapped or ip), peer.port)
+        self._client = peer
+        return peer
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if self.disconnecting and not self._refused and not proxy_header_read(self):
+            # Debug only: anyone who reaches the port can cause it.
+            self._refused = True
+            assert self.transport is not None  # data comes only over a connection
+            log.debug("Closed a connection from {peer}: it did not start with a valid PROXY header",
+                      peer=describe_address(self.transport.getPeer()))
+
+
+class ProxiedFactory(HAProxyWrappingFactory):
+    protocol = ProxiedConnection  # type: ignore[assignment]  # a subclass: Twisted's stub is too narrow
+
+
+def _proxied(factory):
+    """The factory a ``haproxy:`` endpoint wraps, or None when ``factory`` is no such wrapper."""
+    return factory.wrappedFactory if isinstance(factory, HAProxyWrappingFactory) else None
+
+
+def _logging_refusals(factory):
+    inner = _proxied(factory)
+    return factory if inner is None else ProxiedFactory(inner)
+
+
 class ClientPort(tcp.Port):
-    """A TCP port for clients: corked connections, optionally SO_REUSEPORT."""
+    """A TCP port for clients: corked connections, optionally SO_REUSEPORT and counted."""
 
     transport = CorkedServer
 
-    def __init__(self, *args: Any, reuse_port: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, reuse_port: bool = False, limits: ConnectionLimits | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.reuse_port = reuse_port
+        self.limits = limits
 
     def createInternetSocket(self) -> socket.socket:
         sock = super().createInternetSocket()
@@ -122,21 +233,30 @@ class ClientPort(tcp.Port):
         return sock
 
 
-@implementer(IReactorTCP, IReactorSSL)
-class PortReactor:
-    """The reactor, except that the TCP and TLS ports it opens are ClientPorts.
+class ClientUNIXPort(unix.Port):
+    """A Unix socket port for clients (a reverse proxy on the same host): corked, counted connections."""
 
-    Handed to ``serverFromString`` for the client listener, whose endpoint
-    string (``tcp:`` or ``ssl:``) still decides the address, the certificate
-    and the rest; other endpoint kinds (``unix:``, ``systemd:``) are unchanged.
-    With ``tls``, its TCP ports serve TLS with those options (the listener of
-    ``--tls``, whose certificate is not given in the endpoint string).
+    transport = CorkedUNIXServer
+    limits: ConnectionLimits | None = None
+
+
+@implementer(IReactorTCP, IReactorSSL, IReactorUNIX, IReactorSocket)
+class PortReactor:
+    """The reactor, except that the ports it opens for clients have corked connections.
+
+    Handed to ``serverFromString`` for a client listener, whose endpoint
+    string still decides the address, the certificate and the rest. With
+    ``tls``, its TCP ports serve TLS with those options (the listener of
+    ``--tls``, whose certificate is not given in the endpoint string). With
+    ``limits``, its ports count their connections and refuse those past the caps.
     """
 
-    def __init__(self, reactor, *, reuse_port: bool = False, tls: CertificateOptions | None = None) -> None:
+    def __init__(self, reactor, *, reuse_port: bool = False, tls: CertificateOptions | None = None,
+                 limits: ConnectionLimits | None = None) -> None:
         self._reactor = reactor
         self.reuse_port = reuse_port
         self.tls = tls
+        self.limits = limits
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
@@ -144,17 +264,51 @@ class PortReactor:
     def listenTCP(self, port: int, factory, backlog: int = 50, interface: str = "") -> ClientPort:
         if self.tls is not None:
             return self.listenSSL(port, factory, self.tls, backlog, interface)
-        return self._listen(port, factory, backlog, interface)
+        return self._listen(port, _logging_refusals(factory), backlog, interface)
 
-    def _listen(self, port: int, factory, backlog: int, interface: str) -> ClientPort:
-        listening = ClientPort(port, factory, backlog, interface, self._reactor, reuse_port=self.reuse_port)
+    def _admitting(self, factory, refused=None):
+        """``factory`` behind the caps, if any: past them a connection gets ``refused``'s 503."""
+        if self.limits is None:
+            return factory
+        if refused is None:
+            refused = RefusalFactory(self.limits, self._reactor, half_close=True)
+        return AdmissionFactory(self.limits, factory, refused)
+
+    def _listen(self, port: int, factory, backlog: int, interface: str, refused=None) -> ClientPort:
+        listening = ClientPort(port, self._admitting(factory, refused), backlog, interface, self._reactor,
+                               reuse_port=self.reuse_port, limits=self.limits)
         listening.startListening()
         return listening
 
     def listenSSL(self, port: int, factory, contextFactory, backlog: int = 50,
                   interface: str = "") -> ClientPort:
-        # As the reactor's own listenSSL does: TLS in memory over a TCP port.
-        listening = self._listen(port, TLSMemoryBIOFactory(contextFactory, False, factory),
-                                 backlog, interface)
+        # As the reactor's own listenSSL does: TLS in memory over a TCP port;
+        # refusals too are answered inside TLS.
+        inner = _proxied(factory)
+        if inner is None:
+            factory = TLSMemoryBIOFactory(contextFactory, False, factory)
+        else:  # the PROXY header comes first, in the clear
+            factory = ProxiedFactory(TLSMemoryBIOFactory(contextFactory, False, inner))
+        refused = None
+        if self.limits is not None:
+            refused = TLSMemoryBIOFactory(contextFactory, False,
+                                          RefusalFactory(self.limits, self._reactor, half_close=False))
+        listening = self._listen(port, factory, backlog, interface, refused)
         mark_tls(listening)
+        return listening
+
+    def listenUNIX(self, address, factory, backlog: int = 50, mode: int = 0o666,
+                   wantPID: int = 0) -> ClientUNIXPort:
+        listening = ClientUNIXPort(address, self._admitting(_logging_refusals(factory)), backlog, mode,
+                                   self._reactor, wantPID)
+        listening.limits = self.limits
+        listening.startListening()
+        return listening
+
+    def adoptStreamPort(self, fileDescriptor: int, addressFamily: int, factory) -> tcp.Port:
+        listening = self._reactor.adoptStreamPort(fileDescriptor, addressFamily,
+                                                  self._admitting(_logging_refusals(factory)))
+        # It accepts on a later loop turn: its first connection is corked and counted already.
+        listening.transport = CorkedUNIXServer if addressFamily == socket.AF_UNIX else CorkedServer
+        listening.limits = self.limits
         return listening

@@ -26,12 +26,15 @@ returns NOT_DONE_YET, and the response is written from the queue.
 
 from __future__ import annotations
 
+import enum
 import re
+from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import unquote_to_bytes
 
 import orjson
 from twisted.logger import Logger
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
@@ -39,11 +42,13 @@ from twisted.web import http, resource, server
 from resgate import apiencoding, codec, errors
 from resgate.apiencoding import CONTENT_TYPE, NOT_FOUND_BODY, encode_error, rid_to_path
 from resgate.auth import call_service, header_auth, remote_addr
+from resgate.config import Config
 from resgate.connection import Connection
 from resgate.context import GatewayContext
-from resgate.internals import partial_line
 from resgate.meta import DirectResponse, Header, Meta, canonical_header_key, merge_meta, reason_phrase
 from resgate.subscription import VERSION_LATEST, Subscription
+from resgate.tracecontext import trace_headers
+from resgate.tracing import RequestTrace, client_trace
 
 log = Logger(namespace="resgate.web")
 
@@ -117,65 +122,142 @@ class BoundedBodyRequest(server.Request):
 
 URI_TOO_LONG = errors.ResError(errors.CODE_BAD_REQUEST, "Request URI too long")
 HEADER_TOO_LARGE = errors.ResError(errors.CODE_BAD_REQUEST, "Request header field too large")
-
-#: The longest a request's head (request line and headers) may take to
-#: arrive, from its first byte (seconds); then 408 and the connection closes.
-#: Resgate has no such bound (Go's ReadHeaderTimeout is unset there): a
-#: client sending its head a byte at a time would hold a connection for ever.
-#: Idle keep-alive connections between requests are not affected.
-HEAD_TIMEOUT = 30.0
 HEAD_TIMED_OUT = errors.ResError(errors.CODE_BAD_REQUEST, "Request header timeout")
+BODY_TIMED_OUT = errors.ResError(errors.CODE_BAD_REQUEST, "Request body timeout")
+
+
+@dataclass(frozen=True)
+class HttpBounds:
+    """How long, in seconds, an HTTP connection may take over each part of a request.
+
+    Resgate bounds none of them (Go's http.Server without timeouts): a
+    client could hold a connection for ever by sending nothing, or a byte
+    now and then. The figures are the configuration's (docs/configuration.md).
+    """
+
+    first_byte: float
+    head: float
+    body: float
+    keep_alive: float
+
+    @classmethod
+    def of(cls, config: Config) -> HttpBounds:
+        return cls(config.first_byte_timeout / 1000, config.head_timeout / 1000,
+                   config.body_timeout / 1000, config.keep_alive_timeout / 1000)
+
+
+class Awaiting(enum.Enum):
+    """What an HTTP connection waits for from its client, and so which bound runs."""
+
+    REQUEST = "the first byte of a request"  # first_byte on a new connection, keep_alive after a response
+    HEAD = "the rest of a request's head"
+    BODY = "a request's body"
+    NOTHING = "nothing: the gateway is answering"  # unbounded; an upgraded WebSocket stays here
 
 
 class BoundedLineChannel(http.HTTPChannel):
     """twisted.web's HTTP channel, answering over-long lines instead of hanging up,
-    and bounding the time a request's head takes to arrive.
+    and bounding the time a client takes over each part of a request.
 
     Twisted reads the request line and each header as a line of at most
     ``MAX_LENGTH`` (16 KiB) bytes and drops the connection beyond that,
     leaving the client with no answer. A request line that long (a very
     long query, typically) gets 414 and an error object here, a header
-    line 431; the connection closes after either. A head still incomplete
-    ``HEAD_TIMEOUT`` seconds after its first byte gets 408. Its site counts
-    the channels open (the status page shows them).
+    line 431; the connection closes after either. Its site counts the
+    channels open (the status page shows them).
+
+    The time bounds (``HttpBounds``): a head still incomplete ``head``
+    seconds after its first byte, or a body ``body`` seconds after its head,
+    gets 408 and the connection closes; a connection without a request's
+    first byte for ``first_byte`` seconds after connecting, or ``keep_alive``
+    seconds after a response, is closed without a word. While the gateway
+    answers, and once a WebSocket took the connection over, nothing is bound.
+
+    One timer per connection, moved only when a bound must end sooner than
+    it fires: a request on a keep-alive connection just records its deadline,
+    and the timer, when it fires, waits on for what is left.
     """
 
-    #: Armed while a request's head is arriving in more than one read.
-    _head_timer = None
-
-    def dataReceived(self, data: bytes) -> None:
-        # Also called with the pipelined bytes held while a request was
-        # being answered, once it is done (LineReceiver.setLineMode).
-        super().dataReceived(data)
-        # Most heads arrive in one read and are parsed by now; a timer is
-        # armed only for one still arriving: in line mode (not reading a
-        # body, not holding a request being answered) with a partial line
-        # buffered, or a request line received and its headers not.
-        if self._head_timer is None and self.line_mode and (partial_line(self) or self.requests):
-            self._head_timer = self.callLater(HEAD_TIMEOUT, self._head_timed_out)
-
-    def allHeadersReceived(self) -> None:
-        self._stop_head_timer()
-        super().allHeadersReceived()
+    bounds: HttpBounds
+    clock: IReactorTime
+    _awaiting = Awaiting.NOTHING
+    #: When the current bound ends (clock seconds); None while unbounded, or a head's before it is armed.
+    _deadline: float | None = None
+    _timer: IDelayedCall | None = None
+    #: Ends a close the client does not let finish (it does not read).
+    _abort_call: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        # Site.buildProtocol set the site (a GatewaySite) before connecting.
-        self.site.http_connections += 1  # type: ignore[attr-defined]
+        # Site.buildProtocol sets channel.site (a GatewaySite); Twisted's stubs leave it out.
+        site = self.site  # type: ignore[attr-defined]
+        self.bounds, self.clock = site.bounds, site.reactor
+        site.http_connections += 1
+        self._expect(Awaiting.REQUEST, self.bounds.first_byte)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._awaiting is Awaiting.REQUEST:
+            # Most heads arrive in one read and are parsed within it: the
+            # head's bound starts below only for one still arriving.
+            self._awaiting, self._deadline = Awaiting.HEAD, None
+        # Also called with the pipelined bytes held while a request was
+        # being answered, once it is done (LineReceiver.setLineMode).
+        super().dataReceived(data)
+        if self._awaiting is Awaiting.HEAD and self._deadline is None:
+            self._expect(Awaiting.HEAD, self.bounds.head)
+
+    def allHeadersReceived(self) -> None:
+        super().allHeadersReceived()
+        # A body follows a Content-Length other than 0, or chunked (length None).
+        if self.length != 0:
+            self._expect(Awaiting.BODY, self.bounds.body)
+
+    def allContentReceived(self) -> None:
+        self._awaiting, self._deadline = Awaiting.NOTHING, None
+        super().allContentReceived()
+
+    def requestDone(self, request: http.Request) -> None:
+        if self.persistent:
+            # Before Twisted replays pipelined bytes, which begin the next head.
+            self._expect(Awaiting.REQUEST, self.bounds.keep_alive)
+        super().requestDone(request)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.site.http_connections -= 1  # type: ignore[attr-defined]
-        self._stop_head_timer()
+        self._deadline = None
+        for timer in (self._timer, self._abort_call):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._timer = self._abort_call = None
         super().connectionLost(reason)
 
-    def _stop_head_timer(self) -> None:
-        timer, self._head_timer = self._head_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+    def _expect(self, awaiting: Awaiting, seconds: float) -> None:
+        self._awaiting = awaiting
+        deadline = self.clock.seconds() + seconds
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None:
+            self._timer = self.callLater(seconds, self._check_deadline)
+        elif timer.getTime() > deadline:
+            timer.reset(seconds)
 
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        self._answer(408, HEAD_TIMED_OUT)
+    def _check_deadline(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        remaining = deadline - self.clock.seconds()
+        if remaining > 0:
+            self._timer = self.callLater(remaining, self._check_deadline)
+            return
+        awaiting, self._awaiting, self._deadline = self._awaiting, Awaiting.NOTHING, None
+        if awaiting is Awaiting.REQUEST:
+            # Routine, unlike the timeouts below: no "Timing out client" line,
+            # but the same abort if the client does not read.
+            self._abort_call = self.callLater(self.abortTimeout, self.forceAbortClient)
+            self.loseConnection()
+            return
+        self._answer(408, HEAD_TIMED_OUT if awaiting is Awaiting.HEAD else BODY_TIMED_OUT)
         # Twisted's idle timeout close: graceful, aborted if the client does not read.
         self.timeoutConnection()
 
@@ -278,6 +360,17 @@ def describe_request(request: server.Request) -> dict[str, Any]:
     }
 
 
+def request_trace_headers(request: server.Request) -> dict[str, str] | None:
+    """The request's checked trace context (``traceparent``, ``tracestate``); None without a valid one."""
+    headers = request.requestHeaders
+    traceparent = headers.getRawHeaders(b"traceparent")
+    if traceparent is None:
+        return None
+    tracestate = headers.getRawHeaders(b"tracestate")
+    return trace_headers([value.decode("latin-1") for value in traceparent],
+                         None if tracestate is None else [value.decode("latin-1") for value in tracestate])
+
+
 # --- The resource -----------------------------------------------------------------------
 
 
@@ -339,15 +432,16 @@ class ApiResource(resource.Resource):
             headers.setRawHeaders(b"Access-Control-Allow-Credentials", [b"true"])
         if config.allowed_origins == ["*"]:
             headers.setRawHeaders(b"Access-Control-Allow-Origin", [b"*"])
+            if config.refuse_null_origin and not config.origin_allowed(_origin(request)):
+                return errors.FORBIDDEN_ORIGIN
             return None
-        origins = request.requestHeaders.getRawHeaders(b"origin")
-        # No Origin (or "null"): not a CORS-enabled browser, nothing to check.
-        if not origins or origins[0] == b"null":
+        origin = _origin(request)
+        # No Origin (or "null", unless refused): not a CORS-enabled browser, nothing to check.
+        if origin is None or (origin == "null" and not config.refuse_null_origin):
             return None
-        origin = origins[0]
         headers.setRawHeaders(b"Vary", [b"Origin"])
-        if origin.lower().decode("latin-1") in config.allowed_origins:
-            headers.setRawHeaders(b"Access-Control-Allow-Origin", [origin])
+        if config.origin_allowed(origin):
+            headers.setRawHeaders(b"Access-Control-Allow-Origin", [origin.encode("latin-1")])
             return None
         headers.setRawHeaders(b"Access-Control-Allow-Origin", [config.allowed_origins[0].encode()])
         return errors.FORBIDDEN_ORIGIN
@@ -375,6 +469,12 @@ class ApiResource(resource.Resource):
                 return write_error(request, errors.ResError(
                     errors.CODE_BAD_REQUEST, f"Error decoding request body: {e}"))
         return ApiRequest(self, request).start(lambda api: api.call(rid, action, params))
+
+
+def _origin(request: server.Request) -> str | None:
+    """The Origin header's first value, as Go's Header.Get in Resgate; None without one."""
+    origins = request.requestHeaders.getRawHeaders(b"origin")
+    return origins[0].decode("latin-1") if origins else None
 
 
 def _as_api_response(request: server.Request) -> None:
@@ -422,9 +522,19 @@ class ApiRequest:
         # Set once a response was written or the client went away.
         self.done = False
 
+    #: What every request to a service made for this one carries (most have none).
+    trace: RequestTrace | None = None
+
     def start(self, handler: Callable[[ApiRequest], None]) -> object:
         """Queue the work: header auth if configured, then ``handler(self)``."""
-        self.request.on_client_gone = self._client_gone
+        request = self.request
+        tracing = self.context.tracing
+        headers = request_trace_headers(request)
+        if tracing is not None or headers is not None:
+            method = request.method.decode("ascii", "replace")
+            self.trace = client_trace(tracing, headers, f"HTTP {method}", {
+                "http.request.method": method, "url.path": request.path.decode("utf-8", "replace")})
+        request.on_client_gone = self._client_gone
         self.context.work.enqueue(lambda: self._open(handler))
         return server.NOT_DONE_YET
 
@@ -438,6 +548,7 @@ class ApiRequest:
         conn = Connection(self.context, _no_events, lambda: describe_request(request),
                           conn_events=self.context.config.header_auth_method is not None)
         conn.protocol_version = VERSION_LATEST
+        conn.request_trace = self.trace
         self.conn = conn
         method = self.context.config.header_auth_method
         if method is None:
@@ -459,6 +570,8 @@ class ApiRequest:
         # Nothing may be written from now on, even by work already queued;
         # the connection is released on the queue like any gateway state.
         self.done = True
+        if self.trace is not None:
+            self.trace.end("client gone")
         self.context.work.enqueue(self._dispose)
 
     def _href(self, rid: str | None) -> str:
@@ -497,7 +610,7 @@ class ApiRequest:
 
             sub.on_ready(ready)
 
-        conn.cache.access(sub, conn.token, True, accessed)
+        conn.cache.access(sub, conn.token, True, accessed, conn.request_trace)
 
     # -- POST, PUT, DELETE and PATCH
 
@@ -541,7 +654,7 @@ class ApiRequest:
             else:
                 self.respond(body=apiencoding.encode_result(result), meta=meta)
 
-        conn.cache.access(target, conn.token, True, accessed)
+        conn.cache.access(target, conn.token, True, accessed, conn.request_trace)
 
     # -- the response
 
@@ -579,6 +692,8 @@ class ApiRequest:
 
     def _finish(self, status: int, body: bytes | None) -> None:
         self.done = True
+        if self.trace is not None:
+            self.trace.end(f"HTTP {status}" if status >= 500 else None)
         request = self.request
         request.setResponseCode(status)
         if body is not None:

@@ -1,9 +1,10 @@
 """The WebSocket endpoint: Autobahn frames in and out of a Connection.
 
 One ``ClientProtocol`` per socket. It checks the upgrade's Origin against
-``--alloworigin``, records what auth requests send to services about the
-upgrade (header, host, remoteAddr, uri), and passes every text message to
-the RES-client JSON-RPC on the gateway's work queue.
+``--alloworigin`` and ``--refusenullorigin``, records what auth requests
+send to services about the upgrade (header, host, remoteAddr, uri), and
+passes every text message to the RES-client JSON-RPC on the gateway's work
+queue.
 
 With ``--wsheadauth`` the upgrade waits for an auth request about it, made
 on the connection's behalf (a token it sets holds for the whole connection).
@@ -32,6 +33,8 @@ from resgate.context import GatewayContext
 from resgate.internals import frame_bytes
 from resgate.meta import DirectResponse, Meta, reason_phrase
 from resgate.trace import one_line
+from resgate.tracecontext import trace_headers
+from resgate.tracing import client_trace
 
 log = Logger(namespace="resgate.ws")
 
@@ -45,11 +48,18 @@ def canonical_header_name(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
-def origin_allowed(allowed: list[str], origin: str | None) -> bool:
-    """Resgate's check: any origin with ``*``; no Origin or "null" always passes."""
-    if allowed == ["*"] or origin is None or origin == "null":
-        return True
-    return origin.lower() in allowed
+def upgrade_trace_headers(headers: dict[str, str]) -> dict[str, str] | None:
+    """The upgrade request's checked trace context, from Autobahn's headers.
+
+    Autobahn joins a repeated header's values with commas: several
+    ``traceparent`` lines make one invalid value, several ``tracestate``
+    lines one list, as HTTP combines them.
+    """
+    traceparent = headers.get("traceparent")
+    if traceparent is None:
+        return None
+    tracestate = headers.get("tracestate")
+    return trace_headers([traceparent], None if tracestate is None else [tracestate])
 
 
 class ClientProtocol(WebSocketServerProtocol):
@@ -69,26 +79,34 @@ class ClientProtocol(WebSocketServerProtocol):
         context: GatewayContext = self.factory.context
         if not context.available:
             raise ConnectionDeny(503, "Service unavailable: no connection to NATS")
-        if not origin_allowed(context.config.allowed_origins, request.headers.get("origin")):
+        if not context.config.origin_allowed(request.headers.get("origin")):
             raise ConnectionDeny(403, "Forbidden origin")
         self._http_info = self._describe_upgrade(request)
         method = context.config.ws_header_auth_method
         if method is None:
             return None
-        return self._header_auth(method)
+        return self._header_auth(method, upgrade_trace_headers(request.headers))
 
-    def _header_auth(self, method: ResourceMethod) -> defer.Deferred:
+    def _header_auth(self, method: ResourceMethod, trace_headers: dict[str, str] | None) -> defer.Deferred:
         """Authenticate the upgrade (``--wsheadauth``) before accepting it.
 
         Fires with Autobahn's ``(protocol, headers)`` to upgrade with the
         meta headers, or fails with ConnectionDeny to answer with the
         response a direct meta status calls for. Auth errors do not refuse
         the upgrade, as in Resgate: the client connects without a token.
+        The auth request carries the upgrade's trace context (``trace_headers``),
+        the only one a WebSocket connection has.
         """
         context: GatewayContext = self.factory.context
         upgraded: defer.Deferred = defer.Deferred()
+        trace = client_trace(context.tracing, trace_headers, "WebSocket upgrade",
+                             {"url.path": self.http_request_path})
 
         def answered(rid: str | None, error: errors.ResError | None, meta: Meta | None) -> None:
+            if trace is not None:
+                trace.end(None if error is None else error.code)
+            if self.conn is not None:
+                self.conn.request_trace = None
             if self._closed:
                 # The client left during the auth request; onClose disposed the connection.
                 return
@@ -107,6 +125,7 @@ class ClientProtocol(WebSocketServerProtocol):
             if self._closed:
                 return
             self.conn = Connection(context, self._send, self._http_info)
+            self.conn.request_trace = trace
             header_auth(self.conn, method, answered)
 
         context.work.enqueue(start)
@@ -285,7 +304,7 @@ class ClientFactory(WebSocketServerFactory):
         super().__init__()
         self.context = context
         self.protocols: set[ClientProtocol] = set()
-        self.setProtocolOptions(
+        options: dict[str, Any] = dict(
             maxMessagePayloadSize=MAX_MESSAGE_SIZE,
             maxFramePayloadSize=MAX_MESSAGE_SIZE,
             # A handshake has its own limit in Autobahn (64 KiB of headers).
@@ -295,6 +314,10 @@ class ClientFactory(WebSocketServerFactory):
             # a close code the client sends is echoed back.
             failByDrop=False,
             echoCloseCodeReason=True,
+            # The Origin check is the gateway's (onConnect). Each call of
+            # setProtocolOptions sets Autobahn's own null check, off unless
+            # given: hence one call, and "null" left to the gateway.
+            allowNullOrigin=True,
         )
         if compression:
             from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
@@ -305,7 +328,8 @@ class ClientFactory(WebSocketServerFactory):
                         return PerMessageDeflateOfferAccept(offer)
                 return None
 
-            self.setProtocolOptions(perMessageCompressionAccept=accept)
+            options["perMessageCompressionAccept"] = accept
+        self.setProtocolOptions(**options)
 
     def close_all(self) -> None:
         """Close every client connection: the gateway is going away (1001)."""

@@ -93,22 +93,28 @@ def event_subscriptions(memory_broker, nats_server):
 async def gateway_factory(nats_server, memory_broker):
     """Start in-process gateways on free loopback ports; all stop after the test.
 
-    ``await gateway_factory(**config)`` returns a started GatewayService whose
+    ``await gateway_factory(**config)`` returns a started GatewayService (on a
+    free loopback port, unless the config names ``listen`` endpoints) whose
     config has the shared nats-server's URL unless the test names another.
     Over the memory bus each gateway gets a MemoryBus of the test's broker
     (with the config's request timeout) instead; ``reactor`` passes a
-    reactor of the test's own (``tests.rig.clock.ClockedReactor``).
+    reactor of the test's own (``tests.rig.clock.ClockedReactor``),
+    ``tracer_provider`` an OpenTelemetry TracerProvider that records its spans.
     """
     gateways = []
 
-    async def start(unsubscribe_delay=None, reactor=None, **settings):
+    async def start(unsubscribe_delay=None, reactor=None, tracer_provider=None, **settings):
         if memory_broker is not None and "nats_url" in settings:
             raise ValueError("a gateway on the memory bus has no nats_url: run the test over NATS only")
         settings.setdefault("nats_url", nats_server.url)
-        config = Config(addr="127.0.0.1", port=0, **settings)
+        # A gateway on listen endpoints has no addr and port.
+        loopback = {} if "listen" in settings else {"addr": "127.0.0.1", "port": 0}
+        config = Config(**loopback, **settings)
         options = {} if unsubscribe_delay is None else {"unsubscribe_delay": unsubscribe_delay}
         if reactor is not None:
             options["reactor"] = reactor
+        if tracer_provider is not None:
+            options["tracer_provider"] = tracer_provider
         if memory_broker is not None:
             options["bus"] = memory_broker.bus(request_timeout=config.request_timeout / 1000, clock=reactor)
         gateway = GatewayService(config, **options)

@@ -6,10 +6,12 @@ import dataclasses
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.python import usage
 
 import resgate.config
 from resgate.config import (
@@ -698,3 +700,191 @@ def test_an_unreadable_file_is_a_config_error(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setattr(resgate.config, "open", refuse, raising=False)
     with pytest.raises(ConfigError, match=f"cannot read config file {path}: Permission denied"):
         load("-c", path)
+
+
+# The HTTP time bounds (ours): firstByteTimeout, headTimeout, bodyTimeout, keepAliveTimeout
+
+HTTP_TIMEOUTS = [
+    pytest.param("firstByteTimeout", "firstbytetimeout", "first_byte_timeout", 10_000, id="firstByteTimeout"),
+    pytest.param("headTimeout", "headtimeout", "head_timeout", 30_000, id="headTimeout"),
+    pytest.param("bodyTimeout", "bodytimeout", "body_timeout", 60_000, id="bodyTimeout"),
+    pytest.param("keepAliveTimeout", "keepalivetimeout", "keep_alive_timeout", 75_000, id="keepAliveTimeout"),
+]
+
+
+@pytest.mark.parametrize("key, flag, attr, default", HTTP_TIMEOUTS)
+def test_http_timeouts_default_and_are_not_written(tmp_path: Path, key: str, flag: str, attr: str,
+                                                    default: int) -> None:
+    path = tmp_path / "resgate.json"
+    assert getattr(load("-c", str(path)).config, attr) == default
+    assert key not in json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("key, flag, attr, default", HTTP_TIMEOUTS)
+def test_http_timeouts_from_the_file_and_the_flag(tmp_path: Path, key: str, flag: str, attr: str,
+                                                  default: int) -> None:
+    assert getattr(load_file(tmp_path, {key: 250}).config, attr) == 250
+    assert getattr(load_file(tmp_path, {key.lower(): 100}).config, attr) == 100
+    assert getattr(load_file(tmp_path, {key: 250}, f"--{flag}", "800").config, attr) == 800
+    assert getattr(load_file(tmp_path, {}, f"-{flag}=3600000").config, attr) == 3_600_000
+    assert getattr(load_file(tmp_path, {key: 0}).config, attr) == default
+    assert getattr(load_file(tmp_path, {key: 250}, f"--{flag}", "0").config, attr) == default
+    assert getattr(load_file(tmp_path, {key: None}).config, attr) == default
+
+
+@pytest.mark.parametrize("key, flag, attr, default", HTTP_TIMEOUTS)
+def test_a_created_file_holds_an_http_timeout_when_it_is_not_the_default(tmp_path: Path, key: str, flag: str,
+                                                                         attr: str, default: int) -> None:
+    path = tmp_path / "resgate.json"
+    loaded = load("-c", str(path), f"--{flag}", "1500")
+    document = json.loads(path.read_text())
+    assert list(document) == [*RESGATE_KEYS, key]
+    assert document[key] == 1500
+    assert load("-c", str(path)).config == loaded.config
+
+
+@pytest.mark.parametrize("key, flag, attr, default", HTTP_TIMEOUTS)
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (-1, "must not be negative"),
+        ("30s", "must be an integer"),
+        (0.5, "must be an integer"),
+        (True, "must be an integer"),
+        ([1000], "must be an integer"),
+        (99, "must be from 100 to 3600000 milliseconds"),
+        (3_600_001, "must be from 100 to 3600000 milliseconds"),
+        (2**63, "must be at most"),
+    ],
+)
+def test_invalid_http_timeout_in_the_file_and_from_the_flag(tmp_path: Path, key: str, flag: str, attr: str,
+                                                            default: int, value: Any, reason: str) -> None:
+    shown = json.dumps(value)
+    assert f"invalid {key} {shown} in {tmp_path / 'resgate.json'}: {reason}" in config_error(tmp_path, {key: value})
+    if type(value) is int and value >= 0:
+        with pytest.raises(ConfigError, match=re.escape(f"invalid {key} {value} from --{flag}: {reason}")):
+            load(f"--{flag}", str(value))
+
+
+def test_http_timeouts_are_checked_on_direct_creation() -> None:
+    with pytest.raises(ConfigError, match="invalid bodyTimeout 0: must be from 100"):
+        Config(body_timeout=0)
+
+
+# refuseNullOrigin (ours): "Origin: null" refused as a disallowed origin
+
+
+@pytest.mark.parametrize(
+    "file, argv, expected",
+    [
+        ({}, [], False),
+        ({"refuseNullOrigin": True}, [], True),
+        ({"refusenullorigin": True}, [], True),
+        ({}, ["--refusenullorigin"], True),
+        ({"refuseNullOrigin": True}, ["-refusenullorigin=false"], False),
+        ({"refuseNullOrigin": None}, [], False),
+    ],
+)
+def test_refuse_null_origin_from_the_file_and_the_flag(tmp_path: Path, file: dict[str, Any], argv: list[str],
+                                                       expected: bool) -> None:
+    assert load_file(tmp_path, file, *argv).config.refuse_null_origin is expected
+
+
+def test_a_created_file_holds_refuse_null_origin_only_when_set(tmp_path: Path) -> None:
+    path = tmp_path / "resgate.json"
+    load("-c", str(path))
+    assert "refuseNullOrigin" not in json.loads(path.read_text())
+    other = tmp_path / "other.json"
+    load("-c", str(other), "--refusenullorigin")
+    assert json.loads(other.read_text())["refuseNullOrigin"] is True
+
+
+@pytest.mark.parametrize("value", ["yes", 1, "true", [True]])
+def test_refuse_null_origin_must_be_a_boolean(tmp_path: Path, value: Any) -> None:
+    assert f"invalid refuseNullOrigin {json.dumps(value)}" in config_error(tmp_path, {"refuseNullOrigin": value})
+
+
+# maxConns, maxConnsPerAddr, maxResources: the capacity caps (ours)
+
+
+def test_caps_default_to_the_file_limit_no_address_cap_and_20000_resources(tmp_path: Path) -> None:
+    path = tmp_path / "resgate.json"
+    config = load("-c", str(path)).config
+    assert (config.max_conns, config.max_conns_per_addr, config.max_resources) == (0, 0, 20_000)
+    assert not {"maxConns", "maxConnsPerAddr", "maxResources"} & set(json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize(
+    "file, argv, expected",
+    [
+        ({"maxConns": 100, "maxConnsPerAddr": 10, "maxResources": 50}, [], (100, 10, 50)),
+        ({"maxconns": 100, "MAXCONNSPERADDR": 10, "maxresources": 50}, [], (100, 10, 50)),
+        ({"maxConns": 100}, ["--maxconns", "200", "-maxconnsperaddr=3", "--maxresources", "7"], (200, 3, 7)),
+        ({"maxConns": 100, "maxConnsPerAddr": 10, "maxResources": 50},
+         ["--maxconns", "0", "--maxconnsperaddr", "0", "--maxresources", "0"], (0, 0, 20_000)),
+        ({"maxConns": 1048576, "maxConnsPerAddr": 1048576, "maxResources": 10_000_000}, [],
+         (1048576, 1048576, 10_000_000)),
+        ({"maxConns": None, "maxConnsPerAddr": None, "maxResources": None}, [], (0, 0, 20_000)),
+    ],
+)
+def test_caps_from_the_file_and_the_flags(
+    tmp_path: Path, file: dict[str, Any], argv: list[str], expected: tuple[int, int, int]
+) -> None:
+    config = load_file(tmp_path, file, *argv).config
+    assert (config.max_conns, config.max_conns_per_addr, config.max_resources) == expected
+
+
+def test_a_created_file_holds_the_caps_that_are_not_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "resgate.json"
+    loaded = load("-c", str(path), "--maxconns", "500", "--maxresources", "100")
+    document = json.loads(path.read_text())
+    assert list(document) == [*RESGATE_KEYS, "maxConns", "maxResources"]
+    assert load("-c", str(path)).config == loaded.config
+
+
+@pytest.mark.parametrize(
+    "file, expected",
+    [
+        ({"maxConns": -1}, "invalid maxConns -1 in {file}: must not be negative"),
+        ({"maxConns": "10k"}, 'invalid maxConns "10k" in {file}: must be an integer'),
+        ({"maxConns": 1e4}, "invalid maxConns 10000.0 in {file}: must be an integer"),
+        ({"maxConns": True}, "invalid maxConns true in {file}: must be an integer"),
+        ({"maxConns": 1048577}, "invalid maxConns 1048577 in {file}: must be from 0 to 1048576 connections"),
+        ({"maxConns": 2**63}, f"invalid maxConns {2**63} in {{file}}: must be at most"),
+        ({"maxConnsPerAddr": -5}, "invalid maxConnsPerAddr -5 in {file}: must not be negative"),
+        ({"maxConnsPerAddr": [2]}, "invalid maxConnsPerAddr [2] in {file}: must be an integer"),
+        ({"maxConnsPerAddr": 2**40}, f"invalid maxConnsPerAddr {2**40} in {{file}}: must be from 0 to 1048576"),
+        ({"maxResources": -1}, "invalid maxResources -1 in {file}: must not be negative"),
+        ({"maxResources": {"n": 1}}, 'invalid maxResources {{"n": 1}} in {file}: must be an integer'),
+        ({"maxResources": 10_000_001}, "invalid maxResources 10000001 in {file}: must be from 1 to 10000000"),
+    ],
+)
+def test_invalid_caps_in_the_file(tmp_path: Path, file: dict[str, Any], expected: str) -> None:
+    assert expected.format(file=tmp_path / "resgate.json") in config_error(tmp_path, file)
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--maxconns", "-1"], "invalid maxConns -1 from --maxconns: must not be negative"),
+        (["--maxconns", str(10**30)], f"invalid maxConns {10**30} from --maxconns: must be at most"),
+        (["--maxconnsperaddr", "2000000"], "invalid maxConnsPerAddr 2000000 from --maxconnsperaddr: must be from 0"),
+        (["--maxresources", "99999999999"], "invalid maxResources 99999999999 from --maxresources: must be from 1"),
+    ],
+)
+def test_invalid_caps_from_the_flags(argv: list[str], expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load(*argv)
+    assert expected in str(error.value)
+
+
+@pytest.mark.parametrize("flag", ["--maxconns", "--maxconnsperaddr", "--maxresources"])
+@pytest.mark.parametrize("value", ["ten", "1.5", "0x10", ""])
+def test_caps_flags_take_only_integers(flag: str, value: str) -> None:
+    with pytest.raises(usage.UsageError, match=f'invalid value "{value}" for {flag}: must be an integer'):
+        load(flag, value)
+
+
+def test_max_resources_is_checked_on_direct_creation() -> None:
+    with pytest.raises(ConfigError, match="invalid maxResources 0: must be from 1"):
+        Config(max_resources=0)

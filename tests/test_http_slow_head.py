@@ -1,11 +1,11 @@
-"""Slow request heads (slowloris): bounded by ``resgate.web.HEAD_TIMEOUT``.
+"""Slow request heads (slowloris): bounded by ``headTimeout``.
 
 A client that sends its request line and headers a byte at a time, and
 never finishes, gets 408 and the connection closes once the head has been
-arriving for ``HEAD_TIMEOUT`` seconds; the WebSocket upgrade request is
+arriving for ``headTimeout`` milliseconds; the WebSocket upgrade request is
 bound alike. A head that trickles in but completes in time is served, and
-an idle keep-alive connection between requests is never closed (as in
-Resgate: docs/http.md). Other clients are served throughout.
+the bound does not run while a connection idles (other bounds do:
+test_http_bounds.py). Other clients are served throughout.
 
 Not upstream scenarios: Resgate sets no ReadHeaderTimeout; the bound is the
 gateway's own. The tests set it short.
@@ -17,12 +17,10 @@ import json
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, protocol
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet import defer
 
-from resgate import web
 from tests.rig.aio import eventually, sleep, within
-from tests.rig.api import parse_response, send, upgrade_request
+from tests.rig.api import parse_response, raw_client, send, trickle, upgrade_request
 from tests.rig.resources import get_result
 from tests.rig.wsframes import text_frame
 
@@ -30,62 +28,15 @@ pytestmark = pytest.mark.usefixtures("logged_errors", "logged_failures")
 
 MODEL = get_result("test.model")["model"]
 GET = b"GET /api/test/model HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: trickle\r\nAccept: */*\r\n\r\n"
-#: A short bound for the tests that wait for it to pass.
+#: A short bound for the tests that wait for it to pass (seconds, and as set in milliseconds).
 SHORT = 0.3
+SHORT_MS = 300
 
 
 @pytest.fixture
 def serve_model(fake_service):
     fake_service.on("access.test.model", lambda r: r.respond_result({"get": True}))
     fake_service.on("get.test.model", lambda r: r.respond_result({"model": MODEL}))
-
-
-class RawHttpClient(protocol.Protocol):
-    """Writes what it is told when it is told; keeps what arrives."""
-
-    def __init__(self) -> None:
-        self.data = b""
-        self.closed: defer.Deferred = defer.Deferred()
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data += data
-
-    def connectionLost(self, reason=None) -> None:
-        self.closed.callback(self.data)
-
-    @property
-    def responses(self) -> list:
-        """The complete responses received so far (each with a Content-Length)."""
-        found, rest = [], self.data
-        while b"\r\n\r\n" in rest:
-            head, _, body = rest.partition(b"\r\n\r\n")
-            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
-            if len(body) < length:
-                break
-            found.append(parse_response(head + b"\r\n\r\n" + body[:length]))
-            rest = body[length:]
-        return found
-
-    @property
-    def is_open(self) -> bool:
-        return not self.closed.called
-
-
-async def raw_client(gateway) -> RawHttpClient:
-    from twisted.internet import reactor
-
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", gateway.port)
-    return await within(connectProtocol(endpoint, RawHttpClient()))
-
-
-async def trickle(client: RawHttpClient, data: bytes, pause: float) -> None:
-    """Send ``data`` a byte at a time, ``pause`` seconds apart, while the connection lasts."""
-    for i in range(len(data)):
-        if not client.is_open:
-            return
-        client.transport.write(data[i:i + 1])
-        await sleep(pause)
 
 
 async def assert_bystander_served(gateway) -> None:
@@ -102,9 +53,9 @@ def assert_timed_out(data: bytes) -> None:
 
 @pytest.mark.parametrize("request_bytes", [GET, upgrade_request()], ids=["GET", "WebSocket upgrade"])
 @pytest_twisted.ensureDeferred
-async def test_head_sent_byte_by_byte_is_cut_off(gateway, serve_model, monkeypatch, request_bytes):
-    monkeypatch.setattr(web, "HEAD_TIMEOUT", SHORT)
-    client = await raw_client(gateway)
+async def test_head_sent_byte_by_byte_is_cut_off(gateway_factory, serve_model, request_bytes):
+    gateway = await gateway_factory(head_timeout=SHORT_MS)
+    client = await raw_client(gateway.port)
     # Never finishes: the blank line that ends the head is left out, and
     # the bytes come slower than the bound allows for the whole head.
     sending = defer.ensureDeferred(trickle(client, request_bytes[:-2], SHORT / 10))
@@ -116,9 +67,9 @@ async def test_head_sent_byte_by_byte_is_cut_off(gateway, serve_model, monkeypat
 
 
 @pytest_twisted.ensureDeferred
-async def test_head_trickling_in_within_the_bound_is_served(gateway, serve_model, monkeypatch):
-    monkeypatch.setattr(web, "HEAD_TIMEOUT", 10.0)
-    client = await raw_client(gateway)
+async def test_head_trickling_in_within_the_bound_is_served(gateway_factory, serve_model):
+    gateway = await gateway_factory(head_timeout=10_000)
+    client = await raw_client(gateway.port)
     pieces = [GET[i:i + 8] for i in range(0, len(GET), 8)]
     for piece in pieces:
         client.transport.write(piece)
@@ -131,10 +82,10 @@ async def test_head_trickling_in_within_the_bound_is_served(gateway, serve_model
 
 
 @pytest_twisted.ensureDeferred
-async def test_websocket_upgrade_trickling_in_within_the_bound_upgrades(gateway, monkeypatch):
+async def test_websocket_upgrade_trickling_in_within_the_bound_upgrades(gateway_factory):
     """And the upgraded connection outlives the bound: the timer stops with the head."""
-    monkeypatch.setattr(web, "HEAD_TIMEOUT", 1.0)
-    client = await raw_client(gateway)
+    gateway = await gateway_factory(head_timeout=1000)
+    client = await raw_client(gateway.port)
     upgrade = upgrade_request()
     for i in range(0, len(upgrade), 16):
         client.transport.write(upgrade[i:i + 16])
@@ -151,10 +102,10 @@ async def test_websocket_upgrade_trickling_in_within_the_bound_upgrades(gateway,
 
 
 @pytest_twisted.ensureDeferred
-async def test_idle_keep_alive_connection_is_not_closed(gateway, serve_model, monkeypatch):
-    """Before the first request and between requests, a connection may idle as long as it likes."""
-    monkeypatch.setattr(web, "HEAD_TIMEOUT", SHORT)
-    client = await raw_client(gateway)
+async def test_idle_keep_alive_connection_is_not_bound_by_the_head_timeout(gateway_factory, serve_model):
+    """Before the first request and between requests, a connection idles under other bounds (the defaults here)."""
+    gateway = await gateway_factory(head_timeout=SHORT_MS)
+    client = await raw_client(gateway.port)
     for n in range(1, 3):
         await sleep(SHORT * 3)
         assert client.is_open
@@ -166,10 +117,10 @@ async def test_idle_keep_alive_connection_is_not_closed(gateway, serve_model, mo
 
 
 @pytest_twisted.ensureDeferred
-async def test_each_head_has_its_own_bound(gateway, serve_model, monkeypatch):
+async def test_each_head_has_its_own_bound(gateway_factory, serve_model):
     """A request served after the first one's bound has passed: the bound is per head, not per connection."""
-    monkeypatch.setattr(web, "HEAD_TIMEOUT", 1.5)
-    client = await raw_client(gateway)
+    gateway = await gateway_factory(head_timeout=1500)
+    client = await raw_client(gateway.port)
     for n in range(1, 4):
         client.transport.write(GET[:10])
         await sleep(0.6)
@@ -181,10 +132,10 @@ async def test_each_head_has_its_own_bound(gateway, serve_model, monkeypatch):
 
 
 @pytest_twisted.ensureDeferred
-async def test_pipelined_partial_head_is_cut_off(gateway, serve_model, monkeypatch):
+async def test_pipelined_partial_head_is_cut_off(gateway_factory, serve_model):
     """A head begun behind a request being answered is bound from when its turn comes."""
-    monkeypatch.setattr(web, "HEAD_TIMEOUT", SHORT)
-    client = await raw_client(gateway)
+    gateway = await gateway_factory(head_timeout=SHORT_MS)
+    client = await raw_client(gateway.port)
     client.transport.write(GET + b"GET /api/test/mo")
     data = await within(client.closed)
     first, _, second = data.partition(b"\r\n\r\n" + json.dumps(MODEL, separators=(",", ":")).encode())
@@ -193,12 +144,12 @@ async def test_pipelined_partial_head_is_cut_off(gateway, serve_model, monkeypat
 
 
 @pytest_twisted.ensureDeferred
-async def test_body_is_not_bound_by_the_head_timeout(gateway, fake_service, monkeypatch):
-    """Only the head is bound: a body may arrive later (as Resgate, no body timeout)."""
-    monkeypatch.setattr(web, "HEAD_TIMEOUT", SHORT)
+async def test_body_is_not_bound_by_the_head_timeout(gateway_factory, fake_service):
+    """The head's bound ends with the head: a body may arrive later (it has its own bound, the default here)."""
+    gateway = await gateway_factory(head_timeout=SHORT_MS)
     fake_service.on("access.test.model", lambda r: r.respond_result({"call": "*"}))
     fake_service.on("call.test.model.echo", lambda r: r.respond_result(r.payload["params"]))
-    client = await raw_client(gateway)
+    client = await raw_client(gateway.port)
     body = b'{"a":1}'
     client.transport.write(b"POST /api/test/model/echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{"
                            % len(body))

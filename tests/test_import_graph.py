@@ -100,6 +100,16 @@ def test_only_natsbus_imports_nats():
     assert importers == ["resgate.natsbus"]
 
 
+def test_opentelemetry_is_imported_only_where_spans_are_recorded():
+    # resgate.otel at module level; resgate.tracing only once a provider is
+    # configured, and resgate.service for a type (TYPE_CHECKING): the API
+    # stays an optional dependency.
+    names = module_names()
+    importers = sorted(name for name, path in names.items()
+                       if any(i.split(".")[0] == "opentelemetry" for i in imports_of(path)))
+    assert importers == ["resgate.otel", "resgate.service", "resgate.tracing"]
+
+
 def test_the_cache_knows_no_transport():
     for name, path in module_names().items():
         if name == "resgate.cache" or name.startswith("resgate.cache."):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 
 import pytest
@@ -217,6 +218,49 @@ async def test_too_long_subject_is_refused_and_the_client_carries_on(nats_server
     with pytest.raises(errors.ResError) as raised:
         client.publish(long_subject, b"{}")
     assert raised.value == errors.SUBJECT_TOO_LONG
+    await assert_usable(client)
+
+
+def _send(client, subject: str, payload: bytes, headers=None):
+    """``send_request`` as a Deferred of (reply, error)."""
+    from twisted.internet.defer import Deferred
+
+    d: Deferred = Deferred()
+    client.send_request(subject, payload, lambda reply, error: d.callback((reply, error)), headers)
+    return within(d)
+
+
+@pytest_twisted.ensureDeferred
+async def test_request_headers_reach_the_service_and_a_request_without_has_none(nats_server, clients, svc):
+    async def headers_of(msg):
+        # In a list: a reply starting with a letter ("null") would be a pre-response.
+        await msg.respond(json.dumps([msg.headers]).encode())
+
+    await serve(svc, "mq.headers", headers_of)
+    client = await clients(nats_server.url)
+    trace = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "a=1"}
+    assert await _send(client, "mq.headers", b"{}", trace) == (json.dumps([trace]).encode(), None)
+    assert await _send(client, "mq.headers", b"{}") == (b"[null]", None)
+
+
+@pytest.mark.parametrize("headers", [
+    {"traceparent": "x\r\nInjected: yes"}, {"trace\nparent": "x"}, {"trace:parent": "x"}, {"": "x"},
+    {"traceparent": "\u00e9"},
+], ids=["line break in a value", "line break in a key", "colon in a key", "empty key", "non-ASCII value"])
+@pytest_twisted.ensureDeferred
+async def test_a_header_that_would_break_its_line_is_refused_and_nothing_sent(nats_server, clients, headers):
+    client = await clients(nats_server.url)
+    reply, error = await _send(client, "mq.nobody.headers", b"{}", headers)
+    assert reply is None and error.code == errors.CODE_INTERNAL_ERROR and "header" in error.message
+    await assert_usable(client)
+
+
+@pytest_twisted.ensureDeferred
+async def test_headers_count_towards_max_payload(nats_server, clients):
+    client = await clients(nats_server.url)
+    payload = b"x" * (DEFAULT_MAX_PAYLOAD - 10)
+    reply, error = await _send(client, "mq.nobody.big", payload, {"traceparent": "y" * 20})
+    assert reply is None and "max_payload" in error.message
     await assert_usable(client)
 
 

@@ -38,6 +38,10 @@ def parse(*argv: str) -> Options:
         (None, "--referencethrottle", "20", 20),
         (None, "--wsmaxunread", "1048576", 1048576),
         (None, "--reconnectmaxdelay", "250", 250),
+        (None, "--firstbytetimeout", "5000", 5000),
+        (None, "--headtimeout", "20000", 20000),
+        (None, "--bodytimeout", "90000", 90000),
+        (None, "--keepalivetimeout", "120000", 120000),
         (None, "--tlscert", "cert.pem", "cert.pem"),
         (None, "--tlskey", "key.pem", "key.pem"),
         (None, "--creds", "user.creds", "user.creds"),
@@ -78,6 +82,8 @@ def test_every_parameter_in_every_spelling(
         (["-wscompression"], "wscompression"),
         (["--embed-nats"], "embed-nats"),
         (["-embed-nats"], "embed-nats"),
+        (["--refusenullorigin"], "refusenullorigin"),
+        (["-refusenullorigin=true"], "refusenullorigin"),
     ],
 )
 def test_flags(argv: list[str], flag: str) -> None:
@@ -89,7 +95,7 @@ def test_flags(argv: list[str], flag: str) -> None:
 def test_flags_not_given_are_false_and_parameters_not_given_are_none() -> None:
     options = parse()
     assert options.given == frozenset()
-    for flag in ("debug", "trace", "DV", "tls", "wscompression", "embed-nats"):
+    for flag in ("debug", "trace", "DV", "tls", "wscompression", "embed-nats", "refusenullorigin"):
         assert options[flag] is False
     for name in ("nats", "port", "config", "natsrootca", "alloworigin", "reqtimeout"):
         assert options[name] is None
@@ -212,11 +218,20 @@ def test_bad_command_lines_are_usage_errors(argv: list[str], message: str) -> No
         (["--reconnectmaxdelay", "500ms"], 'invalid value "500ms" for --reconnectmaxdelay: must be an integer'),
         (["--reconnectmaxdelay", "0.5"], 'invalid value "0.5" for --reconnectmaxdelay: must be an integer'),
         (["--reconnectmaxdelay", ""], 'invalid value "" for --reconnectmaxdelay: must be an integer'),
+        (["--bodytimeout", "60s"], 'invalid value "60s" for --bodytimeout: must be an integer'),
+        (["--keepalivetimeout", "7.5e4"], 'invalid value "7.5e4" for --keepalivetimeout: must be an integer'),
+        (["--firstbytetimeout", ""], 'invalid value "" for --firstbytetimeout: must be an integer'),
+        (["--headtimeout", "0x10"], 'invalid value "0x10" for --headtimeout: must be an integer'),
     ],
 )
 def test_numbers_must_be_integers_in_range(argv: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=re.escape(message)):
         parse(*argv)
+
+
+def test_a_flag_given_no_boolean_is_refused() -> None:
+    with pytest.raises(UsageError, match='invalid value "maybe" for -refusenullorigin: must be true or false'):
+        parse("-refusenullorigin=maybe")
 
 
 def test_port_bounds_are_accepted() -> None:

@@ -435,6 +435,86 @@ async def test_origin_must_match_a_whole_allowed_origin_for_websockets(gateway_f
 
 
 # ---------------------------------------------------------------------------
+# --refusenullorigin: "Origin: null" (a sandboxed iframe, a file:// page)
+
+ALLOW_LIST = "http://a.com"
+#: (Origin header, --alloworigin, refuseNullOrigin, allowed). Header parsers
+#: strip the spaces around a value, so " null" is "null".
+NULL_ORIGIN = [
+    pytest.param("null", "*", False, True, id="null-passes-by-default"),
+    pytest.param("null", ALLOW_LIST, False, True, id="null-passes-an-allow-list-by-default"),
+    pytest.param("null", "*", True, False, id="null-refused-under-star"),
+    pytest.param("null", ALLOW_LIST, True, False, id="null-refused-under-an-allow-list"),
+    pytest.param("NULL", ALLOW_LIST, False, False, id="upper-case-is-no-allowed-origin-by-default"),
+    pytest.param("NULL", "*", True, False, id="upper-case-refused"),
+    pytest.param(" null", ALLOW_LIST, True, False, id="leading-space-refused"),
+    pytest.param("null, null", "*", False, True, id="list-passes-star-by-default"),
+    pytest.param("null, null", "*", True, False, id="list-naming-null-refused"),
+    pytest.param("http://a.com,null", "*", True, False, id="allowed-origin-and-null-refused"),
+    pytest.param("http://null", "*", True, True, id="host-named-null-is-an-origin"),
+    pytest.param("http://a.com", ALLOW_LIST, True, True, id="allowed-origin-passes-with-refusal"),
+    pytest.param("http://a.com", "*", True, True, id="any-origin-passes-star-with-refusal"),
+    pytest.param(None, ALLOW_LIST, True, True, id="no-origin-passes-with-refusal"),
+]
+
+
+@pytest.mark.parametrize("origin, allow_origin, refuse, allowed", NULL_ORIGIN)
+@pytest_twisted.ensureDeferred
+async def test_null_origin_refused_only_when_asked_over_http(gateway_factory, fake_service, origin,
+                                                             allow_origin, refuse, allowed):
+    gateway = await gateway_factory(allow_origin=allow_origin, refuse_null_origin=refuse)
+    fake_service.on("access.sec.model", lambda r: r.respond_result({"get": True}))
+    fake_service.on("get.sec.model", lambda r: r.respond_result({"model": {"ok": True}}))
+    origin_line = b"" if origin is None else b"Origin: " + origin.encode() + b"\r\n"
+    request = (b"GET /api/sec/model HTTP/1.1\r\nHost: 127.0.0.1\r\n" + origin_line
+               + b"Connection: close\r\n\r\n")
+    response = await raw_request(gateway.port, request)
+    if allowed:
+        assert response.status == 200, response
+        return
+    # Refused as any disallowed origin is: 403, the error, the CORS headers of a refusal.
+    assert (response.status, json.loads(response.body)) == (
+        403, {"code": "system.forbidden", "message": "Forbidden origin"}), response
+    assert response.all("Access-Control-Allow-Origin") == [allow_origin], response
+    assert response.all("Vary") == ([] if allow_origin == "*" else ["Origin"]), response
+    assert fake_service.requests == []
+
+
+#: What Autobahn refuses (400) before the gateway's check: an Origin that is no URL.
+NOT_AN_ORIGIN = {"null, null"}
+
+
+@pytest.mark.parametrize("origin, allow_origin, refuse, allowed", NULL_ORIGIN)
+@pytest_twisted.ensureDeferred
+async def test_null_origin_refused_only_when_asked_for_websockets(gateway_factory, origin, allow_origin,
+                                                                  refuse, allowed):
+    gateway = await gateway_factory(allow_origin=allow_origin, refuse_null_origin=refuse)
+    request = upgrade_request(headers={} if origin is None else {"Origin": origin})
+    response = await raw_request(gateway.port, request)
+    expected = 400 if origin in NOT_AN_ORIGIN else 101 if allowed else 403
+    assert response.status == expected, response
+
+
+@pytest.mark.parametrize("compression", [False, True], ids=["plain", "wscompression"])
+@pytest_twisted.ensureDeferred
+async def test_null_origin_upgrades_by_default_with_or_without_compression(gateway_factory, compression):
+    """Fixed: Autobahn's own null check, on again with every setProtocolOptions call, answered 400."""
+    gateway = await gateway_factory(ws_compression=compression)
+    response = await raw_request(gateway.port, upgrade_request(headers={"Origin": "null"}))
+    assert response.status == 101, response
+
+
+@pytest_twisted.ensureDeferred
+async def test_refused_null_origin_gets_no_header_auth_request(gateway_factory, fake_service):
+    """With cookie-based --wsheadauth, the case the setting is for: no auth request, no upgrade."""
+    gateway = await gateway_factory(allow_origin=ALLOW_LIST, refuse_null_origin=True, ws_header_auth="sec.ws")
+    request = upgrade_request(headers={"Origin": "null", "Cookie": "session=s3cret"})
+    response = await raw_request(gateway.port, request)
+    assert response.status == 403, response
+    assert fake_service.requests == []
+
+
+# ---------------------------------------------------------------------------
 # Headers a service sets (meta) or a client claims
 
 #: Meta headers that would change how the response is framed or how the

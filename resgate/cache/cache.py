@@ -14,7 +14,7 @@ the cache talks to services through a ``Bus``, and to its subscribers
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -27,6 +27,9 @@ from resgate.cache.resources import TYPE_COLLECTION, TYPE_MODEL, Collection, Mod
 from resgate.cache.throttle import Throttle
 from resgate.codec import Value
 from resgate.workqueue import WorkQueue
+
+if TYPE_CHECKING:
+    from resgate.tracing import RequestTrace
 
 log = Logger(namespace="resgate.cache")
 
@@ -97,18 +100,19 @@ class CachedResource:
 
     # -- loading
 
-    def send_get(self, throttle: Throttle | None) -> None:
+    def send_get(self, throttle: Throttle | None, trace: RequestTrace | None) -> None:
+        """Get the resource; the get carries ``trace``, that of the subscriber that caused it."""
         cache = self.owner.cache
         subject = "get." + self.owner.name
         payload = codec.create_get_request(self.query)
         if throttle is None:
-            cache.request(subject, payload, self._on_get_response)
+            cache.request(subject, payload, self._on_get_response, trace)
         else:
             def start() -> None:
                 def respond(data: bytes | None, error: errors.ResError | None) -> None:
                     throttle.done()
                     self._on_get_response(data, error)
-                cache.request(subject, payload, respond)
+                cache.request(subject, payload, respond, trace)
             throttle.add(start)
 
     def _on_get_response(self, data: bytes | None, error: errors.ResError | None) -> None:
@@ -389,14 +393,14 @@ class NameEntry:
             rs = self.queries[query] = CachedResource(self, query)
         return rs
 
-    def add_subscriber(self, sub: CacheSubscriber, throttle: Throttle | None) -> None:
+    def add_subscriber(self, sub: CacheSubscriber, throttle: Throttle | None, trace: RequestTrace | None) -> None:
         rs = self.resource(sub.resource_query)
         if rs.state != STATE_ERROR:
             rs.subs[sub] = None
         work = self.cache.work
         if rs.state == STATE_SUBSCRIBED:
             rs.state = STATE_REQUESTED
-            rs.send_get(throttle)
+            rs.send_get(throttle, trace)
         elif rs.state == STATE_REQUESTED:
             return
         elif rs.state == STATE_ERROR:
@@ -545,12 +549,21 @@ class ResourceCache:
     # -- requests
 
     def request(self, subject: str, payload: bytes,
-                respond: Callable[[bytes | None, errors.ResError | None], None]) -> None:
-        """Send a request; ``respond(data, error)`` runs through the work queue."""
+                respond: Callable[[bytes | None, errors.ResError | None], None],
+                trace: RequestTrace | None = None) -> None:
+        """Send a request, carrying ``trace`` if given; ``respond(data, error)`` runs through the work queue."""
         work = self.work
-        self.bus.send_request(subject, payload, lambda data, error: work.enqueue(lambda: respond(data, error)))
 
-    def subscribe(self, sub: CacheSubscriber, throttle: Throttle | None = None) -> None:
+        def answered(data: bytes | None, error: errors.ResError | None) -> None:
+            work.enqueue(lambda: respond(data, error))
+
+        if trace is None:
+            self.bus.send_request(subject, payload, answered)
+        else:
+            trace.send_request(self.bus, subject, payload, answered)
+
+    def subscribe(self, sub: CacheSubscriber, throttle: Throttle | None = None,
+                  trace: RequestTrace | None = None) -> None:
         """Load ``sub``'s resource for it; ``sub.loaded`` follows."""
         try:
             entry = self._name_entry(sub.resource_name)
@@ -558,10 +571,11 @@ class ResourceCache:
             error = e  # ``e`` is unbound once the except block ends
             self.work.enqueue(lambda: sub.loaded(None, error))
             return
-        entry.add_subscriber(sub, throttle)
+        entry.add_subscriber(sub, throttle, trace)
 
     def access(self, sub: CacheSubscriber, token: Any, is_http: bool,
-               callback: Callable[[codec.Access, dict[str, Any] | None], None]) -> None:
+               callback: Callable[[codec.Access, dict[str, Any] | None], None],
+               trace: RequestTrace | None = None) -> None:
         payload = codec.create_request(sub.cid, token, query=sub.resource_query, is_http=is_http)
         subject = "access." + sub.resource_name
 
@@ -576,10 +590,11 @@ class ResourceCache:
                 self.faults.fault(subject, access.error)
             callback(access, meta if is_http else None)
 
-        self.request(subject, payload, respond)
+        self.request(subject, payload, respond, trace)
 
     def call(self, subject: str, payload: bytes,
-             callback: Callable[[Any, str | None, dict[str, Any] | None, errors.ResError | None], None]) -> None:
+             callback: Callable[[Any, str | None, dict[str, Any] | None, errors.ResError | None], None],
+             trace: RequestTrace | None = None) -> None:
         """A call or auth request: ``callback(result, rid, meta, error)``.
 
         An error response keeps its meta: HTTP answers with both.
@@ -598,7 +613,7 @@ class ResourceCache:
                 return
             callback(result, rid, meta, None)
 
-        self.request(subject, payload, respond)
+        self.request(subject, payload, respond, trace)
 
     # -- event subscriptions
 

@@ -72,7 +72,8 @@ READY_FIELD = "resgate_worker_ready"
 
 def share_listening_port(gateway) -> None:
     """Make ``gateway`` (not yet started) listen with ``SO_REUSEPORT``."""
-    gateway.listener.reuse_port = True
+    for listener in gateway.listeners:
+        listener.reuse_port = True
 
 
 def add_workers(gateway) -> WorkerSupervisor | None:
@@ -97,9 +98,10 @@ def worker_settings(config: Config, port: int) -> bytes:
     """The settings line a worker of a gateway with ``config``, listening on ``port``, reads.
 
     Metrics stay with the supervisor's process (one scrape target), and only
-    the supervisor embeds NATS or starts workers.
+    the supervisor embeds NATS or starts workers. Workers of ``listen``
+    endpoints listen on the same descriptions, whose ports are their own.
     """
-    worker = dataclasses.replace(config, port=port, **_SUPERVISOR_ONLY)
+    worker = dataclasses.replace(config, port=config.port if config.listen else port, **_SUPERVISOR_ONLY)
     fields = {f.name: getattr(worker, f.name) for f in dataclasses.fields(worker) if f.init}
     return json.dumps(fields).encode() + b"\n"
 

@@ -3,7 +3,9 @@
 ``send`` starts a request and returns a Deferred, so a scenario can play
 the service's part while the gateway waits for it (``await`` the Deferred
 afterwards). ``raw_request`` writes bytes as given on a plain socket, for
-hostile input no HTTP client would send, and parses the answer.
+hostile input no HTTP client would send, and parses the answer;
+``raw_client`` keeps such a socket open to write to it when told (slow
+clients, keep-alive).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from typing import Any
 
 import treq
 from twisted.internet import defer, protocol
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from tests.rig.aio import WAIT_TIMEOUT, within
+from tests.rig.aio import WAIT_TIMEOUT, sleep, within
 from tests.rig.http import HttpResponse
 from tests.rig.resources import ERR_NOT_FOUND, get_result, respond_get
 
@@ -148,6 +150,55 @@ def parse_response(raw: bytes) -> RawResponse:
         name, _, value = line.partition(":")
         headers.append((name.strip(), value.strip()))
     return RawResponse(status, headers, body)
+
+
+class RawHttpClient(protocol.Protocol):
+    """Writes what it is told when it is told; keeps what arrives."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.closed: defer.Deferred = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason=None) -> None:
+        self.closed.callback(self.data)
+
+    @property
+    def responses(self) -> list:
+        """The complete responses received so far (each with a Content-Length)."""
+        found, rest = [], self.data
+        while b"\r\n\r\n" in rest:
+            head, _, body = rest.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            if len(body) < length:
+                break
+            found.append(parse_response(head + b"\r\n\r\n" + body[:length]))
+            rest = body[length:]
+        return found
+
+    @property
+    def is_open(self) -> bool:
+        return not self.closed.called
+
+
+async def raw_client(port: int) -> RawHttpClient:
+    """A RawHttpClient connected to the gateway's loopback ``port``."""
+    from twisted.internet import reactor
+
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    return await within(connectProtocol(endpoint, RawHttpClient()))
+
+
+async def trickle(client: RawHttpClient, data: bytes, pause: float) -> None:
+    """Send ``data`` a byte at a time, ``pause`` seconds apart, while the connection lasts."""
+    for i in range(len(data)):
+        if not client.is_open:
+            return
+        client.transport.write(data[i:i + 1])
+        await sleep(pause)
 
 
 def upgrade_request(path: str = "/", headers: dict[str, str] | None = None) -> bytes:

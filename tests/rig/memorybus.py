@@ -6,7 +6,7 @@ connects through a ``MemoryBus`` (``broker.bus()``), which implements
 ``MemoryConnection`` (``broker.connect_service()``), which offers the subset
 of nats-py's client API they use (``subscribe`` with a callback or
 ``next_msg``, ``publish``, ``flush``, ``new_inbox``, ``close``; messages
-with ``subject``, ``data``, ``reply`` and ``respond``). So ``FakeService``
+with ``subject``, ``data``, ``reply``, ``headers`` and ``respond``). So ``FakeService``
 and the scenario helpers run unchanged on either bus.
 
 What it keeps of NATS, because the gateway relies on it:
@@ -38,7 +38,7 @@ import inspect
 import itertools
 import re
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -63,8 +63,8 @@ _PUB_OVERHEAD = 16
 NEXT_MSG_TIMEOUT = 1.0
 
 NOT_CONNECTED = errors.internal_error("not connected to the memory bus")
-#: The status of the reply NATS sends when nobody subscribes to a request's subject.
-NO_RESPONDERS = 503
+#: The headers of the reply NATS sends when nobody subscribes to a request's subject.
+NO_RESPONDERS = {"Status": "503"}
 
 # A reply whose first byte is an ASCII letter is a pre-response (Resgate's rule).
 _A, _Z = ord("a"), ord("z")
@@ -72,8 +72,11 @@ _PRE_RESPONSE_TIMEOUT = re.compile(rb'(?:^| )timeout:"([+-]?[0-9]+)"')
 _SUBJECT = re.compile(r"[^ \t\r\n.]+(?:\.[^ \t\r\n.]+)*")
 _PATTERN = re.compile(r"(?:[^ \t\r\n.*>]+|\*)(?:\.(?:[^ \t\r\n.*>]+|\*))*(?:\.>)?|>")
 
-#: ``deliver(subject, payload, reply, status)`` of one subscription.
-Deliver = Callable[[str, bytes, str, "int | None"], None]
+#: NATS headers of a message (a request's trace context, a status), None for a message without.
+Headers = dict[str, str] | None
+
+#: ``deliver(subject, payload, reply, headers)`` of one subscription.
+Deliver = Callable[[str, bytes, str, Headers], None]
 
 
 class BusUnreachable(Exception):
@@ -125,7 +128,7 @@ class MemoryBroker:
         self._wildcard: list[_Subscription] = []
         self._sids = itertools.count(1)
         self._inboxes = itertools.count(1)
-        self._queue: collections.deque[tuple[_Subscription, str, bytes, str, int | None]] = collections.deque()
+        self._queue: collections.deque[tuple[_Subscription, str, bytes, str, Headers]] = collections.deque()
         self._drain_call: IDelayedCall | None = None
 
     def bus(self, *, request_timeout: float = REQUEST_TIMEOUT, clock: IReactorTime | None = None) -> MemoryBus:
@@ -176,22 +179,22 @@ class MemoryBroker:
         if not group:
             self._exact.pop(sub.subject, None)
 
-    def publish(self, subject: str, payload: bytes, reply: str = "") -> bool:
-        """Queue ``payload`` for every subscription matching now; False when there was none."""
+    def publish(self, subject: str, payload: bytes, reply: str = "", headers: Headers = None) -> bool:
+        """Queue ``payload`` and ``headers`` for every subscription matching now; False when there was none."""
         targets = list(self._exact.get(subject, ()))
         targets.extend(s for s in self._wildcard if matches(s.subject, subject))
         if len(targets) > 1:
             targets.sort(key=lambda s: s.sid)
         for sub in targets:
-            self._enqueue(sub, subject, payload, reply, None)
+            self._enqueue(sub, subject, payload, reply, headers)
         return bool(targets)
 
     def answer_no_responders(self, inbox: _Subscription, subject: str) -> None:
         """Queue NATS's "no responders" status for a request's inbox, in order with the rest."""
-        self._enqueue(inbox, subject, b"", "", NO_RESPONDERS)
+        self._enqueue(inbox, subject, b"", "", dict(NO_RESPONDERS))
 
-    def _enqueue(self, sub: _Subscription, subject: str, payload: bytes, reply: str, status: int | None) -> None:
-        self._queue.append((sub, subject, payload, reply, status))
+    def _enqueue(self, sub: _Subscription, subject: str, payload: bytes, reply: str, headers: Headers) -> None:
+        self._queue.append((sub, subject, payload, reply, headers))
         if self._drain_call is None:
             self._drain_call = self.clock.callLater(0, self._drain)
 
@@ -200,11 +203,11 @@ class MemoryBroker:
         self._drain_call = None
         queue = self._queue
         for _ in range(len(queue)):
-            sub, subject, payload, reply, status = queue.popleft()
+            sub, subject, payload, reply, headers = queue.popleft()
             if not sub.active:
                 continue
             try:
-                sub.deliver(subject, payload, reply, status)
+                sub.deliver(subject, payload, reply, headers)
             except Exception:
                 log.failure("Memory bus message handler failed for {subject}", subject=subject)
         if queue and self._drain_call is None:
@@ -239,7 +242,7 @@ class MemoryBusSubscription:
         self._bus.broker.unsubscribe(self._sub)
         self._bus._subscriptions.discard(self)
 
-    def _deliver(self, subject: str, payload: bytes, reply: str, status: int | None) -> None:
+    def _deliver(self, subject: str, payload: bytes, reply: str, headers: Headers) -> None:
         self._handler(subject, payload)
 
 
@@ -288,7 +291,8 @@ class MemoryBus:
         self._inbox = self.broker.subscribe(self._inbox_prefix + "*", self._on_reply)
         return defer.succeed(None)
 
-    def send_request(self, subject: str, payload: bytes, respond: Respond) -> int:
+    def send_request(self, subject: str, payload: bytes, respond: Respond,
+                     headers: Mapping[str, str] | None = None) -> int:
         if not self._connected:
             respond(None, NOT_CONNECTED)
             return 0
@@ -303,7 +307,9 @@ class MemoryBus:
         inbox = f"{self._inbox_prefix}{token}"
         timer = self._clock.callLater(self.request_timeout, self._time_out, token)
         self._requests[token] = _Request(token, respond, timer)
-        if not self.broker.publish(subject, payload, inbox) and self._inbox is not None:
+        # Copied, as a message on the wire would be: the service cannot change the sender's.
+        sent = None if headers is None else dict(headers)
+        if not self.broker.publish(subject, payload, inbox, sent) and self._inbox is not None:
             self.broker.answer_no_responders(self._inbox, inbox)
         return token
 
@@ -355,7 +361,7 @@ class MemoryBus:
             except Exception:
                 log.failure("on_lost handler failed")
 
-    def _on_reply(self, subject: str, payload: bytes, reply: str, status: int | None) -> None:
+    def _on_reply(self, subject: str, payload: bytes, reply: str, headers: Headers) -> None:
         try:
             token = int(subject[len(self._inbox_prefix):])
         except ValueError:
@@ -363,11 +369,11 @@ class MemoryBus:
         request = self._requests.get(token)
         if request is None:
             return
-        if status is None and payload and _A <= (payload[0] | 32) <= _Z:
+        if headers is None and payload and _A <= (payload[0] | 32) <= _Z:
             self._extend(request, payload)
             return
         self._forget(token)
-        if status == NO_RESPONDERS:
+        if headers == NO_RESPONDERS:
             _answer(request, None, errors.NOT_FOUND)
         else:
             _answer(request, payload, None)
@@ -449,9 +455,8 @@ class MemorySubscription:
     async def unsubscribe(self) -> None:
         self._connection.broker.unsubscribe(self._sub)
 
-    def _deliver(self, subject: str, payload: bytes, reply: str, status: int | None) -> None:
-        msg = MemoryMessage(subject, payload, reply, None if status is None else {"Status": str(status)},
-                            self._connection)
+    def _deliver(self, subject: str, payload: bytes, reply: str, headers: Headers) -> None:
+        msg = MemoryMessage(subject, payload, reply, headers, self._connection)
         if self._cb is None:
             self._messages.put(msg)
             return

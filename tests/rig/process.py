@@ -74,7 +74,10 @@ class GatewayProcess:
     """
 
     def __init__(self, *args: str, twistd: bool = False, cwd: str | None = None,
-                 ignore_sigint: bool = False) -> None:
+                 ignore_sigint: bool = False, prefix: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()) -> None:
+        """``prefix`` runs before the command (a wrapper that execs it), with ``env`` and
+        the descriptors ``pass_fds`` kept open."""
         self._dir = tempfile.mkdtemp(prefix="resgate-proc-")
         self.output_path = os.path.join(self._dir, "output.log")
         if twistd:
@@ -82,10 +85,12 @@ class GatewayProcess:
             command = [twistd_script, "--pidfile=", "-n", "resgate", *args]
         else:
             command = [sys.executable, "-m", "resgate", *args]
+        command = [*prefix, *command]
         self._output = open(self.output_path, "wb")
         # ignore_sigint: started the way a background job of a script is.
         self.process = subprocess.Popen(command, stdout=self._output, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, cwd=cwd or self._dir,
+                                        env=env, pass_fds=pass_fds,
                                         preexec_fn=_ignore_sigint if ignore_sigint else None)
 
     def output(self) -> str:

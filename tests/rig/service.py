@@ -34,6 +34,8 @@ class ServiceRequest:
     raw: bytes
     reply: str
     service: "FakeService" = field(repr=False)
+    #: The message's NATS headers (trace context), None when it had none.
+    headers: dict[str, str] | None = None
 
     @property
     def payload(self) -> Any:
@@ -134,7 +136,7 @@ class FakeService:
         return as_deferred(self._nc.flush())
 
     async def _received(self, msg) -> None:
-        request = ServiceRequest(msg.subject, msg.data, msg.reply, self)
+        request = ServiceRequest(msg.subject, msg.data, msg.reply, self, msg.headers)
         self.requests.append(request)
         handler = self._handlers.get(msg.subject)
         if handler is not None:

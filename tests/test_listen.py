@@ -1,0 +1,380 @@
+"""``--listen ENDPOINT``: the gateway on Twisted server endpoints (tcp:, ssl:, unix:, systemd:, haproxy:).
+
+Each kind serves a real client over loopback or a Unix socket, with corked
+client connections; a ``haproxy:`` listener shows the address of its PROXY
+header to services as ``remoteAddr`` and closes connections without one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, threads
+from twisted.logger import globalLogPublisher
+
+from resgate.config import MAX_LISTEN_DESCRIPTION, MAX_LISTEN_ENDPOINTS, Config, ConfigError
+from resgate.options import USAGE, Options, config_from_options
+from resgate.service import GatewayService
+from resgate.transport import CorkedServer, CorkedUNIXServer, ProxiedConnection
+from tests.rig.aio import eventually, within
+from tests.rig.process import GatewayProcess
+from tests.rig.tls import write_self_signed_cert
+
+#: A request the gateway answers without asking a service: its WebSocket path, not upgraded.
+PLAIN_GET = b"GET / HTTP/1.1\r\nHost: gateway\r\n\r\n"
+UPGRADE = (b"GET / HTTP/1.1\r\nHost: gateway\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+API_GET = b"GET /api/test/model HTTP/1.1\r\nHost: gateway\r\n\r\n"
+V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v1(source: str, port: int) -> bytes:
+    return f"PROXY TCP4 {source} 127.0.0.1 {port} 8080\r\n".encode()
+
+
+def proxy_v2(source: str, port: int) -> bytes:
+    """A PROXY v2 header (PROXY command, TCP over IPv6) from ``source``:``port``."""
+    addresses = socket.inet_pton(socket.AF_INET6, source) + socket.inet_pton(socket.AF_INET6, "::1")
+    body = addresses + struct.pack("!HH", port, 8080)
+    return V2_SIGNATURE + b"\x21\x21" + struct.pack("!H", len(body)) + body
+
+
+def exchange(connect, data: bytes, until: bytes = b"\r\n\r\n") -> bytes:
+    """For a thread: send ``data`` on the socket ``connect()`` opens; what comes back until
+    ``until`` arrives or the gateway closes the connection."""
+    with connect() as sock:
+        sock.settimeout(10)
+        sock.sendall(data)
+        received = b""
+        while until not in received:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+def tcp(port: int):
+    return lambda: socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def unix(path: str):
+    def connect() -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        sock.connect(path)
+        return sock
+    return connect
+
+
+async def talk(connect, data: bytes, until: bytes = b"\r\n\r\n") -> bytes:
+    return await within(threads.deferToThread(exchange, connect, data, until), 15)
+
+
+async def remote_addr_of_api_get(fake_service, connect, prefix: bytes = b"") -> str:
+    """The remoteAddr of the header auth request (``--headauth test.method``) of an API GET sent
+    after ``prefix`` over ``connect()``; access is denied, and the client hears so."""
+    pending = defer.ensureDeferred(talk(connect, prefix + API_GET))
+    auth = (await fake_service.take("auth.test.method"))["auth.test.method"]
+    auth.respond_result(None)
+    requests = await fake_service.take("access.test.model", "get.test.model")
+    requests["access.test.model"].respond_result({"get": False})
+    requests["get.test.model"].respond_result({"model": {}})
+    assert (await pending).startswith(b"HTTP/1.1 401 ")
+    return auth.payload["remoteAddr"]
+
+
+@pytest.fixture
+def listening_gateway(gateway_factory):
+    """``await listening_gateway(*descriptions, **settings)``: a started gateway on those endpoints."""
+    return lambda *listen, **settings: gateway_factory(listen=list(listen), **settings)
+
+
+def socket_under(transport):
+    """The accepted socket's transport under any PROXY or TLS wrapper of a connection."""
+    while hasattr(transport, "wrappedProtocol"):
+        transport = transport.transport
+    return transport
+
+
+async def upgraded_transport(gateway: GatewayService, sock: socket.socket, prefix: bytes = b""):
+    """Upgrade ``sock`` to a WebSocket; the transport of the gateway's side of it."""
+    def upgrade() -> bytes:
+        sock.settimeout(10)
+        sock.sendall(prefix + UPGRADE)
+        return sock.recv(65536)
+
+    assert (await within(threads.deferToThread(upgrade), 15)).startswith(b"HTTP/1.1 101 ")
+    await eventually(lambda: len(gateway.clients.protocols) == 1)
+    (protocol,) = gateway.clients.protocols
+    return protocol.transport
+
+
+# --- settings ----------------------------------------------------------------
+
+
+def config_of(*argv: str) -> Config:
+    options = Options()
+    options.parseOptions(list(argv))
+    return config_from_options(options)
+
+
+def test_listen_is_repeatable_and_written_only_when_set():
+    config = config_of("--listen", "tcp:8081", "-listen=unix:/run/resgate.sock")
+    assert config.listen == ["tcp:8081", "unix:/run/resgate.sock"]
+    assert config.to_json()["listen"] == config.listen
+    assert "listen" not in Config().to_json()
+
+
+def test_help_lists_listen():
+    assert "--listen <endpoint>" in USAGE
+
+
+@pytest.mark.parametrize("flag", [["--addr", "127.0.0.1"], ["--port", "8080"], ["--port", "9000"],
+                                  ["--tls"], ["--tlscert", "c.pem"], ["--tlskey", "k.pem"]])
+def test_listen_with_addr_port_or_tls_flags_is_one_error(flag):
+    with pytest.raises(ConfigError, match=r"^listen from --listen cannot be combined with \w+ from --"):
+        config_of("--listen", "tcp:8081", *flag)
+
+
+def test_listen_with_addr_in_the_file_is_one_error(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"listen": ["tcp:8081"], "addr": "127.0.0.1"}))
+    with pytest.raises(ConfigError, match=f"^listen in {path} cannot be combined with addr in {path}"):
+        config_of("--config", str(path))
+
+
+def test_listen_in_a_file_of_defaults_is_accepted(tmp_path):
+    """A file written with the defaults (addr, port, tls...) takes a listen key added to it."""
+    path = tmp_path / "config.json"
+    document = Config().to_json()
+    document["listen"] = ["tcp:8081"]
+    path.write_text(json.dumps(document))
+    assert config_of("--config", str(path)).listen == ["tcp:8081"]
+
+
+@pytest.mark.parametrize("listen, problem", [
+    ([""], "must be 1 to"),
+    (["tcp:" + "1" * MAX_LISTEN_DESCRIPTION], "must be 1 to"),
+    (["tcp:0"] * (MAX_LISTEN_ENDPOINTS + 1), f"at most {MAX_LISTEN_ENDPOINTS} endpoints"),
+    ("tcp:8081", "must be a list of strings"),
+    ([8081], "must be a list of strings"),
+])
+def test_malformed_listen_settings_are_refused(listen, problem):
+    with pytest.raises(ConfigError, match=problem):
+        Config(listen=listen)
+
+
+@pytest.mark.parametrize("description", ["unix:/run/resgate.sock", "systemd:domain=INET:index=0",
+                                         "haproxy:unix:/run/resgate.sock"])
+def test_workers_cannot_share_unix_or_systemd_sockets(description):
+    with pytest.raises(ConfigError, match=r"cannot be shared by --workers 2: a (unix|systemd): socket"):
+        config_of("--listen", description, "--workers", "2")
+
+
+def test_workers_may_share_tcp_and_ssl_endpoints():
+    assert config_of("--listen", "tcp:8081", "--listen", "haproxy:ssl:8443", "--workers", "2").workers == 2
+
+
+@pytest.mark.parametrize("description, problem", [
+    ("carrier-pigeon:8080", "Unknown endpoint type"),
+    ("tcp:port=8080:colour=blue", "unknown or missing parameter"),
+    ("tcp:eighty", "invalid literal"),
+    ("unix", "unknown or missing parameter"),
+    ("ssl:8443:privateKey=/nonexistent/key.pem", "cannot read /nonexistent/key.pem"),
+    ("systemd:domain=INET:index=0", "no such socket was passed to this process"),
+    ("haproxy:carrier-pigeon:8080", "Unknown endpoint type"),
+])
+def test_a_description_twisted_cannot_parse_is_a_config_error(description, problem):
+    with pytest.raises(ConfigError, match=f"^invalid listen {json.dumps(description)}: .*{problem}"):
+        GatewayService(Config(listen=[description]))
+
+
+def test_the_command_exits_on_a_bad_description_with_one_line():
+    result = subprocess.run([sys.executable, "-m", "resgate", "--listen", "tcp:port=http"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        'resgate: invalid listen "tcp:port=http": invalid literal for int() with base 10: \'http\''
+    ], result.stderr
+
+
+# --- each kind with a real client --------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_tcp_with_interface_and_backlog(listening_gateway):
+    gateway = await listening_gateway("tcp:0:interface=127.0.0.1:backlog=5")
+    response = await talk(tcp(gateway.port), PLAIN_GET)
+    assert response.startswith(b"HTTP/1.1 "), response
+    assert gateway.listener.port.getHost().host == "127.0.0.1"
+
+
+@pytest_twisted.ensureDeferred
+async def test_several_endpoints_serve_one_gateway_with_corked_connections(listening_gateway, tmp_path):
+    path = str(tmp_path / "gateway.sock")
+    gateway = await listening_gateway("tcp:0:interface=127.0.0.1", f"unix:{path}:mode=600")
+    assert [listener.port is not None for listener in gateway.listeners] == [True, True]
+    assert gateway.readiness.reason() is None
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    for connect, corked in ((tcp(gateway.port), CorkedServer), (unix(path), CorkedUNIXServer)):
+        with connect() as sock:
+            assert type(await upgraded_transport(gateway, sock)) is corked
+        await eventually(lambda: not gateway.clients.protocols)
+
+
+@pytest_twisted.ensureDeferred
+async def test_http_api_over_a_unix_socket_has_no_remote_address(listening_gateway, fake_service, tmp_path):
+    """Behind a local reverse proxy: the API answers, and services see an empty remoteAddr."""
+    path = str(tmp_path / "gateway.sock")
+    await listening_gateway(f"unix:{path}", header_auth="test.method")
+    assert await remote_addr_of_api_get(fake_service, unix(path)) == ""
+
+
+@pytest_twisted.ensureDeferred
+async def test_ssl_with_certificate_key_and_chain(listening_gateway, tmp_path):
+    cert, key = write_self_signed_cert(tmp_path)
+    gateway = await listening_gateway(
+        f"ssl:0:interface=127.0.0.1:certKey={cert}:privateKey={key}:extraCertChain={cert}")
+    context = ssl.create_default_context(cafile=cert)
+
+    def connect() -> ssl.SSLSocket:
+        return context.wrap_socket(socket.create_connection(("127.0.0.1", gateway.port), timeout=10),
+                                   server_hostname="localhost")
+
+    assert (await talk(connect, PLAIN_GET)).startswith(b"HTTP/1.1 ")
+    # The TLS handshake needs the reactor: the client does it in a thread.
+    with await within(threads.deferToThread(connect), 15) as sock:
+        assert type(socket_under(await upgraded_transport(gateway, sock))) is CorkedServer
+
+
+#: Execs its arguments as systemd starts a socket-activated service: the socket
+#: whose descriptor is argv[1] as fd 3, and LISTEN_PID naming the process itself.
+AS_SYSTEMD = """\
+import os, sys
+fd = int(sys.argv[1])
+os.dup2(fd, 3)
+if fd != 3:
+    os.close(fd)
+os.execve(sys.argv[2], sys.argv[2:], {**os.environ, "LISTEN_PID": str(os.getpid())})
+"""
+
+
+@pytest.mark.parametrize("locator", ["name=web", "index=0"])
+@pytest_twisted.ensureDeferred
+async def test_systemd_socket_activation_of_the_command(nats_server, locator):
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(16)
+    port = listening.getsockname()[1]
+    env = {**os.environ, "LISTEN_FDS": "1", "LISTEN_FDNAMES": "web"}
+    process = GatewayProcess("--nats", nats_server.url, "--listen", f"systemd:domain=INET:{locator}",
+                             prefix=(sys.executable, "-c", AS_SYSTEMD, str(listening.fileno())),
+                             env=env, pass_fds=(listening.fileno(),))
+    listening.close()  # the gateway's copy is the only one left
+    try:
+        assert await within(threads.deferToThread(process.wait_listening), 30) == port
+        assert (await talk(tcp(port), PLAIN_GET)).startswith(b"HTTP/1.1 ")
+        assert await within(threads.deferToThread(process.stop), 30) == 0
+    finally:
+        process.cleanup()
+
+
+# --- haproxy: PROXY protocol ---------------------------------------------------
+
+
+@pytest.mark.parametrize("header, remote_addr", [
+    (proxy_v1("203.0.113.7", 56324), "203.0.113.7:56324"),
+    (proxy_v2("2001:db8::7", 443), "[2001:db8::7]:443"),
+])
+@pytest.mark.parametrize("transport", ["http", "websocket"])
+@pytest_twisted.ensureDeferred
+async def test_services_see_the_address_of_the_proxy_header(listening_gateway, fake_service,
+                                                            header, remote_addr, transport):
+    gateway = await listening_gateway("haproxy:tcp:0:interface=127.0.0.1",
+                                      header_auth="test.method", ws_header_auth="test.method")
+    if transport == "http":
+        assert await remote_addr_of_api_get(fake_service, tcp(gateway.port), header) == remote_addr
+        return
+    pending = defer.ensureDeferred(talk(tcp(gateway.port), header + UPGRADE))
+    auth = (await fake_service.take("auth.test.method"))["auth.test.method"]
+    assert auth.payload["remoteAddr"] == remote_addr
+    auth.respond_result(None)
+    assert (await pending).startswith(b"HTTP/1.1 101 ")
+
+
+@pytest_twisted.ensureDeferred
+async def test_proxied_connections_are_corked(listening_gateway):
+    gateway = await listening_gateway("haproxy:tcp:0:interface=127.0.0.1")
+    with tcp(gateway.port)() as sock:
+        transport = await upgraded_transport(gateway, sock, proxy_v1("203.0.113.7", 1))
+        assert isinstance(transport, ProxiedConnection)
+        assert type(socket_under(transport)) is CorkedServer
+
+
+@pytest_twisted.ensureDeferred
+async def test_haproxy_over_ssl_reads_the_header_before_tls(listening_gateway, fake_service, tmp_path):
+    """As a TCP load balancer sends it: the PROXY header in the clear, then the TLS handshake."""
+    cert, key = write_self_signed_cert(tmp_path)
+    gateway = await listening_gateway(f"haproxy:ssl:0:interface=127.0.0.1:certKey={cert}:privateKey={key}",
+                                      header_auth="test.method")
+    context = ssl.create_default_context(cafile=cert)
+
+    def connect() -> ssl.SSLSocket:
+        sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+        sock.sendall(proxy_v1("198.51.100.9", 4242))
+        return context.wrap_socket(sock, server_hostname="localhost")
+
+    assert await remote_addr_of_api_get(fake_service, connect) == "198.51.100.9:4242"
+
+
+@pytest.fixture
+def debug_log():
+    """The texts of log events while the test runs."""
+    texts: list[str] = []
+
+    def observe(event) -> None:
+        if event.get("log_format"):
+            from twisted.logger import formatEvent
+            texts.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    yield texts
+    globalLogPublisher.removeObserver(observe)
+
+
+@pytest.mark.parametrize("data", [
+    API_GET,  # no header at all: a client that is not the proxy
+    b"PROXY TCP4 203.0.113.7 127.0.0.1 56324\r\n" + API_GET,  # a port missing
+    b"PROXY TCP9 203.0.113.7 127.0.0.1 1 2\r\n" + API_GET,  # no such protocol
+    b"PROXY " + b"9" * 200 + b"\r\n" + API_GET,  # longer than a v1 header can be
+    V2_SIGNATURE + b"\x21\x21\x00\x04" + b"\x00" * 4 + API_GET,  # shorter than its addresses
+    V2_SIGNATURE + b"\x51\x11\x00\x0c" + b"\x00" * 12 + API_GET,  # version 5
+])
+@pytest_twisted.ensureDeferred
+async def test_a_connection_without_a_valid_proxy_header_is_closed_and_logged(
+        listening_gateway, fake_service, debug_log, data):
+    gateway = await listening_gateway("haproxy:tcp:0:interface=127.0.0.1", header_auth="test.method")
+    assert await talk(tcp(gateway.port), data) == b""
+    refusals = [text for text in debug_log if "did not start with a valid PROXY header" in text]
+    assert len(refusals) == 1 and "127.0.0.1:" in refusals[0], debug_log
+    fake_service.assert_no_request()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_proxy_header_on_a_plain_listener_is_bad_input(listening_gateway, fake_service):
+    gateway = await listening_gateway("tcp:0:interface=127.0.0.1", header_auth="test.method")
+    response = await talk(tcp(gateway.port), proxy_v1("203.0.113.7", 56324) + API_GET)
+    assert response.startswith(b"HTTP/1.1 400 "), response
+    fake_service.assert_no_request()
