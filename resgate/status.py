@@ -27,9 +27,9 @@ from twisted.internet.task import LoopingCall
 import resgate
 from resgate.bus import Bus
 from resgate.cache.cache import ResourceCache
-from resgate.cache.faults import FAULT_LOG_WINDOW
 from resgate.metrics import Metrics
 from resgate.probes import Readiness
+from resgate.windowedlog import LOG_WINDOW
 
 #: Seconds between samples of the counters.
 SAMPLE_INTERVAL = 1.0
@@ -170,7 +170,7 @@ class GatewayStatus(Service):
                 "requestsTotal": now.requests,
             },
             "faults": {
-                "window": FAULT_LOG_WINDOW,
+                "window": LOG_WINDOW,
                 "total": self.cache.faults.total,
                 "recent": [{"what": what, "requests": prefix, "count": count}
                            for what, prefix, count in self.cache.faults.open_windows()],

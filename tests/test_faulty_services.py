@@ -68,7 +68,8 @@ from twisted.internet import defer, task
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from resgate import errors
-from resgate.cache.faults import FAULT_LOG_WINDOW, LOG_EXCERPT, FaultLog
+from resgate.cache.faults import LOG_EXCERPT, FaultLog
+from resgate.windowedlog import LOG_WINDOW
 from tests.rig.aio import eventually, sleep
 from tests.rig.http import http_request
 from tests.rig.replies import TIMEOUT_MS, model_get, raw, result
@@ -334,15 +335,15 @@ def test_a_service_down_is_logged_once_then_counted_per_window(clocked_faults):
         "Request timeout on get.shelf.1",
     ]
 
-    clock.advance(FAULT_LOG_WINDOW)
-    assert log.take() == [f"Request timeout on get.library.*: 199 more in the last {FAULT_LOG_WINDOW:g} s"]
+    clock.advance(LOG_WINDOW)
+    assert log.take() == [f"Request timeout on get.library.*: 199 more in the last {LOG_WINDOW:g} s"]
     # Still down: a count a window.
     for n in range(50):
         faults.fault(f"get.library.book.{n}", errors.TIMEOUT)
-    clock.advance(FAULT_LOG_WINDOW)
-    assert log.take() == [f"Request timeout on get.library.*: 50 more in the last {FAULT_LOG_WINDOW:g} s"]
+    clock.advance(LOG_WINDOW)
+    assert log.take() == [f"Request timeout on get.library.*: 50 more in the last {LOG_WINDOW:g} s"]
     # A quiet window closes the count; the next fault is a first line again.
-    clock.advance(FAULT_LOG_WINDOW)
+    clock.advance(LOG_WINDOW)
     assert log.take() == []
     faults.fault("get.library.book.3", errors.TIMEOUT)
     assert log.take() == ["Request timeout on get.library.book.3"]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from resgate import errors
+from resgate.windowedlog import WindowedLog
 
 # The cache's namespace: operators filter these lines by it.
 log = Logger(namespace="resgate.cache")
@@ -29,11 +28,6 @@ def excerpt(text: object) -> str:
     return text
 
 
-#: Seconds during which further faults of one kind, by one service, for one
-#: request type, are counted instead of logged one by one.
-FAULT_LOG_WINDOW = 10.0
-
-
 class FaultLog:
     """Warnings for a service's faults: no answer in time, or a broken one.
 
@@ -43,14 +37,12 @@ class FaultLog:
     times out every request made to it, a line per request with many
     clients; so the first fault of a kind for a request type and service
     (``get.library``) is logged whole, and the next ones are counted for
-    ``FAULT_LOG_WINDOW`` seconds and told in one line at its end, window
+    ``windowedlog.LOG_WINDOW`` seconds and told in one line at its end, window
     after window while they go on.
     """
 
     def __init__(self, clock: IReactorTime) -> None:
-        self._clock = clock
-        #: (message, subject prefix) -> [faults not logged yet, the window's end, faults in it].
-        self._windows: dict[tuple[str, str], list[Any]] = {}
+        self._lines: WindowedLog[tuple[str, str]] = WindowedLog(clock)
         #: Faults so far, logged or counted.
         self.total = 0
 
@@ -64,36 +56,17 @@ class FaultLog:
             return
         self.total += 1
         request_type, _, name = subject.partition(".")
-        key = (message, f"{request_type}.{name.partition('.')[0]}")
-        window = self._windows.get(key)
-        if window is not None:
-            window[0] += 1
-            window[2] += 1
-            return
+        prefix = f"{request_type}.{name.partition('.')[0]}"
+        kind, summary = (message, prefix), f"{message} {prefix}.*"
         if reason:
-            log.warn("{message} {subject}: {reason}", message=message, subject=subject, reason=reason)
+            self._lines.log(log.warn, kind, summary, "{message} {subject}: {reason}",
+                            message=message, subject=subject, reason=reason)
         else:
-            log.warn("{message} {subject}", message=message, subject=subject)
-        self._open(key, 1)
+            self._lines.log(log.warn, kind, summary, "{message} {subject}", message=message, subject=subject)
 
     def open_windows(self) -> list[tuple[str, str, int]]:
         """(message, subject prefix, faults) of each window still open: the faults of the last moments."""
-        return [(message, prefix, window[2]) for (message, prefix), window in self._windows.items()]
-
-    def _open(self, key: tuple[str, str], faults: int) -> None:
-        self._windows[key] = [0, self._clock.callLater(FAULT_LOG_WINDOW, self._close, key), faults]
-
-    def _close(self, key: tuple[str, str]) -> None:
-        count, _, _ = self._windows.pop(key)
-        if count:
-            message, prefix = key
-            log.warn("{message} {prefix}.*: {count} more in the last {window:g} s",
-                     message=message, prefix=prefix, count=count, window=FAULT_LOG_WINDOW)
-            self._open(key, 0)
+        return [(message, prefix, seen) for (message, prefix), seen in self._lines.open_windows()]
 
     def stop(self) -> None:
-        for _, timer, _ in self._windows.values():
-            if timer.active():
-                timer.cancel()
-        self._windows.clear()
-
+        self._lines.stop()
