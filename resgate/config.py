@@ -47,6 +47,15 @@ DEFAULT_WS_MAX_UNREAD = 4 * 1024 * 1024
 #: hold gigabytes of the gateway's memory.
 MIN_WS_MAX_UNREAD = 64 * 1024
 MAX_WS_MAX_UNREAD = 1024 * 1024 * 1024
+#: Seconds a WebSocket client's backlog may take to drain before the client
+#: is cut off, however few bytes it holds (``wsDrainTimeout``, ours). A client
+#: on a 1 Mbit/s link takes in 3.75 MB in 30 s, nearly all of the default
+#: ``wsMaxUnread``: one that has not caught up by then serves stale data.
+DEFAULT_WS_DRAIN_TIMEOUT = 30
+#: Less would cut off a healthy client for a moment's congestion; more than
+#: an hour would let a client that barely reads hold its backlog indefinitely.
+MIN_WS_DRAIN_TIMEOUT = 1
+MAX_WS_DRAIN_TIMEOUT = 3600
 #: The longest wait between attempts to reconnect to NATS, in milliseconds
 #: (``reconnectMaxDelay``, ours: Resgate exits when it loses NATS).
 #: Half a second keeps "current data within a second of NATS accepting
@@ -181,6 +190,8 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting("referenceThrottle", "reference_throttle", SettingKind.INTEGER, "referencethrottle"),
     _Setting("wsMaxUnread", "ws_max_unread", SettingKind.INTEGER, "wsmaxunread", zero_is_default=True,
              extension=True),
+    _Setting("wsDrainTimeout", "ws_drain_timeout", SettingKind.INTEGER, "wsdraintimeout", zero_is_default=True,
+             extension=True),
     _Setting("reconnectMaxDelay", "reconnect_max_delay", SettingKind.INTEGER, "reconnectmaxdelay",
              zero_is_default=True, extension=True),
     _Setting("listen", "listen", SettingKind.STRING_LIST, "listen", extension=True),
@@ -252,6 +263,7 @@ class Config:
     reset_throttle: int = 0
     reference_throttle: int = 0
     ws_max_unread: int = DEFAULT_WS_MAX_UNREAD
+    ws_drain_timeout: int = DEFAULT_WS_DRAIN_TIMEOUT
     reconnect_max_delay: int = DEFAULT_RECONNECT_MAX_DELAY
     first_byte_timeout: int = DEFAULT_FIRST_BYTE_TIMEOUT
     head_timeout: int = DEFAULT_HEAD_TIMEOUT
@@ -305,6 +317,11 @@ class Config:
             raise invalid(
                 "wsMaxUnread",
                 f"must be from {MIN_WS_MAX_UNREAD} (64 KiB) to {MAX_WS_MAX_UNREAD} (1 GiB) bytes",
+            )
+        if not MIN_WS_DRAIN_TIMEOUT <= self.ws_drain_timeout <= MAX_WS_DRAIN_TIMEOUT:
+            raise invalid(
+                "wsDrainTimeout",
+                f"must be from {MIN_WS_DRAIN_TIMEOUT} to {MAX_WS_DRAIN_TIMEOUT} seconds",
             )
         if not MIN_RECONNECT_MAX_DELAY <= self.reconnect_max_delay <= MAX_RECONNECT_MAX_DELAY:
             raise invalid(

@@ -1,19 +1,24 @@
 """GatewayContext: what every connection of the gateway shares.
 
-The cache, the bus, the work queue and the settings, and the one registry
-of open connections (by cid): the metrics count it, and a system.tokenReset
-reaches the connections through it.
+The cache, the bus, the work queue, the clock and the settings, the log of
+what clients do wrong, and the one registry of open connections (by cid):
+the metrics count it, and a system.tokenReset reaches the connections
+through it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Protocol
+
+from twisted.internet.interfaces import IReactorTime
 
 from resgate.bus import Bus
 from resgate.cache.cache import ResourceCache
 from resgate.config import Config
 from resgate.metrics import Metrics
 from resgate.tracing import Tracing
+from resgate.windowedlog import WindowedLog
 from resgate.workqueue import WorkQueue
 
 class RegisteredConnection(Protocol):
@@ -24,7 +29,7 @@ class RegisteredConnection(Protocol):
 
 
 class GatewayContext:
-    """What connections share: the cache, the work queue, settings, the open connections."""
+    """What connections share: the cache, the work queue, settings, the client log, the open connections."""
 
     def __init__(self, cache: ResourceCache, config: Config, *, debug: bool = False, trace: bool = False,
                  tracing: Tracing | None = None) -> None:
@@ -36,6 +41,12 @@ class GatewayContext:
         self.trace = trace
         #: Records the spans of client requests (resgate.otel); None when OpenTelemetry is not configured.
         self.tracing = tracing
+        #: The gateway's clock (the cache's): connections' timers run on it.
+        self.clock: IReactorTime = cache.reactor
+        #: Warnings about clients: protocol violations, refusals, cut-offs.
+        #: A hostile client can cause one per connection, so each kind is
+        #: logged once and then counted per window, except under trace.
+        self.client_log: WindowedLog[Hashable] = WindowedLog(self.clock, every_line=trace)
         self.conns: dict[str, RegisteredConnection] = {}
         self.metrics = Metrics()
         #: False while NATS is lost: new clients are turned away (503).

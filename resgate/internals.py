@@ -21,7 +21,8 @@ not checked here): ``tcp.Server.startWriting``/``stopWriting``,
 ``server.Request.process`` (site.GatewayRequest: routing by whole path),
 ``HTTPChannel.allHeadersReceived``/``allContentReceived``/``requestDone``
 (web.BoundedLineChannel: the time bounds of each part of a request),
-``WebSocketServerProtocol.dropConnection`` and ``sendHttpErrorResponse``.
+``WebSocketServerProtocol.dropConnection`` and ``sendHttpErrorResponse``,
+and its ``log`` (ws.AutobahnLog: Autobahn's per-connection warnings counted).
 """
 
 from __future__ import annotations

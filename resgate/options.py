@@ -33,6 +33,7 @@ from resgate.config import (
     DEFAULT_RECONNECT_MAX_DELAY,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_WORKERS,
+    DEFAULT_WS_DRAIN_TIMEOUT,
     DEFAULT_WS_MAX_UNREAD,
     DEFAULT_WS_PATH,
     MAX_CONNS,
@@ -100,6 +101,10 @@ Server options:
                                    before it is disconnected, 65536 to
                                    1073741824; ours, not Resgate's
                                    (default: {DEFAULT_WS_MAX_UNREAD})
+      --wsdraintimeout <seconds>   Seconds a WebSocket client may take to read
+                                   what it has fallen behind by before it is
+                                   disconnected, 1 to 3600; ours, not Resgate's
+                                   (default: {DEFAULT_WS_DRAIN_TIMEOUT})
       --reconnectmaxdelay <ms>     Longest wait between attempts to reconnect
                                    to NATS, 50 to 60000; ours, not Resgate's
                                    (default: {DEFAULT_RECONNECT_MAX_DELAY})
@@ -245,9 +250,9 @@ def _go_bool(option: str, value: str) -> bool:
 
 class Options(usage.Options):
     """Resgate's command-line options, plus our ``--embed-nats``, ``--workers``,
-    ``--wsmaxunread``, ``--reconnectmaxdelay``, ``--listen``, the HTTP time bounds,
-    ``--refusenullorigin`` and the caps (``--maxconns``, ``--maxconnsperaddr``,
-    ``--maxresources``).
+    ``--wsmaxunread``, ``--wsdraintimeout``, ``--reconnectmaxdelay``, ``--listen``,
+    the HTTP time bounds, ``--refusenullorigin`` and the caps (``--maxconns``,
+    ``--maxconnsperaddr``, ``--maxresources``).
 
     After ``parseOptions``, parameters not given are ``None``, flags are
     bools, ``natsrootca``, ``alloworigin`` and ``listen`` are lists (or ``None``), and
@@ -282,6 +287,7 @@ class Options(usage.Options):
         ["resetthrottle", None, None, None, _integer("resetthrottle")],
         ["referencethrottle", None, None, None, _integer("referencethrottle")],
         ["wsmaxunread", None, None, None, _integer("wsmaxunread")],
+        ["wsdraintimeout", None, None, None, _integer("wsdraintimeout")],
         ["reconnectmaxdelay", None, None, None, _integer("reconnectmaxdelay")],
         ["firstbytetimeout", None, None, None, _integer("firstbytetimeout")],
         ["headtimeout", None, None, None, _integer("headtimeout")],

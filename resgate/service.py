@@ -122,6 +122,7 @@ class CacheService(Service):
         super().stopService()
         self.clients.close_all()
         self.cache.stop()
+        self.clients.context.client_log.stop()
 
 
 class ListeningService(Service):

@@ -15,12 +15,13 @@ Meta in the auth response shapes the upgrade's HTTP response: a 3XX, 4XX or
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
-from twisted.internet.interfaces import IConsumer, ITCPTransport
+from twisted.internet.interfaces import IConsumer, IDelayedCall, ITCPTransport
 from twisted.logger import Logger
 
 from resgate import errors, rpc
@@ -35,12 +36,44 @@ from resgate.meta import DirectResponse, Meta, reason_phrase
 from resgate.trace import one_line
 from resgate.tracecontext import trace_headers
 from resgate.tracing import client_trace
+from resgate.windowedlog import WindowedLog
 
 log = Logger(namespace="resgate.ws")
 
 #: The largest client message accepted; a larger one closes the connection
 #: (1009, message too big). Resgate has no limit; unbounded input is not ours.
 MAX_MESSAGE_SIZE = 1024 * 1024
+
+
+#: A field of an Autobahn log line, left out where the count line names its kind.
+_LOG_FIELD = re.compile(r"\{[^{}]*\}")
+
+
+class AutobahnLog:
+    """Autobahn's logger for client connections, with its warnings and notices counted per window.
+
+    Autobahn logs each connection that breaks RFC 6455 (invalid UTF-8,
+    oversized or malformed frames) with one to three warnings, and each
+    refused upgrade (a forbidden origin, no NATS, a status from
+    ``--wsheadauth``) as a notice and a warning: a hostile client would
+    write the log at its connection rate. Each line format is a kind of
+    the gateway's client log (``GatewayContext.client_log``): logged whole
+    the first time, then counted. Other levels go to Autobahn's logger as
+    they are.
+    """
+
+    def __init__(self, autobahn_log: Any, lines: WindowedLog) -> None:
+        self._autobahn_log = autobahn_log
+        self._lines = lines
+
+    def warn(self, format: str, **fields: Any) -> None:
+        self._lines.log(self._autobahn_log.warn, ("warn", format), _LOG_FIELD.sub("...", format), format, **fields)
+
+    def info(self, format: str, **fields: Any) -> None:
+        self._lines.log(self._autobahn_log.info, ("info", format), _LOG_FIELD.sub("...", format), format, **fields)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._autobahn_log, name)
 
 
 def canonical_header_name(name: str) -> str:
@@ -73,6 +106,11 @@ class ClientProtocol(WebSocketServerProtocol):
     # The whole HTTP response that refuses the upgrade, when meta asked for one.
     _refusal: bytes | None = None
     _closed = False
+
+    def connectionMade(self) -> None:
+        # Shadows Autobahn's class-wide logger with the gateway's rate-limited one.
+        self.log = self.factory.autobahn_log
+        super().connectionMade()
 
     # Autobahn's stubs leave out the Deferred its onConnect may return.
     def onConnect(self, request) -> defer.Deferred | None:  # type: ignore[override]
@@ -166,6 +204,8 @@ class ClientProtocol(WebSocketServerProtocol):
     _unread: int | None = None
     #: Whether the client was cut off for not reading (counted and logged once).
     _cut_off = False
+    #: Cuts the client off unless its backlog drains in time (armed while ``_unread`` counts).
+    _drain_call: IDelayedCall | None = None
 
     def onOpen(self) -> None:
         # As a streaming producer, the protocol hears when the transport's
@@ -200,6 +240,8 @@ class ClientProtocol(WebSocketServerProtocol):
         self._closed = True
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
+        # Autobahn unregisters the producer when it drops the connection: no resume comes.
+        self._drained()
         conn, self.conn = self.conn, None
         if conn is not None:
             self.factory.context.work.enqueue(conn.dispose)
@@ -228,15 +270,46 @@ class ClientProtocol(WebSocketServerProtocol):
             return
         super().onPing(payload)
 
+    # The backlog: the transport pauses its producer when its write buffer
+    # holds more than its bufferSize and resumes it once the buffer is empty,
+    # every byte handed to the kernel ("drained", docs/reliability.md).
+
     def pauseProducing(self) -> None:
         if self._unread is None:
             self._unread = 0
+            self._drain_call = self.factory.context.clock.callLater(
+                self.factory.context.config.ws_drain_timeout, self._not_drained)
 
     def resumeProducing(self) -> None:
-        self._unread = None
+        self._drained()
 
     def stopProducing(self) -> None:
+        self._drained()
+
+    def _drained(self) -> None:
         self._unread = None
+        if self._drain_call is not None:
+            if self._drain_call.active():
+                self._drain_call.cancel()
+            self._drain_call = None
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether the transport's buffer has been full since the client last drained it."""
+        return self._unread is not None
+
+    def _not_drained(self) -> None:
+        """Cut off a client whose backlog did not drain in ``wsDrainTimeout``, however small it is.
+
+        A client that reads a little now and then stays under the byte bound
+        while the gateway holds its backlog and the data in it grows stale.
+        """
+        self._drain_call = None
+        if self.conn is None or self._cut_off:
+            return
+        self._cut_off_client("not drained", "Client does not read: backlog not drained in time",
+                             "[{cid}] Client does not read: backlog not drained in {timeout} s; disconnecting",
+                             timeout=self.factory.context.config.ws_drain_timeout)
 
     def _backlogged(self, size: int) -> bool:
         """Count ``size`` bytes against a client that is not reading; cut it off past the bound.
@@ -254,13 +327,17 @@ class ClientProtocol(WebSocketServerProtocol):
         if self._cut_off:
             # Aborted already; what else is sent before the socket closes is dropped.
             return True
+        self._cut_off_client("over unread", "Client does not read: over the unread bound",
+                             "[{cid}] Client does not read: over {limit} bytes unread; disconnecting", limit=limit)
+        return True
+
+    def _cut_off_client(self, kind: str, summary: str, format: str, **fields: Any) -> None:
+        """Disconnect a client that does not read, once: logged (a kind of the client log) and counted."""
         self._cut_off = True
         assert self.conn is not None  # only an open client's output is counted
-        log.warn("[{cid}] Client does not read: over {limit} bytes unread; disconnecting",
-                 cid=self.conn.cid, limit=limit)
+        self.factory.context.client_log.log(log.warn, kind, summary, format, cid=self.conn.cid, **fields)
         self.factory.context.metrics.slow_clients_cut_off += 1
         self.transport.abortConnection()
-        return True
 
     # Without permessage-deflate a message's frame is the same on every
     # connection: it goes to the transport as Autobahn's PreparedMessage frames
@@ -304,6 +381,7 @@ class ClientFactory(WebSocketServerFactory):
         super().__init__()
         self.context = context
         self.protocols: set[ClientProtocol] = set()
+        self.autobahn_log = AutobahnLog(WebSocketServerProtocol.log, context.client_log)
         options: dict[str, Any] = dict(
             maxMessagePayloadSize=MAX_MESSAGE_SIZE,
             maxFramePayloadSize=MAX_MESSAGE_SIZE,
