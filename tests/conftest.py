@@ -7,7 +7,7 @@ from resgate.service import GatewayService
 from resgate.process import install_reactor
 from tests.rig.aio import within
 from tests.rig.buses import BUS_KINDS
-from tests.rig.logs import ErrorLog, FailureLog
+from tests.rig.logs import ErrorLog, FailureLog, GatewayLines
 from tests.rig.memorybus import MemoryBroker
 from tests.rig.nats import NatsServer
 from tests.rig.service import BusAddress, FakeService
@@ -175,3 +175,12 @@ def logged_failures():
     fails the test at teardown.
     """
     yield from _watch(FailureLog(), "errors were logged")
+
+
+@pytest.fixture
+def gateway_lines():
+    """Every line the gateway side logs during the test (a ``tests.rig.logs.GatewayLines``)."""
+    lines = GatewayLines()
+    globalLogPublisher.addObserver(lines)
+    yield lines
+    globalLogPublisher.removeObserver(lines)

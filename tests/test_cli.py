@@ -20,7 +20,7 @@ EVERY_OPTION = [
     "--apiencoding", "--putmethod", "--deletemethod", "--patchmethod", "--wscompression",
     "--resetthrottle", "--referencethrottle", "-c, --config", "--tls", "--tlscert", "--tlskey",
     "--creds", "--natscert", "--natskey", "--natsrootca", "--alloworigin", "-D, --debug",
-    "-V, --trace", "-DV", "-h, --help", "-v, --version", "--embed-nats", "--workers",
+    "-V, --trace", "-DV", "-h, --help", "-v, --version", "--embed-nats", "--workers", "--wsdraintimeout",
 ]
 
 TWISTD = os.path.join(sysconfig.get_path("scripts"), "twistd")

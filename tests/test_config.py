@@ -571,6 +571,69 @@ def test_ws_max_unread_is_checked_on_direct_creation() -> None:
         Config(ws_max_unread=0)
 
 
+# wsDrainTimeout: how long a WebSocket client's backlog may take to drain (ours)
+
+
+def test_ws_drain_timeout_defaults_to_30_s_and_is_written_only_when_set(tmp_path: Path) -> None:
+    path = tmp_path / "resgate.json"
+    assert load("-c", str(path)).config.ws_drain_timeout == 30
+    assert "wsDrainTimeout" not in json.loads(path.read_text())
+    other = tmp_path / "other.json"
+    loaded = load("-c", str(other), "--wsdraintimeout", "5")
+    assert json.loads(other.read_text())["wsDrainTimeout"] == 5
+    assert load("-c", str(other)).config == loaded.config
+
+
+@pytest.mark.parametrize(
+    "file, argv, expected",
+    [
+        ({"wsDrainTimeout": 10}, [], 10),
+        ({"wsdraintimeout": 1}, [], 1),
+        ({"wsDrainTimeout": 10}, ["--wsdraintimeout", "20"], 20),
+        ({}, ["-wsdraintimeout=3600"], 3600),
+        ({"wsDrainTimeout": 0}, [], 30),
+        ({"wsDrainTimeout": 10}, ["--wsdraintimeout", "0"], 30),
+        ({"wsDrainTimeout": None}, [], 30),
+    ],
+)
+def test_ws_drain_timeout_from_the_file_and_the_flag(
+    tmp_path: Path, file: dict[str, Any], argv: list[str], expected: int
+) -> None:
+    assert load_file(tmp_path, file, *argv).config.ws_drain_timeout == expected
+
+
+@pytest.mark.parametrize(
+    "file, expected",
+    [
+        ({"wsDrainTimeout": -1}, "invalid wsDrainTimeout -1 in {file}: must not be negative"),
+        ({"wsDrainTimeout": "30s"}, 'invalid wsDrainTimeout "30s" in {file}: must be an integer'),
+        ({"wsDrainTimeout": 2.5}, "invalid wsDrainTimeout 2.5 in {file}: must be an integer"),
+        ({"wsDrainTimeout": False}, "invalid wsDrainTimeout false in {file}: must be an integer"),
+        ({"wsDrainTimeout": [30]}, "invalid wsDrainTimeout [30] in {file}: must be an integer"),
+        ({"wsDrainTimeout": 3601}, "invalid wsDrainTimeout 3601 in {file}: must be from 1 to 3600 seconds"),
+        ({"wsDrainTimeout": 2**63}, f"invalid wsDrainTimeout {2**63} in {{file}}: must be at most"),
+    ],
+)
+def test_invalid_ws_drain_timeout_in_the_file(tmp_path: Path, file: dict[str, Any], expected: str) -> None:
+    assert expected.format(file=tmp_path / "resgate.json") in config_error(tmp_path, file)
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--wsdraintimeout", "-5"], "invalid wsDrainTimeout -5 from --wsdraintimeout: must not be negative"),
+        (["--wsdraintimeout", "1e3"], 'invalid value "1e3" for --wsdraintimeout: must be an integer'),
+        (["--wsdraintimeout", "9" * 40], "from --wsdraintimeout: must be"),
+        (["--wsdraintimeout", "86400"],
+         "invalid wsDrainTimeout 86400 from --wsdraintimeout: must be from 1 to 3600 seconds"),
+    ],
+)
+def test_invalid_ws_drain_timeout_from_the_flag(argv: list[str], expected: str) -> None:
+    with pytest.raises((ConfigError, usage.UsageError)) as error:
+        load(*argv)
+    assert expected in str(error.value)
+
+
 # reconnectMaxDelay: the longest wait between NATS reconnect attempts (ours)
 
 

@@ -4,6 +4,13 @@ The flood test runs the gateway as its own process with ``--wsmaxunread``:
 a stalled client among 100 readers of 10,000 events is cut off past the
 bound, every reader gets every event in order, and the gateway's memory
 does not grow with what the stalled client leaves unread.
+
+A client that reads a little now and then stays under the byte bound; it
+is cut off when its backlog has not drained in ``wsDrainTimeout``, while
+one that reads slowly but takes each backlog in within the bound keeps its
+connection. Those tests step the gateway's clock (``ClockedReactor``), so
+"within the bound" is exact however busy the machine; the one through a
+gateway process waits the real seconds.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from resgate.config import DEFAULT_WS_MAX_UNREAD as MAX_UNREAD_BYTES
-from tests.rig.aio import eventually, within
+from tests.rig.aio import eventually, sleep, within
+from tests.rig.clock import ClockedReactor
 from tests.rig.process import GatewayProcess, free_port
 from tests.rig.ws import WsClient, connect_ws
+from tests.rig.wsframes import OP_TEXT, RawWsClient, close_frame, connect_raw_ws
 
 EVENT_SIZE = 64 * 1024
 BATCH = 8
@@ -216,3 +225,153 @@ async def test_a_stalled_client_is_cut_off_while_100_readers_get_10000_events(na
     finally:
         gateway.stop()
         gateway.cleanup()
+
+
+# ---------------------------------------------------------------------------
+# Slow but not stalled: the backlog must drain within wsDrainTimeout
+
+DRAIN_TIMEOUT = 10
+#: The byte bound for these tests: far above what they ever send a client.
+DRAIN_TEST_MAX_UNREAD = 256 * 1024 * 1024
+#: Sent after the gateway's buffer filled, so that a few little reads cannot drain it.
+BACKLOG_EVENTS = 64
+#: What a little read takes in.
+READ_SIZE = 16 * 1024
+#: Events (of EVENT_SIZE) that fill the kernel's buffers on both ends and the gateway's, at most.
+FILL_EVENTS = 400
+
+
+class SlowReader(RawWsClient):
+    """A raw WebSocket client that reads only when the test says so.
+
+    Once it has stopped reading, the reactor no longer reads for it: each
+    read is the test's own ``recv`` on the socket, of at most READ_SIZE bytes.
+    """
+
+    _seen = 0
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.event_numbers: list[int] = []
+        #: The gateway closed the connection (or reset it).
+        self.reset = False
+
+    def stop_reading(self) -> None:
+        self.transport.pauseProducing()
+
+    def _read(self) -> bool:
+        """One read of what has come; False if nothing had."""
+        try:
+            data = self.transport.getHandle().recv(READ_SIZE)
+        except BlockingIOError:
+            return False
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.reset = True
+            return False
+        self.dataReceived(data)
+        return True
+
+    async def read_a_little(self) -> None:
+        """Take in at most READ_SIZE bytes, waiting (bounded) until some have come."""
+        for _ in range(1000):
+            if self._read():
+                return
+            assert not self.reset, "the gateway closed the connection"
+            await sleep(0.01)
+        raise AssertionError("nothing came to read")
+
+    async def read_until(self, condition, seconds: float = 30) -> None:
+        """Read all that comes until ``condition()`` holds (or the connection ends), bounded."""
+        deadline = reactor.seconds() + seconds
+        while not condition() and not self.reset:
+            assert reactor.seconds() < deadline, "condition not met in time"
+            while self._read():
+                pass
+            await sleep(0.01)
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        # The events' numbers, in the order they came; their frames are let go.
+        for received in self.frames[self._seen:]:
+            if received.opcode == OP_TEXT and received.payload.startswith(b'{"event":'):
+                self.event_numbers.append(json.loads(received.payload)["data"]["values"]["n"])
+                received.payload = b""
+        self._seen = len(self.frames)
+
+
+async def slow_reader_on_clocked_gateway(gateway_factory, fake_service):
+    """A gateway on a stepped clock (``DRAIN_TIMEOUT``), a SlowReader subscribed to test.big
+    that has stopped reading, and its protocol in the gateway."""
+    clock = ClockedReactor()
+    gateway = await gateway_factory(reactor=clock, ws_max_unread=DRAIN_TEST_MAX_UNREAD,
+                                    ws_drain_timeout=DRAIN_TIMEOUT)
+    fake_service.on("access.test.big", lambda r: r.respond_result({"get": True}))
+    fake_service.on("get.test.big", lambda r: r.respond_result({"model": {"n": 0, "blob": ""}}))
+    reader = await connect_raw_ws(gateway.port, client_class=SlowReader)
+    reader.request(1, "subscribe.test.big")
+    await reader.response(1)
+    reader.stop_reading()
+    (protocol,) = gateway.clients.protocols
+    return clock, gateway, reader, protocol
+
+
+async def fall_behind(gateway, fake_service, protocol, first: int) -> int:
+    """Send events numbered from ``first`` until the gateway's buffer for the client is full
+    and then some; the last number sent."""
+    blob = "x" * EVENT_SIZE
+    n = first - 1
+    while not protocol.backlogged:
+        assert n - first < FILL_EVENTS, "the gateway's buffer never filled"
+        n += 1
+        fake_service.event("test.big", "change", {"values": {"n": n, "blob": blob[: EVENT_SIZE - n % 2]}})
+        if n % BATCH == 0:
+            await sleep(0.05)  # the gateway takes them in and writes
+    for n in range(n + 1, n + BACKLOG_EVENTS + 1):
+        fake_service.event("test.big", "change", {"values": {"n": n, "blob": blob[: EVENT_SIZE - n % 2]}})
+    # The gateway sends an event to its subscribers as it applies it to the cached model.
+    await eventually(lambda: gateway.cache.names["test.big"].base.model.values["n"].raw == n, 30)
+    return n
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_reads_a_little_now_and_then_is_cut_off_when_its_backlog_does_not_drain(
+        gateway_factory, fake_service, gateway_lines):
+    clock, gateway, reader, protocol = await slow_reader_on_clocked_gateway(gateway_factory, fake_service)
+    cid = protocol.conn.cid
+    sent = await fall_behind(gateway, fake_service, protocol, 1)
+
+    # Reading a little every tenth of the bound: never drained, never over the byte bound.
+    for _ in range(9):
+        clock.advance(DRAIN_TIMEOUT / 10)
+        await reader.read_a_little()
+        assert protocol.backlogged and not reader.reset
+    assert sent * EVENT_SIZE < DRAIN_TEST_MAX_UNREAD
+    clock.advance(DRAIN_TIMEOUT / 10)
+    await eventually(lambda: not gateway.clients.protocols)
+    # Reading again, the client finds its connection gone.
+    await reader.read_until(lambda: False)
+    assert reader.reset
+    assert gateway_lines.containing("Client does not read") == [
+        f"[{cid}] Client does not read: backlog not drained in {DRAIN_TIMEOUT} s; disconnecting"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_reads_slowly_but_drains_within_the_bound_keeps_its_connection(
+        gateway_factory, fake_service, gateway_lines):
+    clock, gateway, reader, protocol = await slow_reader_on_clocked_gateway(gateway_factory, fake_service)
+    sent = 0
+    # Each round the client falls behind and takes the backlog in only just before the bound:
+    # five rounds are four bounds and more in all.
+    for _ in range(5):
+        sent = await fall_behind(gateway, fake_service, protocol, sent + 1)
+        clock.advance(DRAIN_TIMEOUT * 0.9)
+        await reader.read_a_little()
+        assert protocol.backlogged
+        await reader.read_until(lambda: not protocol.backlogged and reader.event_numbers[-1:] == [sent])
+    assert not reader.reset
+    assert reader.event_numbers == list(range(1, sent + 1))
+    assert gateway_lines.containing("Client does not read") == []
+    reader.send(close_frame(1000))
+    await reader.read_until(lambda: False)

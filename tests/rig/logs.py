@@ -1,10 +1,12 @@
-"""The errors the gateway logs, as a test sees them.
+"""The errors the gateway logs, as a test sees them; and every line, for tests of logging itself.
 
 ``ErrorLog`` is a ``globalLogPublisher`` observer that keeps the error and
 critical log events of the gateway's loggers (namespaces ``resgate*``), the
 way Resgate's suite counts them with its CountLogger. The ``logged_errors``
 fixture in ``conftest.py`` installs one for a test and fails the test at
-teardown if it logged errors the test did not count.
+teardown if it logged errors the test did not count. ``GatewayLines``
+(fixture ``gateway_lines``) keeps every line the gateway side logs, its own
+loggers' and Autobahn's, for tests that count lines.
 """
 
 from __future__ import annotations
@@ -51,3 +53,22 @@ class FailureLog:
     def __call__(self, event: dict) -> None:
         if event.get("log_failure") is not None or event.get("log_level") in (LogLevel.error, LogLevel.critical):
             self.messages.append(formatEvent(event))
+
+
+class GatewayLines:
+    """Every log event of the gateway's loggers and Autobahn's, as text.
+
+    The test's own clients log through Twisted's endpoints and Autobahn's
+    client protocol; their lines are left out.
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, event: dict) -> None:
+        namespace = str(event.get("log_namespace", ""))
+        if namespace.startswith(("resgate", "autobahn.twisted.websocket.WebSocketServerProtocol")):
+            self.lines.append(formatEvent(event))
+
+    def containing(self, text: str) -> list[str]:
+        return [line for line in self.lines if text in line]

@@ -208,11 +208,12 @@ def _parse_frame(data: bytes) -> tuple[Frame, bytes] | None:
 
 
 async def connect_raw_ws(port: int, path: str = "/", timeout: float = WAIT_TIMEOUT,
-                         answer_close: bool = True, headers: dict[str, str] | None = None) -> RawWsClient:
-    """A RawWsClient upgraded on the gateway at ``port`` (loopback), with ``headers`` in its request."""
+                         answer_close: bool = True, headers: dict[str, str] | None = None,
+                         client_class: type[RawWsClient] = RawWsClient) -> RawWsClient:
+    """A RawWsClient (or ``client_class``) upgraded on the gateway at ``port`` (loopback), with ``headers``."""
     from twisted.internet import reactor
 
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=timeout)
-    client = await within(connectProtocol(endpoint, RawWsClient(path, answer_close, headers)), timeout)
+    client = await within(connectProtocol(endpoint, client_class(path, answer_close, headers)), timeout)
     await within(client.opened, timeout)
     return client
