@@ -7,6 +7,10 @@ Resgate's trace does. Trace records are debug events marked
 ``resgate_trace=True``, emitted only when trace is on; other debug records
 only when debug is on. The console script and twistd print the same
 records, one line each.
+
+What a hostile client causes, a line per connection (Autobahn's warnings
+for RFC 6455 breaches, refused upgrades), is logged once and then counted
+per window at every level below trace; with trace, every line is logged.
 """
 
 from __future__ import annotations
@@ -17,12 +21,16 @@ import signal
 
 import pytest
 import pytest_twisted
+from twisted.internet import defer
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
-from tests.rig.aio import sleep
+from resgate.windowedlog import LOG_WINDOW
+from tests.rig.aio import failure_of, sleep, within
+from tests.rig.clock import ClockedReactor
 from tests.rig.process import GatewayProcess, free_port
 from tests.rig.resources import CUSTOM_EVENT, connect_client, expect_custom_event, subscribe_to
 from tests.rig.service import FakeService
+from tests.rig.wsframes import OP_TEXT, connect_raw_ws, frame
 
 #: Markers of traced traffic, as they appear in a record's text.
 CLIENT_IN, CLIENT_OUT = "-->", "<--"
@@ -123,6 +131,102 @@ async def test_debug_emits_no_trace_events(gateway_factory, events):
     await run_traffic(gateway_factory, debug=True)
     assert debug_texts(events, traced=True) == []
     assert any(re.fullmatch(r"\[\w+\] Connected: .*", text) for text in debug_texts(events, traced=False))
+
+
+# ---------------------------------------------------------------------------
+# Hostile clients: a line per connection would let them write the log
+
+HOSTILE_CONNECTIONS = 200
+#: Connections opened at once.
+HOSTILE_BATCH = 20
+#: -D's own records, two a connection: asked for, not caused by the violation.
+LIFECYCLE = re.compile(r"\[\w+\] (Connected: .*|Disconnected \(.*\))")
+
+
+#: RFC 6455 breaches: the close code and reason Autobahn logs for each, and how many
+#: "failing" lines one connection makes it log (one; or two, the second for what
+#: follows the breach in the same read, as it happens).
+BREACHES = {
+    "unmasked": (frame(OP_TEXT, b"{}", masked=False), 1002, "unmasked client-to-server frame", (1, 1)),
+    "invalid-utf8": (frame(OP_TEXT, b"\xff{}"), 1007,
+                     "encountered invalid UTF-8 while processing text message at payload octet index 0", (1, 2)),
+    "oversized": (frame(OP_TEXT, b"", length=2**40), 1009,
+                  "received WebSocket message size 1099511627776 exceeds payload limit of 1048576 octets", (1, 2)),
+}
+COUNT_LINE = re.compile(r'failing WebSocket connection \(code=\.\.\.\): "\.\.\.": (\d+) more in the last 10 s')
+
+
+def breaking_rfc6455(breach: bytes):
+    async def connect(port: int) -> None:
+        """A connection that sends ``breach`` and answers the gateway's close."""
+        client = await connect_raw_ws(port)
+        client.send(breach)
+        await within(client.closed)
+    return connect
+
+
+async def knock_from_a_forbidden_origin(port: int) -> None:
+    error = await failure_of(defer.ensureDeferred(connect_raw_ws(port, headers={"Origin": "http://evil.example"})))
+    assert str(error) == "HTTP/1.1 403 Forbidden origin", error
+
+
+async def hostile_run(gateway_factory, gateway_lines, connect, **settings) -> tuple[list[str], ClockedReactor]:
+    """The lines ``HOSTILE_CONNECTIONS`` connections made by ``connect`` cause, less -D's own records."""
+    clock = ClockedReactor()
+    gateway = await gateway_factory(reactor=clock, allow_origin="http://app.example", **settings)
+    gateway_lines.lines.clear()
+    for _ in range(HOSTILE_CONNECTIONS // HOSTILE_BATCH):
+        await within(defer.gatherResults([defer.ensureDeferred(connect(gateway.port))
+                                          for _ in range(HOSTILE_BATCH)], consumeErrors=True), 30)
+    await sleep(0.1)  # the gateway sees the last closes a moment after the clients do
+    return clock, [line for line in gateway_lines.lines if not LIFECYCLE.fullmatch(line)]
+
+
+@pytest.mark.parametrize("breach", BREACHES)
+@pytest.mark.parametrize("settings", [{}, {"debug": True}], ids=["default", "debug"])
+@pytest_twisted.ensureDeferred
+async def test_rfc6455_breaches_are_logged_once_then_counted(gateway_factory, gateway_lines, settings, breach):
+    sent, code, reason, (fewest, most) = BREACHES[breach]
+    clock, lines = await hostile_run(gateway_factory, gateway_lines, breaking_rfc6455(sent), **settings)
+    # The first connection's lines (Autobahn's drop of a connection it failed is one more kind).
+    assert lines[0] == f'failing WebSocket connection (code={code}): "{reason}"'
+    assert len(lines) <= 2, lines
+    gateway_lines.lines.clear()
+    clock.advance(LOG_WINDOW)
+    assert len(gateway_lines.lines) <= 2, gateway_lines.lines
+    counts = [int(m[1]) for m in map(COUNT_LINE.fullmatch, gateway_lines.lines) if m]
+    assert len(counts) == 1, gateway_lines.lines
+    assert HOSTILE_CONNECTIONS * fewest - 1 <= counts[0] <= HOSTILE_CONNECTIONS * most - 1
+    # A quiet window ends the count.
+    gateway_lines.lines.clear()
+    clock.advance(LOG_WINDOW)
+    assert gateway_lines.lines == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_refused_upgrades_are_logged_once_then_counted(gateway_factory, gateway_lines):
+    clock, lines = await hostile_run(gateway_factory, gateway_lines, knock_from_a_forbidden_origin)
+    assert len(lines) == 2, lines
+    assert lines[0] == "failing WebSocket opening handshake ('Forbidden origin')"
+    assert re.fullmatch(r"dropping connection to peer tcp4:127\.0\.0\.1:\d+ with abort=False: Forbidden origin",
+                        lines[1]), lines
+    gateway_lines.lines.clear()
+    clock.advance(LOG_WINDOW)
+    assert sorted(gateway_lines.lines) == [
+        f"dropping connection to peer ... with abort=...: ...: {HOSTILE_CONNECTIONS - 1} more in the last 10 s",
+        f"failing WebSocket opening handshake ('...'): {HOSTILE_CONNECTIONS - 1} more in the last 10 s",
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_trace_logs_every_breach(gateway_factory, gateway_lines):
+    sent, code, reason, _ = BREACHES["unmasked"]
+    clock, lines = await hostile_run(gateway_factory, gateway_lines, breaking_rfc6455(sent), trace=True)
+    breaches = [line for line in lines if line.startswith("failing WebSocket connection")]
+    assert breaches == [f'failing WebSocket connection (code={code}): "{reason}"'] * HOSTILE_CONNECTIONS
+    gateway_lines.lines.clear()
+    clock.advance(LOG_WINDOW)
+    assert gateway_lines.lines == []
 
 
 # ---------------------------------------------------------------------------
