@@ -259,8 +259,8 @@ class SlowReader(RawWsClient):
     def stop_reading(self) -> None:
         self.transport.pauseProducing()
 
-    def _read(self) -> bool:
-        """One read of what has come; False if nothing had."""
+    def read_once(self) -> bool:
+        """One read of at most READ_SIZE bytes of what has come; False if nothing had."""
         try:
             data = self.transport.getHandle().recv(READ_SIZE)
         except BlockingIOError:
@@ -276,7 +276,7 @@ class SlowReader(RawWsClient):
     async def read_a_little(self) -> None:
         """Take in at most READ_SIZE bytes, waiting (bounded) until some have come."""
         for _ in range(1000):
-            if self._read():
+            if self.read_once():
                 return
             assert not self.reset, "the gateway closed the connection"
             await sleep(0.01)
@@ -287,7 +287,7 @@ class SlowReader(RawWsClient):
         deadline = reactor.seconds() + seconds
         while not condition() and not self.reset:
             assert reactor.seconds() < deadline, "condition not met in time"
-            while self._read():
+            while self.read_once():
                 pass
             await sleep(0.01)
 
@@ -375,3 +375,43 @@ async def test_a_client_that_reads_slowly_but_drains_within_the_bound_keeps_its_
     assert gateway_lines.containing("Client does not read") == []
     reader.send(close_frame(1000))
     await reader.read_until(lambda: False)
+
+
+#: Events for the gateway process: far more than the kernel's buffers on both ends hold.
+PROCESS_EVENTS = 200
+
+
+@pytest.mark.timeout(120)
+@pytest_twisted.ensureDeferred
+async def test_the_gateway_process_cuts_off_a_client_that_reads_a_little_now_and_then(nats_server, fake_service):
+    fake_service.on("access.test.big", lambda r: r.respond_result({"get": True}))
+    fake_service.on("get.test.big", lambda r: r.respond_result({"model": {"n": 0, "blob": ""}}))
+    port = free_port()
+    gateway = GatewayProcess("-n", nats_server.url, "-i", "127.0.0.1", "-p", str(port),
+                             "--wsdraintimeout", "1", "--wsmaxunread", str(DRAIN_TEST_MAX_UNREAD))
+    try:
+        gateway.wait_listening()
+        reader = await connect_raw_ws(port, client_class=SlowReader)
+        reader.request(1, "subscribe.test.big")
+        await reader.response(1)
+        reader.stop_reading()
+        blob = "x" * EVENT_SIZE
+        for n in range(1, PROCESS_EVENTS + 1):
+            fake_service.event("test.big", "change", {"values": {"n": n, "blob": blob[: EVENT_SIZE - n % 2]}})
+        # A little every tenth of a second, real time: the backlog never drains.
+        for _ in range(600):
+            reader.read_once()
+            if reader.reset:
+                break
+            await sleep(0.1)
+        assert reader.reset
+        await eventually(lambda: "Client does not read" in gateway.output())
+        assert re.search(r"\[\w+\] Client does not read: backlog not drained in 1 s; disconnecting", gateway.output())
+        assert "bytes unread" not in gateway.output()
+        assert len(reader.event_numbers) < PROCESS_EVENTS
+    except BaseException:
+        print(f"gateway output:\n{gateway.output()[-10_000:]}")
+        raise
+    finally:
+        gateway.stop()
+        gateway.cleanup()
