@@ -16,6 +16,7 @@ gateway process waits the real seconds.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -47,6 +48,27 @@ def masked_text_frame(payload: bytes) -> bytes:
     return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
+def serve_model(fake_service, rid: str) -> None:
+    """The service grants access to ``rid`` and serves it as a model whose values the events change."""
+    fake_service.on("access." + rid, lambda r: r.respond_result({"get": True}))
+    fake_service.on("get." + rid, lambda r: r.respond_result({"model": {"n": 0, "blob": ""}}))
+
+
+@contextlib.contextmanager
+def gateway_process(nats_server, port: int, *flags: str):
+    """A gateway process listening on ``port``; its output printed if the test fails."""
+    gateway = GatewayProcess("-n", nats_server.url, "-i", "127.0.0.1", "-p", str(port), *flags)
+    try:
+        gateway.wait_listening()
+        yield gateway
+    except BaseException:
+        print(f"gateway output:\n{gateway.output()[-10_000:]}")
+        raise
+    finally:
+        gateway.stop()
+        gateway.cleanup()
+
+
 class StalledClient(protocol.Protocol):
     """Upgrades, subscribes to ``rid``, and then never reads another byte."""
 
@@ -72,8 +94,7 @@ class StalledClient(protocol.Protocol):
 
 @pytest_twisted.ensureDeferred
 async def test_client_that_does_not_read_is_cut_off(gateway, fake_service):
-    fake_service.on("access.test.big", lambda r: r.respond_result({"get": True}))
-    fake_service.on("get.test.big", lambda r: r.respond_result({"model": {"n": 0, "blob": ""}}))
+    serve_model(fake_service, "test.big")
     reader = await connect_ws(gateway.ws_url)
     await reader.request("subscribe.test.big")
     stalled = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", gateway.port), StalledClient())
@@ -171,14 +192,10 @@ class EventCounter(WsClient):
 @pytest.mark.timeout(300)  # 30 seconds on an idle machine, far longer on a busy one
 @pytest_twisted.ensureDeferred
 async def test_a_stalled_client_is_cut_off_while_100_readers_get_10000_events(nats_server, fake_service):
-    fake_service.on("access.test.flood", lambda r: r.respond_result({"get": True}))
-    fake_service.on("get.test.flood", lambda r: r.respond_result({"model": {"n": 0, "blob": ""}}))
+    serve_model(fake_service, "test.flood")
     # Its own process: its memory is the gateway's alone, and the flag is the operator's.
     port = free_port()
-    gateway = GatewayProcess("-n", nats_server.url, "-i", "127.0.0.1", "-p", str(port),
-                             "--wsmaxunread", str(FLOOD_BOUND))
-    try:
-        gateway.wait_listening()
+    with gateway_process(nats_server, port, "--wsmaxunread", str(FLOOD_BOUND)) as gateway:
         url = f"ws://127.0.0.1:{port}/"
         readers = [await connect_ws(url, protocol=EventCounter) for _ in range(READERS)]
         for reader in readers:
@@ -219,12 +236,6 @@ async def test_a_stalled_client_is_cut_off_while_100_readers_get_10000_events(na
         assert rss_peak - rss_before < RSS_GROWTH_LIMIT
         for reader in readers:
             await within(reader.close())
-    except BaseException:
-        print(f"gateway output:\n{gateway.output()[-10_000:]}")
-        raise
-    finally:
-        gateway.stop()
-        gateway.cleanup()
 
 
 # ---------------------------------------------------------------------------
@@ -307,8 +318,7 @@ async def slow_reader_on_clocked_gateway(gateway_factory, fake_service):
     clock = ClockedReactor()
     gateway = await gateway_factory(reactor=clock, ws_max_unread=DRAIN_TEST_MAX_UNREAD,
                                     ws_drain_timeout=DRAIN_TIMEOUT)
-    fake_service.on("access.test.big", lambda r: r.respond_result({"get": True}))
-    fake_service.on("get.test.big", lambda r: r.respond_result({"model": {"n": 0, "blob": ""}}))
+    serve_model(fake_service, "test.big")
     reader = await connect_raw_ws(gateway.port, client_class=SlowReader)
     reader.request(1, "subscribe.test.big")
     await reader.response(1)
@@ -384,13 +394,10 @@ PROCESS_EVENTS = 200
 @pytest.mark.timeout(120)
 @pytest_twisted.ensureDeferred
 async def test_the_gateway_process_cuts_off_a_client_that_reads_a_little_now_and_then(nats_server, fake_service):
-    fake_service.on("access.test.big", lambda r: r.respond_result({"get": True}))
-    fake_service.on("get.test.big", lambda r: r.respond_result({"model": {"n": 0, "blob": ""}}))
+    serve_model(fake_service, "test.big")
     port = free_port()
-    gateway = GatewayProcess("-n", nats_server.url, "-i", "127.0.0.1", "-p", str(port),
-                             "--wsdraintimeout", "1", "--wsmaxunread", str(DRAIN_TEST_MAX_UNREAD))
-    try:
-        gateway.wait_listening()
+    flags = ("--wsdraintimeout", "1", "--wsmaxunread", str(DRAIN_TEST_MAX_UNREAD))
+    with gateway_process(nats_server, port, *flags) as gateway:
         reader = await connect_raw_ws(port, client_class=SlowReader)
         reader.request(1, "subscribe.test.big")
         await reader.response(1)
@@ -409,9 +416,3 @@ async def test_the_gateway_process_cuts_off_a_client_that_reads_a_little_now_and
         assert re.search(r"\[\w+\] Client does not read: backlog not drained in 1 s; disconnecting", gateway.output())
         assert "bytes unread" not in gateway.output()
         assert len(reader.event_numbers) < PROCESS_EVENTS
-    except BaseException:
-        print(f"gateway output:\n{gateway.output()[-10_000:]}")
-        raise
-    finally:
-        gateway.stop()
-        gateway.cleanup()
