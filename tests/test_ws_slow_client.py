@@ -365,6 +365,7 @@ async def test_a_client_that_reads_a_little_now_and_then_is_cut_off_when_its_bac
     assert reader.reset
     assert gateway_lines.containing("Client does not read") == [
         f"[{cid}] Client does not read: backlog not drained in {DRAIN_TIMEOUT} s; disconnecting"]
+    assert gateway.metrics.slow_clients_cut_off == 1
 
 
 @pytest_twisted.ensureDeferred
