@@ -96,7 +96,7 @@ class RecordingConnection:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
         self.protocol_version = 0
-        self.context = type("Context", (), {"debug": False, "metrics": _Metrics()})()
+        self.context = type("Context", (), {"debug": False, "metrics": _Metrics(), "tracing": None})()
 
     set_version = Connection.set_version
 
