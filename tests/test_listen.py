@@ -149,6 +149,7 @@ def test_listen_is_repeatable_and_written_only_when_set():
 
 def test_help_lists_listen():
     assert "--listen <endpoint>" in USAGE
+    assert "minTLS=1.2|1.3" in USAGE
 
 
 @pytest.mark.parametrize("flag", [["--addr", "127.0.0.1"], ["--port", "8080"], ["--port", "9000"],
