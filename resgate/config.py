@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, TextIO
 from urllib.parse import urlsplit
 
 from resgate.codec import is_valid_rid, is_valid_rid_part, json_type_name
+from resgate.endpoints import endpoint_kind, tcp_port
 
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -432,13 +433,10 @@ class Config:
                 )
         if type(self.workers) is int and self.workers > 1:
             for description in self.listen:
-                kind = endpoint_kind(description)
-                if kind in UNSHARED_ENDPOINT_KINDS:
-                    raise ConfigError(
-                        f"listen {_show(description)}{where} cannot be shared by --workers"
-                        f" {self.workers}: a {kind}: socket has no SO_REUSEPORT; run one process"
-                        " per socket or listen on tcp: or ssl:"
-                    )
+                problem = _unshareable(description)
+                if problem is not None:
+                    raise ConfigError(f"listen {_show(description)}{where} cannot be shared by --workers"
+                                      f" {self.workers}: {problem}")
 
     def origin_allowed(self, origin: str | None) -> bool:
         """Whether a request with this Origin header (None: without one) may proceed.
@@ -484,12 +482,14 @@ _DEFAULTS = {
 }
 
 
-def endpoint_kind(description: str) -> str:
-    """The endpoint type of a Twisted server description, under any ``haproxy:`` wrappers."""
-    kind, _, rest = description.partition(":")
-    while kind == "haproxy":
-        kind, _, rest = rest.partition(":")
-    return kind
+def _unshareable(description: str) -> str | None:
+    """Why ``--workers`` processes cannot all listen on an endpoint, or None when they can."""
+    kind = endpoint_kind(description)
+    if kind in UNSHARED_ENDPOINT_KINDS:
+        return f"a {kind}: socket has no SO_REUSEPORT; run one process per socket or listen on tcp: or ssl:"
+    if tcp_port(description) == 0:
+        return "with port 0 each process would listen on a port of its own; name the port"
+    return None
 
 
 def names_null_origin(origin: str) -> bool:

@@ -73,8 +73,9 @@ Server options:
                                    (default: {DEFAULT_PORT})
       --listen <endpoint>          Listen on a Twisted server endpoint instead of
                                    --addr, --port and --tls: tcp:, ssl:, unix:,
-                                   systemd: or haproxy: (PROXY protocol); repeat
-                                   for several; ours, not Resgate's
+                                   systemd: or haproxy: (PROXY protocol); ssl:
+                                   also takes minTLS=1.2|1.3; repeat for
+                                   several; ours, not Resgate's
                                    (default: none, --addr and --port)
   -w, --wspath <path>              Path where clients open WebSockets
                                    (default: {DEFAULT_WS_PATH})

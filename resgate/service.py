@@ -20,7 +20,7 @@ from OpenSSL import SSL
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
-from twisted.internet.ssl import CertificateOptions
+from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -28,7 +28,8 @@ import resgate
 from resgate.admission import ConnectionLimits, default_max_connections
 from resgate.bus import Bus
 from resgate.cache.cache import UNSUBSCRIBE_DELAY, ResourceCache
-from resgate.config import Config, ConfigError, endpoint_kind
+from resgate.config import Config, ConfigError
+from resgate.endpoints import endpoint_kind, keyword_value, without_tls_minimum
 from resgate.context import GatewayContext
 from resgate.embedded import EmbeddedNatsService
 from resgate.errors import describe_failure
@@ -54,6 +55,8 @@ _PENDING = object()
 
 #: A certificate chain or key file is a few kilobytes; reading one is bounded all the same.
 MAX_PEM_FILE_SIZE = 1024 * 1024
+#: The TLS versions ``minTLS=`` names (resgate.endpoints.TLS_MINIMUM_VERSIONS).
+TLS_VERSIONS = {"1.2": TLSVersion.TLSv1_2, "1.3": TLSVersion.TLSv1_3}
 
 
 def listen_description(config: Config, port: int | None = None) -> str:
@@ -91,6 +94,20 @@ def tls_options(cert_file: str, key_file: str) -> CertificateOptions:
     except SSL.Error:
         raise ValueError(f"TLS key file {key_file} is not the key of certificate file {cert_file}") from None
     return options
+
+
+def check_dh_parameters(path: str) -> None:
+    """Raise OSError or ValueError, naming the file, unless it holds PEM Diffie-Hellman parameters.
+
+    Twisted's ``ssl:`` passes the path on, and OpenSSL reads it only when the
+    first client connects: a bad file would fail every handshake instead of the start.
+    Here OpenSSL reads it as it will then, into a context of its own.
+    """
+    _read_pem(path, "DH parameters")
+    try:
+        SSL.Context(SSL.TLS_METHOD).load_tmp_dh(path)
+    except SSL.Error:
+        raise ValueError(f"DH parameters file {path} holds no PEM DH parameters") from None
 
 
 def _read_pem(path: str, what: str) -> bytes:
@@ -176,13 +193,20 @@ class ListeningService(Service):
         return defer.maybeDeferred(port.stopListening)
 
 
-def parse_endpoint(reactor, description: str):
-    """The server endpoint of a Twisted endpoint description; raises ConfigError saying why not."""
+def parse_endpoint(ports: PortReactor, description: str):
+    """The server endpoint of a Twisted endpoint description listening through ``ports``;
+    raises ConfigError saying why not. The gateway's ``minTLS=`` sets ``ports.tls_minimum``."""
     try:
-        return serverFromString(reactor, description)
+        twisted_description, tls_minimum = without_tls_minimum(description)
+        endpoint = serverFromString(ports, twisted_description)
+        dh_parameters = keyword_value(twisted_description, "dhParameters")
+        if dh_parameters is not None and endpoint_kind(description) == "ssl":
+            check_dh_parameters(dh_parameters)
     except Exception as e:  # each endpoint parser raises its own kinds
         raise ConfigError(f"invalid listen {json.dumps(description)}: {_endpoint_problem(description, e)}"
                           ) from None
+    ports.tls_minimum = TLS_VERSIONS[tls_minimum] if tls_minimum is not None else None
+    return endpoint
 
 
 def _endpoint_problem(description: str, error: Exception) -> str:

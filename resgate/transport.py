@@ -27,7 +27,11 @@ protocol factory: each connection must start with a PROXY header (v1 or v2),
 without a valid header is closed. PortReactor swaps that factory for
 ProxiedFactory, which logs the refusal, and reads the header before TLS
 starts (as proxies send it), where Twisted's ``haproxy:ssl:`` would expect it
-inside the TLS stream.
+inside the TLS stream. It also waits for a header that arrives in pieces:
+Twisted's parser refuses one whose first read is too short to tell v1 from v2.
+
+A PortReactor with ``tls_minimum`` (``minTLS=`` of an ``ssl:`` description,
+resgate.endpoints) refuses clients below that TLS version.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import struct
 from typing import Any
 
 from typing import TYPE_CHECKING
@@ -42,7 +47,7 @@ from typing import TYPE_CHECKING
 from twisted.internet import tcp, unix
 from twisted.internet.address import IPv6Address
 from twisted.internet.interfaces import IReactorSocket, IReactorSSL, IReactorTCP, IReactorUNIX
-from twisted.internet.ssl import CertificateOptions
+from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
@@ -57,6 +62,20 @@ from resgate.internals import (
 )
 
 log = Logger()
+
+#: How a PROXY header begins: v1 in text, v2 with a binary signature (then version and command).
+PROXY_V1_SIGNATURE = b"PROXY"
+PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+#: Bytes Twisted's parser needs in its first read to take a header: v2 has its
+#: length in bytes 15 and 16; v1 begins "PROXY TCP4 " or shorter.
+PROXY_V2_FIXED_PART = 16
+PROXY_V1_FIRST_READ = 8
+#: The longest block after a v2 header's fixed part: addresses (at most 216
+#: bytes, two Unix socket paths) and TLVs (TLS details, a cloud's endpoint id,
+#: a request id), generous for every proxy we know. The format allows 65535,
+#: which each connection could make the gateway hold before it is refused.
+#: (A v1 header is at most 107 bytes; Twisted's parser holds no more.)
+MAX_PROXY_V2_BLOCK = 2048
 
 #: Connections with corked writes, in the order they first wrote this turn.
 _corked: list[_CorkedWrites] = []
@@ -172,9 +191,17 @@ def describe_address(address: Any) -> str:
 
 
 class ProxiedConnection(HAProxyProtocolWrapper):
-    """A connection of a ``haproxy:`` endpoint; one without a valid PROXY header is closed and logged."""
+    """A connection of a ``haproxy:`` endpoint; one without a valid PROXY header is closed and logged.
+
+    A header may arrive in pieces: its first bytes are held until they say
+    which version it is (and a v2 header's length, at most MAX_PROXY_V2_BLOCK);
+    Twisted's parser then gathers the rest. The HTTP channel's first-byte
+    bound runs meanwhile: it hears nothing until the header is complete.
+    """
 
     _refused = False
+    #: What has arrived of the header's start, until Twisted's parser can take it; None after.
+    _opening: bytes | None = b""
     #: The client's address from the header, IPv6 in canonical form (Twisted's v2 parser
     #: spells out every group: 2001:db8:0:0:0:0:0:7).
     _client = None
@@ -192,13 +219,54 @@ class ProxiedConnection(HAProxyProtocolWrapper):
         return peer
 
     def dataReceived(self, data: bytes) -> None:
+        if self._opening is not None:
+            data = self._opening + data
+            if _proxy_header_undecided(data):
+                self._opening = data
+                return
+            self._opening = None
+            if _proxy_v2_block_length(data) > MAX_PROXY_V2_BLOCK:
+                self.loseConnection()
+                self._log_refusal("its PROXY v2 header is longer than the gateway takes")
+                return
         super().dataReceived(data)
         if self.disconnecting and not self._refused and not proxy_header_read(self):
-            # Debug only: anyone who reaches the port can cause it.
-            self._refused = True
-            assert self.transport is not None  # data comes only over a connection
-            log.debug("Closed a connection from {peer}: it did not start with a valid PROXY header",
-                      peer=describe_address(self.transport.getPeer()))
+            self._log_refusal("it did not start with a valid PROXY header")
+
+    def _log_refusal(self, why: str) -> None:
+        # Debug only: anyone who reaches the port can cause it.
+        self._refused = True
+        assert self.transport is not None  # data comes only over a connection
+        log.debug("Closed a connection from {peer}: {why}", peer=describe_address(self.transport.getPeer()),
+                  why=why)
+
+
+def _proxy_header_undecided(start: bytes) -> bool:
+    """Whether ``start`` begins a PROXY header but is too short for Twisted's parser to take it."""
+    if PROXY_V2_SIGNATURE.startswith(start[:len(PROXY_V2_SIGNATURE)]):
+        return len(start) < PROXY_V2_FIXED_PART
+    return PROXY_V1_SIGNATURE.startswith(start[:len(PROXY_V1_SIGNATURE)]) and len(start) < PROXY_V1_FIRST_READ
+
+
+def _proxy_v2_block_length(start: bytes) -> int:
+    """The length a v2 header's fixed part gives the rest of it; 0 when ``start`` is no v2 header."""
+    if not start.startswith(PROXY_V2_SIGNATURE):
+        return 0
+    (length,) = struct.unpack_from("!H", start, len(PROXY_V2_SIGNATURE) + 2)
+    return length
+
+
+def with_tls_minimum(options: CertificateOptions, minimum: TLSVersion) -> CertificateOptions:
+    """The TLS settings of an ``ssl:`` description, accepting no version below ``minimum``.
+
+    Twisted fixes the versions when it builds the settings, so they are built
+    again from what its ``ssl:`` parser sets: key, certificate, chain and DH
+    parameters (``sslmethod=``, which would pin a version, is refused with
+    ``minTLS=``; tests/test_listen.py checks that nothing else differs).
+    """
+    return CertificateOptions(privateKey=options.privateKey, certificate=options.certificate,
+                              extraCertChain=options.extraCertChain, dhParameters=options.dhParameters,
+                              raiseMinimumTo=minimum)
 
 
 class ProxiedFactory(HAProxyWrappingFactory):
@@ -249,14 +317,16 @@ class PortReactor:
     ``tls``, its TCP ports serve TLS with those options (the listener of
     ``--tls``, whose certificate is not given in the endpoint string). With
     ``limits``, its ports count their connections and refuse those past the caps.
+    With ``tls_minimum``, its TLS ports refuse clients below that version.
     """
 
     def __init__(self, reactor, *, reuse_port: bool = False, tls: CertificateOptions | None = None,
-                 limits: ConnectionLimits | None = None) -> None:
+                 limits: ConnectionLimits | None = None, tls_minimum: TLSVersion | None = None) -> None:
         self._reactor = reactor
         self.reuse_port = reuse_port
         self.tls = tls
         self.limits = limits
+        self.tls_minimum = tls_minimum
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
@@ -284,6 +354,8 @@ class PortReactor:
                   interface: str = "") -> ClientPort:
         # As the reactor's own listenSSL does: TLS in memory over a TCP port;
         # refusals too are answered inside TLS.
+        if self.tls_minimum is not None:
+            contextFactory = with_tls_minimum(contextFactory, self.tls_minimum)
         inner = _proxied(factory)
         if inner is None:
             factory = TLSMemoryBIOFactory(contextFactory, False, factory)

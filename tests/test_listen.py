@@ -9,21 +9,31 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import ssl
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, threads
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.ssl import TLSVersion
 from twisted.logger import globalLogPublisher
 
 from resgate.config import MAX_LISTEN_DESCRIPTION, MAX_LISTEN_ENDPOINTS, Config, ConfigError
 from resgate.options import USAGE, Options, config_from_options
 from resgate.service import GatewayService
-from resgate.transport import CorkedServer, CorkedUNIXServer, ProxiedConnection
+from resgate.transport import (
+    MAX_PROXY_V2_BLOCK,
+    CorkedServer,
+    CorkedUNIXServer,
+    ProxiedConnection,
+    with_tls_minimum,
+)
 from tests.rig.aio import eventually, within
 from tests.rig.process import GatewayProcess
 from tests.rig.tls import write_self_signed_cert
@@ -139,6 +149,7 @@ def test_listen_is_repeatable_and_written_only_when_set():
 
 def test_help_lists_listen():
     assert "--listen <endpoint>" in USAGE
+    assert "minTLS=1.2|1.3" in USAGE
 
 
 @pytest.mark.parametrize("flag", [["--addr", "127.0.0.1"], ["--port", "8080"], ["--port", "9000"],
@@ -185,6 +196,13 @@ def test_workers_cannot_share_unix_or_systemd_sockets(description):
 
 def test_workers_may_share_tcp_and_ssl_endpoints():
     assert config_of("--listen", "tcp:8081", "--listen", "haproxy:ssl:8443", "--workers", "2").workers == 2
+
+
+@pytest.mark.parametrize("description", ["tcp:0", "tcp:port=0:interface=127.0.0.1", "haproxy:ssl:0:certKey=c.pem"])
+def test_workers_cannot_share_port_0(description):
+    with pytest.raises(ConfigError, match=r"cannot be shared by --workers 2: with port 0 each process would"
+                                          r" listen on a port of its own; name the port$"):
+        config_of("--listen", description, "--workers", "2")
 
 
 @pytest.mark.parametrize("description, problem", [
@@ -372,9 +390,224 @@ async def test_a_connection_without_a_valid_proxy_header_is_closed_and_logged(
     fake_service.assert_no_request()
 
 
+def dribbling(port: int, header: bytes):
+    """Connects and sends ``header`` a byte at a time, each its own packet, as a slow proxy might."""
+    def connect() -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for byte in header:
+            sock.sendall(bytes([byte]))
+            time.sleep(0.005)
+        return sock
+    return connect
+
+
+@pytest.mark.parametrize("header, remote_addr", [
+    (proxy_v1("203.0.113.7", 56324), "203.0.113.7:56324"),
+    (proxy_v2("2001:db8::7", 443), "[2001:db8::7]:443"),
+])
+@pytest_twisted.ensureDeferred
+async def test_a_proxy_header_in_pieces_is_waited_for(listening_gateway, fake_service, header, remote_addr):
+    gateway = await listening_gateway("haproxy:tcp:0:interface=127.0.0.1", header_auth="test.method")
+    assert await remote_addr_of_api_get(fake_service, dribbling(gateway.port, header)) == remote_addr
+
+
+def proxy_v2_with_tlvs(block_length: int) -> bytes:
+    """A v2 header from 192.0.2.1:1000 whose block after the fixed part is ``block_length`` bytes:
+    IPv4 addresses, then one NOOP TLV (type 4) padding the rest."""
+    addresses = socket.inet_aton("192.0.2.1") + socket.inet_aton("127.0.0.1") + struct.pack("!HH", 1000, 8080)
+    padding = block_length - len(addresses) - 3
+    block = addresses + struct.pack("!BH", 4, padding) + b"\x00" * padding
+    return V2_SIGNATURE + b"\x21\x11" + struct.pack("!H", len(block)) + block
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_proxy_v2_header_up_to_the_bound_is_taken(listening_gateway, fake_service):
+    gateway = await listening_gateway("haproxy:tcp:0:interface=127.0.0.1", header_auth="test.method")
+    header = proxy_v2_with_tlvs(MAX_PROXY_V2_BLOCK)
+    assert await remote_addr_of_api_get(fake_service, tcp(gateway.port), header) == "192.0.2.1:1000"
+
+
+@pytest.mark.parametrize("block_length", [MAX_PROXY_V2_BLOCK + 1, 65535])
+@pytest_twisted.ensureDeferred
+async def test_a_longer_proxy_v2_header_is_refused(listening_gateway, fake_service, debug_log, block_length):
+    gateway = await listening_gateway("haproxy:tcp:0:interface=127.0.0.1", header_auth="test.method")
+    # Only the fixed part: the gateway refuses before the rest arrives.
+    assert await talk(tcp(gateway.port), proxy_v2_with_tlvs(block_length)[:16]) == b""
+    assert any("its PROXY v2 header is longer than the gateway takes" in text for text in debug_log), debug_log
+    fake_service.assert_no_request()
+
+
+@pytest.mark.parametrize("sent", [b"", b"PROX", V2_SIGNATURE[:5], proxy_v1("203.0.113.7", 1)[:20]])
+@pytest.mark.parametrize("tls", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_a_silent_proxied_connection_is_closed_after_the_first_byte_timeout(
+        listening_gateway, tmp_path, sent, tls):
+    """The HTTP channel's first-byte bound covers the PROXY header too, whole or in part."""
+    cert, key = write_self_signed_cert(tmp_path)
+    inner = f"ssl:0:certKey={cert}:privateKey={key}" if tls else "tcp:0"
+    gateway = await listening_gateway(f"haproxy:{inner}:interface=127.0.0.1", first_byte_timeout=300)
+
+    def closed_by_gateway() -> bool:
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=20) as sock:
+            sock.sendall(sent)
+            try:
+                # Blocks until the gateway closes, or fails at the socket timeout.
+                return sock.recv(1) == b""
+            except ConnectionResetError:  # TLS, before its handshake, has no orderly close
+                return True
+
+    assert await within(threads.deferToThread(closed_by_gateway), 30)
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_proxy_header_on_a_plain_listener_is_bad_input(listening_gateway, fake_service):
     gateway = await listening_gateway("tcp:0:interface=127.0.0.1", header_auth="test.method")
     response = await talk(tcp(gateway.port), proxy_v1("203.0.113.7", 56324) + API_GET)
     assert response.startswith(b"HTTP/1.1 400 "), response
     fake_service.assert_no_request()
+
+
+# --- ssl: minTLS= and dhParameters= --------------------------------------------
+
+#: RFC 7919's ffdhe2048 group (``openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048``):
+#: standard parameters, so the test need not generate any (slow at 2048 bits).
+FFDHE2048_PEM = """\
+-----BEGIN DH PARAMETERS-----
+MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz
++8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a
+87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7
+YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
+7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD
+ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
+-----END DH PARAMETERS-----
+"""
+#: The one TLS 1.2 suite a DHE-only client offers: ephemeral finite-field Diffie-Hellman, RSA-signed.
+DHE_CIPHER = "DHE-RSA-AES128-GCM-SHA256"
+
+
+def tls_client(cert: str, *, minimum=None, maximum=None, ciphers: str | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=cert)
+    if minimum is not None:
+        context.minimum_version = minimum
+    if maximum is not None:
+        context.maximum_version = maximum
+    if ciphers is not None:
+        context.set_ciphers(ciphers)
+    return context
+
+
+async def tls_version_of_handshake(port: int, context: ssl.SSLContext, prefix: bytes = b"") -> str:
+    """The TLS version a handshake with the gateway agreed (``prefix`` sent first, in the clear);
+    raises ssl.SSLError when the gateway refuses it."""
+    def handshake() -> str:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(prefix)
+            with context.wrap_socket(sock, server_hostname="localhost") as tls:
+                version = tls.version()
+                assert version is not None
+                return version
+    return await within(threads.deferToThread(handshake), 15)
+
+
+@pytest.mark.parametrize("proxied", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_min_tls_1_3_refuses_a_tls_1_2_client(listening_gateway, tmp_path, proxied):
+    cert, key = write_self_signed_cert(tmp_path)
+    header = proxy_v1("198.51.100.9", 4242) if proxied else b""
+    gateway = await listening_gateway(
+        f"{'haproxy:' if proxied else ''}ssl:0:interface=127.0.0.1:certKey={cert}:privateKey={key}:minTLS=1.3")
+    with pytest.raises(ssl.SSLError):
+        await tls_version_of_handshake(gateway.port, tls_client(cert, maximum=ssl.TLSVersion.TLSv1_2), header)
+    client = tls_client(cert, minimum=ssl.TLSVersion.TLSv1_3)
+    assert await tls_version_of_handshake(gateway.port, client, header) == "TLSv1.3"
+
+
+@pytest_twisted.ensureDeferred
+async def test_min_tls_1_2_takes_a_tls_1_2_client(listening_gateway, tmp_path):
+    cert, key = write_self_signed_cert(tmp_path)
+    gateway = await listening_gateway(f"ssl:0:interface=127.0.0.1:minTLS=1.2:certKey={cert}:privateKey={key}")
+    client = tls_client(cert, maximum=ssl.TLSVersion.TLSv1_2)
+    assert await tls_version_of_handshake(gateway.port, client) == "TLSv1.2"
+
+
+@pytest.mark.parametrize("minimum, problem", [
+    ("abc", "minTLS must be 1.2 or 1.3, not 'abc'"),
+    ("", "minTLS must be 1.2 or 1.3, not ''"),
+    ("1.1", "minTLS must be 1.2 or 1.3, not '1.1'"),
+    ("1.0", "minTLS must be 1.2 or 1.3, not '1.0'"),
+    ("1.3:minTLS=1.2", "minTLS is given 2 times"),
+    ("1.3:sslmethod=TLSv1_2_METHOD", "minTLS cannot be combined with sslmethod"),
+])
+def test_a_malformed_min_tls_is_one_config_error(tmp_path, minimum, problem):
+    cert, key = write_self_signed_cert(tmp_path)
+    description = f"ssl:0:certKey={cert}:privateKey={key}:minTLS={minimum}"
+    with pytest.raises(ConfigError, match=f"^invalid listen {re.escape(json.dumps(description))}: "
+                                          f"{re.escape(problem)}"):
+        GatewayService(Config(listen=[description]))
+
+
+@pytest.mark.parametrize("description", ["tcp:0:minTLS=1.3", "haproxy:tcp:0:minTLS=1.3", "unix:/run/x.sock:minTLS=1.2"])
+def test_min_tls_on_an_endpoint_without_tls_is_refused(description):
+    with pytest.raises(ConfigError, match="minTLS applies to ssl: endpoints only"):
+        GatewayService(Config(listen=[description]))
+
+
+def test_min_tls_keeps_every_other_setting_of_twisteds_ssl_parser(tmp_path):
+    """with_tls_minimum builds the settings again: Twisted's ``ssl:`` must set nothing it leaves out."""
+    cert, key = write_self_signed_cert(tmp_path, rsa_key=True)
+    dh_path = tmp_path / "dh.pem"
+    dh_path.write_text(FFDHE2048_PEM)
+
+    class Recorder:
+        def listenSSL(self, port, factory, contextFactory, **kwargs):
+            self.options = contextFactory
+
+    recorder = Recorder()
+    endpoint = serverFromString(
+        recorder, f"ssl:0:certKey={cert}:privateKey={key}:extraCertChain={cert}:dhParameters={dh_path}")
+    endpoint.listen(None)
+    rebuilt = with_tls_minimum(recorder.options, TLSVersion.TLSv1_3)
+
+    def public(options) -> dict:
+        return {name: value for name, value in vars(options).items() if not name.startswith("_")}
+
+    assert public(rebuilt) == public(recorder.options)
+    assert len(rebuilt.extraCertChain) == 1 and rebuilt.dhParameters is not None
+
+
+@pytest_twisted.ensureDeferred
+async def test_dh_parameters_give_dhe_cipher_suites(listening_gateway, tmp_path):
+    """Without DH parameters a client that offers only DHE finds no suite; with them it agrees on one."""
+    cert, key = write_self_signed_cert(tmp_path, rsa_key=True)
+    dh_path = tmp_path / "dh.pem"
+    dh_path.write_text(FFDHE2048_PEM)
+    client = tls_client(cert, maximum=ssl.TLSVersion.TLSv1_2, ciphers=DHE_CIPHER)
+    gateway = await listening_gateway(
+        f"ssl:0:interface=127.0.0.1:certKey={cert}:privateKey={key}",
+        f"ssl:0:interface=127.0.0.1:certKey={cert}:privateKey={key}:dhParameters={dh_path}")
+    plain, with_dh = gateway.listeners
+    with pytest.raises(ssl.SSLError):
+        await tls_version_of_handshake(plain.port.getHost().port, client)
+
+    def cipher_of_handshake() -> str:
+        with socket.create_connection(("127.0.0.1", with_dh.port.getHost().port), timeout=10) as sock:
+            with client.wrap_socket(sock, server_hostname="localhost") as tls:
+                cipher = tls.cipher()
+                assert cipher is not None
+                return cipher[0]
+
+    assert await within(threads.deferToThread(cipher_of_handshake), 15) == DHE_CIPHER
+
+
+@pytest.mark.parametrize("content, problem", [
+    (None, "cannot read TLS DH parameters file {path}: No such file or directory"),
+    ("not parameters", "DH parameters file {path} holds no PEM DH parameters"),
+])
+def test_a_bad_dh_parameters_file_is_a_config_error_before_any_client(tmp_path, content, problem):
+    cert, key = write_self_signed_cert(tmp_path)
+    path = tmp_path / "dh.pem"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError, match=re.escape(problem.format(path=path))):
+        GatewayService(Config(listen=[f"haproxy:ssl:0:certKey={cert}:privateKey={key}:dhParameters={path}"]))

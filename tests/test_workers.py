@@ -297,6 +297,39 @@ async def test_metrics_stay_with_the_first_process(nats_server):
         shut_down(process)
 
 
+@pytest_twisted.ensureDeferred
+async def test_workers_share_a_listen_endpoint(nats_server):
+    """``--listen tcp:port=N``: every process listens on port N (SO_REUSEPORT), and each serves."""
+    port = free_port()
+    process = GatewayProcess("--workers", "2", "-n", nats_server.url,
+                             "--listen", f"tcp:port={port}:interface=127.0.0.1")
+    clients: list[WsClient] = []
+    try:
+        assert await start_workers(process, 2) == port
+        pids = [process.process.pid, *worker_pids(process).values()]
+        assert listening_pids(port, pids) == set(pids)
+        for _ in range(CONNECTIONS):
+            clients.append(await connect_client(f"ws://127.0.0.1:{port}/"))
+        served = connections_by_pid(port, pids)
+        assert sum(served.values()) == CONNECTIONS and all(served.values()), served
+    finally:
+        for client in clients:
+            await client.close()
+        shut_down(process)
+
+
+def test_workers_refuse_a_listen_endpoint_on_port_0():
+    """Each process would get a port of its own: one line and exit status 1 instead."""
+    result = subprocess.run([sys.executable, "-m", "resgate", "--workers", "2",
+                             "--listen", "tcp:port=0:interface=127.0.0.1"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        'resgate: listen "tcp:port=0:interface=127.0.0.1" from --listen cannot be shared by --workers 2:'
+        " with port 0 each process would listen on a port of its own; name the port"
+    ], result.stderr
+
+
 # ---------------------------------------------------------------------------
 # Supervision
 

@@ -8,13 +8,16 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 
-def write_self_signed_cert(directory: Path, name: str = "localhost") -> tuple[str, str]:
-    """A self-signed certificate for localhost and 127.0.0.1: (cert path, key path)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def write_self_signed_cert(directory: Path, name: str = "localhost", *, rsa_key: bool = False) -> tuple[str, str]:
+    """A self-signed certificate for localhost and 127.0.0.1: (cert path, key path).
+
+    An EC key, or with ``rsa_key`` an RSA one (TLS 1.2's DHE cipher suites sign with RSA, not ECDSA).
+    """
+    key = rsa.generate_private_key(65537, 2048) if rsa_key else ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
