@@ -31,7 +31,7 @@ from resgate.clientcodec import SharedMessage
 from resgate.config import ResourceMethod
 from resgate.connection import Connection
 from resgate.context import GatewayContext
-from resgate.internals import frame_bytes
+from resgate.internals import frame_bytes, unmask_small_frames_in_python
 from resgate.meta import DirectResponse, Meta, reason_phrase
 from resgate.trace import one_line
 from resgate.tracecontext import trace_headers
@@ -379,6 +379,7 @@ class ClientFactory(WebSocketServerFactory):
 
     def __init__(self, context: GatewayContext, *, compression: bool = False) -> None:
         super().__init__()
+        unmask_small_frames_in_python()
         self.context = context
         self.protocols: set[ClientProtocol] = set()
         self.autobahn_log = AutobahnLog(WebSocketServerProtocol.log, context.client_log)
