@@ -23,7 +23,8 @@ not checked here): ``tcp.Server.startWriting``/``stopWriting``,
 ``HTTPChannel.allHeadersReceived``/``allContentReceived``/``requestDone``
 (web.BoundedLineChannel: the time bounds of each part of a request),
 ``WebSocketServerProtocol.dropConnection`` and ``sendHttpErrorResponse``,
-and its ``log`` (ws.AutobahnLog: Autobahn's per-connection warnings counted).
+its ``log`` (ws.AutobahnLog: Autobahn's per-connection warnings counted),
+and ``WebSocketProtocol.CONFIG_ATTRS`` (ws.ClientProtocol: no option copied per connection).
 """
 
 from __future__ import annotations

@@ -100,6 +100,11 @@ class ClientProtocol(WebSocketServerProtocol):
 
     # What a connected client's socket offers (Twisted types it as an optional ITransport).
     transport: ITCPTransport
+    # Autobahn copies each of its ~30 protocol options from the factory onto
+    # every new connection and pretty-prints them all for a debug line,
+    # logged or not: a quarter of connecting a client. Here none is copied:
+    # each connection reads them from its class, which the factory makes.
+    CONFIG_ATTRS: list[str] = []
     # Set on each protocol by the factory's setProtocolOptions.
     closeHandshakeTimeout: float
     conn: Connection | None = None
@@ -409,6 +414,16 @@ class ClientFactory(WebSocketServerFactory):
 
             options["perMessageCompressionAccept"] = accept
         self.setProtocolOptions(**options)
+
+    # Autobahn's signature names every option; these pass them on unchanged.
+    def setProtocolOptions(self, **options: Any) -> None:  # type: ignore[override]
+        super().setProtocolOptions(**options)
+        # The options as class attributes of the connections made from now
+        # on: what Autobahn's copy per connection gave (ClientProtocol.CONFIG_ATTRS).
+        # A function option (perMessageCompressionAccept) stays a function, not a method.
+        settings = {name: staticmethod(value) if callable(value) else value
+                    for name, value in ((name, getattr(self, name)) for name in WebSocketServerProtocol.CONFIG_ATTRS)}
+        self.protocol = cast(type[ClientProtocol], type(ClientProtocol.__name__, (ClientProtocol,), settings))
 
     def close_all(self) -> None:
         """Close every client connection: the gateway is going away (1001)."""
