@@ -16,6 +16,7 @@ and on the newest release. nats-py's private parts are checked in
 | ``twisted.protocols.haproxy._wrapper`` | transport.PortReactor | the factory ``haproxy:`` endpoints wrap, to log refused headers and to read the header before TLS |
 | ``HAProxyProtocolWrapper._proxyInfo`` | transport.ProxiedConnection | whether the PROXY header was read |
 | ``autobahn.websocket.protocol.create_xor_masker`` | ws.ClientFactory | unmasking small client frames without a CFFI object each |
+| ``WebSocketProtocol.message_data``, ``message_is_binary``, ``failedByMe`` | ws.ClientProtocol | ending a message without firing Autobahn's "message" signal |
 
 Public hooks the gateway overrides (tested by the suite on both versions,
 not checked here): ``tcp.Server.startWriting``/``stopWriting``,
@@ -31,8 +32,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket import protocol as autobahn_protocol
-from autobahn.websocket.protocol import PreparedMessage
+from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from twisted.internet import abstract, protocol, tcp
 from twisted.internet.interfaces import IReactorFDSet
 from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper as HAProxyProtocolWrapper
@@ -109,6 +111,22 @@ def unmask_small_frames_in_python() -> None:
     autobahn_protocol.create_xor_masker = _xor_masker
 
 
+#: What Autobahn's own onMessageEnd reads, and end_message reads the same way.
+_MESSAGE_END_NAMES = {"failedByMe", "message_data", "message_is_binary", "_onMessage"}
+
+
+def end_message(protocol: WebSocketServerProtocol) -> None:
+    """Deliver the message whose frames have all arrived, as Autobahn's onMessageEnd does.
+
+    Autobahn then also fires a "message" signal for observers, which costs a
+    Deferred and a gather per message; the gateway observes none.
+    """
+    if not protocol.failedByMe:
+        protocol._onMessage(b"".join(protocol.message_data), protocol.message_is_binary)
+    # As Autobahn does; its annotation of message_data leaves None out.
+    protocol.message_data = None  # type: ignore[assignment]
+
+
 def check() -> None:
     """Fail loudly unless Twisted and Autobahn still have the parts above."""
     problems = []
@@ -124,6 +142,8 @@ def check() -> None:
     wrapper = HAProxyWrappingFactory(protocol.Factory.forProtocol(protocol.Protocol)).buildProtocol(None)
     if not (isinstance(wrapper, HAProxyProtocolWrapper) and "_proxyInfo" in vars(wrapper)):
         problems.append("twisted HAProxyProtocolWrapper._proxyInfo")
+    if not _MESSAGE_END_NAMES <= set(WebSocketProtocol.onMessageEnd.__code__.co_names):
+        problems.append("autobahn WebSocketProtocol.onMessageEnd's message_data, message_is_binary, failedByMe")
     if not callable(getattr(autobahn_protocol, "create_xor_masker", None)):
         problems.append("autobahn websocket.protocol.create_xor_masker")
     if problems:

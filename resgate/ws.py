@@ -31,7 +31,7 @@ from resgate.clientcodec import SharedMessage
 from resgate.config import ResourceMethod
 from resgate.connection import Connection
 from resgate.context import GatewayContext
-from resgate.internals import frame_bytes, unmask_small_frames_in_python
+from resgate.internals import end_message, frame_bytes, unmask_small_frames_in_python
 from resgate.meta import DirectResponse, Meta, reason_phrase
 from resgate.trace import one_line
 from resgate.tracecontext import trace_headers
@@ -237,6 +237,9 @@ class ClientProtocol(WebSocketServerProtocol):
             log.debug("[{cid}] --> {payload}", cid=conn.cid, payload=one_line(payload),
                       resgate_trace=True)
         context.work.enqueue(lambda: rpc.handle_request(conn, payload, self._send))
+
+    def onMessageEnd(self) -> None:
+        end_message(self)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self in self.factory.protocols:

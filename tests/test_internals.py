@@ -6,7 +6,7 @@ import os
 
 import pytest
 from autobahn.websocket import protocol as autobahn_protocol
-from autobahn.websocket.protocol import PreparedMessage
+from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from autobahn.websocket.xormasker import create_xor_masker
 from twisted.internet import tcp
 
@@ -21,6 +21,7 @@ def test_the_installed_versions_pass_the_check():
     (lambda mp: mp.setattr(tcp.Port, "_type", "INET"), "tcp.Port._type"),
     (lambda mp: mp.setattr(PreparedMessage, "__init__", lambda self, *args: None), "PreparedMessage.payloadHybi"),
     (lambda mp: mp.delattr(autobahn_protocol, "create_xor_masker"), "create_xor_masker"),
+    (lambda mp: mp.setattr(WebSocketProtocol, "onMessageEnd", lambda self: None), "onMessageEnd"),
 ])
 def test_a_changed_private_part_fails_in_one_line_naming_it(monkeypatch, break_it, named):
     break_it(monkeypatch)
