@@ -8,7 +8,7 @@ import pytest
 from autobahn.websocket import protocol as autobahn_protocol
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from autobahn.websocket.xormasker import create_xor_masker
-from twisted.internet import tcp
+from twisted.internet import abstract, tcp
 
 from resgate import internals
 
@@ -57,3 +57,13 @@ def test_small_frames_get_the_plain_masker_and_large_ones_autobahn_s(monkeypatch
     assert not isinstance(large, internals.PlainXorMasker)
     payload = os.urandom(internals.PLAIN_XOR_MAX_FRAME + 1)
     assert large.process(payload) == create_xor_masker(b"abcd", len(payload)).process(payload)
+
+
+@pytest.mark.parametrize("break_it", [
+    lambda mp: mp.setattr(abstract.FileDescriptor, "__init__", lambda self, reactor=None: None),
+    lambda mp: mp.setattr(abstract.FileDescriptor, "write", lambda self, data: None),
+])
+def test_a_changed_write_fails_the_check(monkeypatch, break_it):
+    break_it(monkeypatch)
+    with pytest.raises(ImportError, match="FileDescriptor"):
+        internals.check()
