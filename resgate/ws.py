@@ -105,7 +105,7 @@ class ClientProtocol(WebSocketServerProtocol):
     # logged or not: a quarter of connecting a client. Here none is copied:
     # each connection reads them from its class, which the factory makes.
     CONFIG_ATTRS: list[str] = []
-    # Set on each protocol by the factory's setProtocolOptions.
+    # Set on each protocol's class by the factory's setProtocolOptions.
     closeHandshakeTimeout: float
     conn: Connection | None = None
     # The whole HTTP response that refuses the upgrade, when meta asked for one.
