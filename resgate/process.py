@@ -3,7 +3,7 @@
 What the ``resgate`` script, twistd's plugin and each ``--workers`` child
 share before they run a gateway: Twisted's asyncio reactor on uvloop, child
 reaping under uvloop, an exit status for a fatal failure, and the collector
-setting a gateway process wants. Kept apart from ``resgate.tap`` so that the
+and open-file settings a gateway process wants. Kept apart from ``resgate.tap`` so that the
 workers' entry point can use it without importing the twistd plugin.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import resource
 import signal
 import sys
 from types import FrameType
@@ -127,6 +128,23 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
+def raise_open_file_limit() -> None:
+    """Let the process open as many files as its hard limit allows, as Go programs (Resgate) do.
+
+    Every client is a socket. The soft limit is often 1,024 where the hard
+    one is far higher; under it the gateway would refuse connections past
+    about a thousand clients where Resgate, whose Go runtime raises the soft
+    limit at start, serves them. Workers and an embedded nats-server inherit it.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            # Some systems refuse an unlimited or very high soft limit; keep the one we have.
+            pass
+
+
 def handle_sigint_even_if_ignored() -> None:
     """Stop on SIGINT even when it was inherited as ignored, as Go Resgate does.
 
@@ -145,6 +163,7 @@ def build_gateway(options: Options) -> tuple[GatewayService, ProcessExit]:
     With ``--workers N`` the gateway supervises N-1 worker processes on its port.
     """
     tune_gc()
+    raise_open_file_limit()
     handle_sigint_even_if_ignored()
     try:
         config = config_from_options(options)

@@ -58,6 +58,12 @@ MAX_PEM_FILE_SIZE = 1024 * 1024
 #: The TLS versions ``minTLS=`` names (resgate.endpoints.TLS_MINIMUM_VERSIONS).
 TLS_VERSIONS = {"1.2": TLSVersion.TLSv1_2, "1.3": TLSVersion.TLSv1_3}
 
+#: The listen backlog asked for: Linux caps it at ``net.core.somaxconn``, so
+#: this is the kernel's limit, as Go's listeners in Resgate ask for. Twisted's
+#: default of 50 drops the SYNs of clients connecting faster than one loop turn
+#: accepts them, and each dropped SYN costs its client a one-second retry.
+LISTEN_BACKLOG = 65535
+
 
 def listen_description(config: Config, port: int | None = None) -> str:
     """The Twisted endpoint string for the configured address and port.
@@ -69,7 +75,8 @@ def listen_description(config: Config, port: int | None = None) -> str:
     """
     # An empty addr means every interface: "::" listens on IPv6 and IPv4 alike.
     host = config.listen_host or "::"
-    return f"tcp:port={config.port if port is None else port}:interface={quoteStringArgument(host)}"
+    return (f"tcp:port={config.port if port is None else port}:interface={quoteStringArgument(host)}"
+            f":backlog={LISTEN_BACKLOG}")
 
 
 def tls_options(cert_file: str, key_file: str) -> CertificateOptions:

@@ -114,6 +114,24 @@ class Resources:
         return message
 
 
+# The data of an event every subscriber sends alike (Subscription._send_shared),
+# for clients of the legacy protocol generation or not.
+
+def _changed_data(event: ResourceEvent, legacy: bool) -> dict[str, Any]:
+    assert event.changed is not None  # a change event has its values
+    return {"values": {k: (v.legacy() if legacy else v.raw) for k, v in event.changed.items()}}
+
+
+def _added_data(event: ResourceEvent, legacy: bool) -> dict[str, Any]:
+    value = event.value
+    assert value is not None  # an add event has a value
+    return {"idx": event.idx, "value": value.legacy() if legacy else value.raw}
+
+
+def _payload_data(event: ResourceEvent, legacy: bool) -> Any:
+    return event.payload
+
+
 class _ReadyWaiter:
     """Waits for a subscription and all it references to have loaded."""
 
@@ -410,22 +428,24 @@ class Subscription:
         if self.state == STATE_SENT:
             self.conn.send_event(self.rid, event, data)
 
-    def _send_shared(self, event: ResourceEvent, data: Callable[[], Any]) -> None:
-        """Send ``event`` with ``data()``, encoded and framed once for all alike.
+    def _send_shared(self, event: ResourceEvent, data: Callable[[ResourceEvent, bool], Any]) -> None:
+        """Send ``event`` with ``data(event, legacy)``, encoded and framed once for all alike.
 
         Every subscriber of a resource that sends no resource set with the
         event sends the same bytes, given the same resource ID and protocol
-        generation: the first one encodes them, the rest reuse them.
+        generation: the first one encodes them, the rest reuse them. ``data``
+        is a module function, not a closure: nothing is built per subscriber.
         """
         if self.state != STATE_SENT:
             return
-        key = (self.rid, self._legacy())
+        legacy = self.conn.protocol_version < VERSION_SOFT_REFERENCE_AND_DATA
+        key = (self.rid, legacy)
         messages = event.messages
         if messages is None:
             messages = event.messages = {}
         message = messages.get(key)
         if message is None:
-            message = messages[key] = SharedMessage(encode_event(self.rid, event.event, data()))
+            message = messages[key] = SharedMessage(encode_event(self.rid, event.event, data(event, legacy)))
         self.conn.send_shared(message)
 
     def _legacy(self) -> bool:
@@ -455,7 +475,7 @@ class Subscription:
                 if sub is None:
                     return
                 if sub.is_sent or not self.is_sent:
-                    self._send_shared(event, lambda: {"idx": idx, "value": value.raw})
+                    self._send_shared(event, _added_data)
                     self.collection = event.collection
                     return
                 self._queue_events(QUEUE_REFERENCES)
@@ -474,11 +494,10 @@ class Subscription:
 
                 sub.on_ready(ready)
             else:
-                legacy = self._legacy()
-                self._send_shared(event, lambda: {"idx": idx, "value": value.legacy() if legacy else value.raw})
+                self._send_shared(event, _added_data)
                 self.collection = event.collection
         elif name == "remove":
-            self._send_shared(event, lambda: event.payload)
+            self._send_shared(event, _payload_data)
             self.collection = event.collection
             removed = event.value
             assert removed is not None  # a remove event has the removed value
@@ -488,15 +507,13 @@ class Subscription:
         elif name == "delete":
             self._deleted(event)
         else:
-            self._send_shared(event, lambda: event.payload)
+            self._send_shared(event, _payload_data)
 
     def _model_event(self, event: ResourceEvent) -> None:
         name = event.event
         if name == "change":
             changed = event.changed
-            old = event.old_values
-            # A change event has both.
-            assert changed is not None and old is not None
+            assert changed is not None  # a change event has its values
             subs = []
             has_unsent = False
             for value in changed.values():
@@ -507,26 +524,12 @@ class Subscription:
                         return
                     has_unsent = has_unsent or not sub.is_sent
                     subs.append(sub)
-            legacy = self._legacy()
-
-            def values() -> dict[str, Any]:
-                return {k: (v.legacy() if legacy else v.raw) for k, v in changed.items()}
-
-            def changed_copy() -> None:
-                # The client has the change (or would have): its copy drops
-                # the references the change replaced.
-                self.model = event.model
-                for key in changed:
-                    previous = old.get(key)
-                    if previous is not None and previous.type == codec.VALUE_REFERENCE:
-                        assert previous.rid is not None  # references have one
-                        self._remove_reference(previous.rid)
-
             # Only a resource the client holds brings the client new references.
             if not has_unsent or not self.is_sent:
-                self._send_shared(event, lambda: {"values": values()})
-                changed_copy()
+                self._send_shared(event, _changed_data)
+                self._changed_copy(event)
                 return
+            legacy = self._legacy()
             self._queue_events(QUEUE_REFERENCES)
             remaining = [len(subs)]
 
@@ -541,9 +544,9 @@ class Subscription:
                     resources = Resources()
                     for sub in subs:
                         sub._populate(resources, legacy)
-                    self._send_event(name, resources.add_to({"values": values()}))
+                    self._send_event(name, resources.add_to(_changed_data(event, legacy)))
                     released = mark_sent(subs)
-                changed_copy()
+                self._changed_copy(event)
                 let_events_through(released)
                 self._unqueue_events(QUEUE_REFERENCES)
 
@@ -552,7 +555,18 @@ class Subscription:
         elif name == "delete":
             self._deleted(event)
         else:
-            self._send_shared(event, lambda: event.payload)
+            self._send_shared(event, _payload_data)
+
+    def _changed_copy(self, event: ResourceEvent) -> None:
+        """The client has a change (or would have): its copy drops the references the change replaced."""
+        self.model = event.model
+        old = event.old_values
+        assert event.changed is not None and old is not None  # a change event has both
+        for key in event.changed:
+            previous = old.get(key)
+            if previous is not None and previous.type == codec.VALUE_REFERENCE:
+                assert previous.rid is not None  # references have one
+                self._remove_reference(previous.rid)
 
     def _deleted(self, event: ResourceEvent) -> None:
         self._send_event(event.event, event.payload)

@@ -56,6 +56,7 @@ from resgate.admission import AdmissionFactory, ConnectionLimits, RefusalFactory
 from resgate.internals import (
     HAProxyProtocolWrapper,
     HAProxyWrappingFactory,
+    buffer_write,
     has_unsent_data,
     mark_tls,
     proxy_header_read,
@@ -134,6 +135,14 @@ class _CorkedWrites(_ServerBase):
         if self._peer is None:
             self._peer = super().getPeer()
         return self._peer
+
+    def write(self, data: bytes) -> None:
+        # Twisted's write, minus its calls per write on the fan-out's hot path;
+        # anything but bytes, and a connection that started TLS, take Twisted's way.
+        if self.TLS or type(data) is not bytes:
+            super().write(data)
+        else:
+            buffer_write(self, data)
 
     def startWriting(self) -> None:
         # Called by write(), writeSequence() and loseConnection().

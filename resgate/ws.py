@@ -31,7 +31,7 @@ from resgate.clientcodec import SharedMessage
 from resgate.config import ResourceMethod
 from resgate.connection import Connection
 from resgate.context import GatewayContext
-from resgate.internals import frame_bytes
+from resgate.internals import end_message, frame_bytes, unmask_small_frames_in_python
 from resgate.meta import DirectResponse, Meta, reason_phrase
 from resgate.trace import one_line
 from resgate.tracecontext import trace_headers
@@ -100,7 +100,12 @@ class ClientProtocol(WebSocketServerProtocol):
 
     # What a connected client's socket offers (Twisted types it as an optional ITransport).
     transport: ITCPTransport
-    # Set on each protocol by the factory's setProtocolOptions.
+    # Autobahn copies each of its ~30 protocol options from the factory onto
+    # every new connection and pretty-prints them all for a debug line,
+    # logged or not: a quarter of connecting a client. Here none is copied:
+    # each connection reads them from its class, which the factory makes.
+    CONFIG_ATTRS: list[str] = []
+    # Set on each protocol's class by the factory's setProtocolOptions.
     closeHandshakeTimeout: float
     conn: Connection | None = None
     # The whole HTTP response that refuses the upgrade, when meta asked for one.
@@ -232,6 +237,9 @@ class ClientProtocol(WebSocketServerProtocol):
             log.debug("[{cid}] --> {payload}", cid=conn.cid, payload=one_line(payload),
                       resgate_trace=True)
         context.work.enqueue(lambda: rpc.handle_request(conn, payload, self._send))
+
+    def onMessageEnd(self) -> None:
+        end_message(self)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self in self.factory.protocols:
@@ -379,6 +387,7 @@ class ClientFactory(WebSocketServerFactory):
 
     def __init__(self, context: GatewayContext, *, compression: bool = False) -> None:
         super().__init__()
+        unmask_small_frames_in_python()
         self.context = context
         self.protocols: set[ClientProtocol] = set()
         self.autobahn_log = AutobahnLog(WebSocketServerProtocol.log, context.client_log)
@@ -408,6 +417,16 @@ class ClientFactory(WebSocketServerFactory):
 
             options["perMessageCompressionAccept"] = accept
         self.setProtocolOptions(**options)
+
+    # Autobahn's signature names every option; these pass them on unchanged.
+    def setProtocolOptions(self, **options: Any) -> None:  # type: ignore[override]
+        super().setProtocolOptions(**options)
+        # The options as class attributes of the connections made from now
+        # on: what Autobahn's copy per connection gave (ClientProtocol.CONFIG_ATTRS).
+        # A function option (perMessageCompressionAccept) stays a function, not a method.
+        settings = {name: staticmethod(value) if callable(value) else value
+                    for name, value in ((name, getattr(self, name)) for name in WebSocketServerProtocol.CONFIG_ATTRS)}
+        self.protocol = cast(type[ClientProtocol], type(ClientProtocol.__name__, (ClientProtocol,), settings))
 
     def close_all(self) -> None:
         """Close every client connection: the gateway is going away (1001)."""

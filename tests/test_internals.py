@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
-from autobahn.websocket.protocol import PreparedMessage
-from twisted.internet import tcp
+from autobahn.websocket import protocol as autobahn_protocol
+from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+from autobahn.websocket.xormasker import create_xor_masker
+from twisted.internet import abstract, tcp
 
 from resgate import internals
 
@@ -16,6 +20,8 @@ def test_the_installed_versions_pass_the_check():
 @pytest.mark.parametrize("break_it, named", [
     (lambda mp: mp.setattr(tcp.Port, "_type", "INET"), "tcp.Port._type"),
     (lambda mp: mp.setattr(PreparedMessage, "__init__", lambda self, *args: None), "PreparedMessage.payloadHybi"),
+    (lambda mp: mp.delattr(autobahn_protocol, "create_xor_masker"), "create_xor_masker"),
+    (lambda mp: mp.setattr(WebSocketProtocol, "onMessageEnd", lambda self: None), "onMessageEnd"),
 ])
 def test_a_changed_private_part_fails_in_one_line_naming_it(monkeypatch, break_it, named):
     break_it(monkeypatch)
@@ -28,3 +34,36 @@ def test_a_changed_private_part_fails_in_one_line_naming_it(monkeypatch, break_i
 def test_frame_bytes_is_the_whole_frame_of_a_prepared_message():
     assert internals.frame_bytes(PreparedMessage(b"hello", False, False, True)) == b"\x81\x05hello"
 
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 100, internals.PLAIN_XOR_MAX_FRAME])
+@pytest.mark.parametrize("split", [0, 1, 2, 3, 7])
+def test_plain_xor_masker_unmasks_as_autobahn_does_in_one_part_or_two(size, split):
+    mask, payload = os.urandom(4), os.urandom(size)
+    split = min(split, size)
+    expected = create_xor_masker(mask, size).process(payload)
+    plain = internals.PlainXorMasker(mask)
+    assert plain.process(payload[:split]) + plain.process(payload[split:]) == expected
+    assert plain.pointer() == size
+    plain.reset()
+    assert plain.pointer() == 0 and plain.process(payload) == expected
+
+
+def test_small_frames_get_the_plain_masker_and_large_ones_autobahn_s(monkeypatch):
+    monkeypatch.setattr(autobahn_protocol, "create_xor_masker", autobahn_protocol.create_xor_masker)
+    internals.unmask_small_frames_in_python()
+    small = autobahn_protocol.create_xor_masker(b"abcd", internals.PLAIN_XOR_MAX_FRAME)
+    large = autobahn_protocol.create_xor_masker(b"abcd", internals.PLAIN_XOR_MAX_FRAME + 1)
+    assert isinstance(small, internals.PlainXorMasker)
+    assert not isinstance(large, internals.PlainXorMasker)
+    payload = os.urandom(internals.PLAIN_XOR_MAX_FRAME + 1)
+    assert large.process(payload) == create_xor_masker(b"abcd", len(payload)).process(payload)
+
+
+@pytest.mark.parametrize("break_it", [
+    lambda mp: mp.setattr(abstract.FileDescriptor, "__init__", lambda self, reactor=None: None),
+    lambda mp: mp.setattr(abstract.FileDescriptor, "write", lambda self, data: None),
+])
+def test_a_changed_write_fails_the_check(monkeypatch, break_it):
+    break_it(monkeypatch)
+    with pytest.raises(ImportError, match="FileDescriptor"):
+        internals.check()

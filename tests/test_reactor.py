@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 
@@ -46,3 +47,14 @@ def test_gateway_processes_collect_garbage_less_often():
               "build_gateway(options); print(gc.get_threshold()[0])")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert result.stdout.strip() == str(GC_YOUNG_THRESHOLD), result.stderr
+
+
+def test_gateway_processes_raise_their_open_file_limit_to_the_hard_one():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(256, hard)
+    script = ("import resource; from resgate.options import Options; from resgate.process import build_gateway; "
+              "options = Options(); options.parseOptions(['--nats', 'nats://127.0.0.1:1']); "
+              "build_gateway(options); print(*resource.getrlimit(resource.RLIMIT_NOFILE))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard)))
+    assert result.stdout.split() == [str(hard), str(hard)], result.stderr

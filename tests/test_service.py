@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import select
 import socket
 import ssl
 import time
@@ -176,17 +177,45 @@ async def test_tls_serves_https(nats_server, tmp_path):
 @pytest.mark.parametrize(
     "settings, expected",
     [
-        ({"addr": "127.0.0.1", "port": 8080}, "tcp:port=8080:interface=127.0.0.1"),
-        ({"addr": "::1", "port": 8080}, r"tcp:port=8080:interface=\:\:1"),
-        ({"addr": "", "port": 80}, r"tcp:port=80:interface=\:\:"),
+        ({"addr": "127.0.0.1", "port": 8080}, "tcp:port=8080:interface=127.0.0.1:backlog=65535"),
+        ({"addr": "::1", "port": 8080}, r"tcp:port=8080:interface=\:\:1:backlog=65535"),
+        ({"addr": "", "port": 80}, r"tcp:port=80:interface=\:\::backlog=65535"),
         (
             {"addr": "0.0.0.0", "port": 443, "tls": True, "tls_cert": "/c:x.pem", "tls_key": "k.pem"},
-            "tcp:port=443:interface=0.0.0.0",
+            "tcp:port=443:interface=0.0.0.0:backlog=65535",
         ),
     ],
 )
 def test_listen_description(settings, expected):
     assert listen_description(Config(**settings)) == expected
+
+
+#: More clients than Twisted's default listen backlog (50) lets wait for an accept.
+BURST_OF_CLIENTS = 200
+
+
+@pytest.mark.skipif(int(open("/proc/sys/net/core/somaxconn").read()) < BURST_OF_CLIENTS,
+                    reason="the kernel's somaxconn caps every listen backlog below the burst")
+@pytest_twisted.ensureDeferred
+async def test_a_burst_of_clients_waits_in_the_kernel_until_accepted(gateway_factory):
+    gateway = await gateway_factory()
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(BURST_OF_CLIENTS)]
+    try:
+        # The reactor does not run until this test yields: the gateway accepts
+        # none of these meanwhile, so each must find room in the listen backlog.
+        for client in sockets:
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", gateway.port))
+        pending = set(sockets)
+        deadline = time.monotonic() + 10
+        while pending and time.monotonic() < deadline:
+            _, connected, _ = select.select([], list(pending), [], 0.1)
+            pending.difference_update(connected)
+        assert not pending
+        assert all(client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for client in sockets)
+    finally:
+        for client in sockets:
+            client.close()
 
 
 @pytest_twisted.ensureDeferred

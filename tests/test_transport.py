@@ -167,6 +167,23 @@ async def test_a_streaming_producer_is_paused_and_resumed_as_by_twisted():
 
 
 @pytest_twisted.ensureDeferred
+async def test_writes_are_refused_and_dropped_as_by_twisted():
+    async with connected_pair() as (client, transport):
+        with pytest.raises(TypeError):
+            transport.write("text")  # type: ignore[arg-type]
+        transport.write(b"")
+        assert not transport._tempDataBuffer
+        transport.write(b"sent")
+        transport.loseConnection()
+        # Twisted still takes writes while the connection closes, and drops them once it is lost.
+        transport.write(b" while closing")
+        assert await within(client.closed) == b"sent while closing"
+        await eventually(lambda: not transport.connected)
+        transport.write(b"lost")
+        assert not transport._tempDataBuffer
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_write_to_a_reset_connection_ends_it():
     lost = defer.Deferred()
 

@@ -19,6 +19,8 @@ import re
 import pytest
 import pytest_twisted
 
+from autobahn.twisted.websocket import WebSocketServerProtocol
+
 from resgate.connection import CidSource
 from tests.rig.aio import WAIT_TIMEOUT, as_deferred, failure_of, within
 from tests.rig.resources import PROTOCOL_VERSION, VERSION_LATEST, connect_client
@@ -51,6 +53,21 @@ async def test_client_connects_and_agrees_on_version(gateway):
     client = await connect_ws(gateway.ws_url)
     response = await client.request("version", {"protocol": VERSION_LATEST})
     assert response == {"id": 1, "result": {"protocol": PROTOCOL_VERSION}}
+    await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_connections_read_the_factory_s_protocol_options_without_a_copy_each(gateway):
+    factory = gateway.clients
+    # allowNullOrigin as the gateway sets it: each call of setProtocolOptions resets it.
+    factory.setProtocolOptions(closeHandshakeTimeout=7, allowNullOrigin=True)
+    client = await connect_ws(gateway.ws_url)
+    (protocol,) = factory.protocols
+    assert protocol.closeHandshakeTimeout == 7
+    assert protocol.maxMessagePayloadSize == factory.maxMessagePayloadSize
+    copied = set(vars(protocol)) & set(WebSocketServerProtocol.CONFIG_ATTRS)
+    # Autobahn's own bookkeeping sets trackTimings on the protocol; no other option is copied.
+    assert copied <= {"trackTimings"}
     await client.close()
 
 
