@@ -5,7 +5,8 @@ Twisted's syntax: parameters separated by ``:``, a keyword one is
 parameter, ``minTLS=1.2|1.3`` on ``ssl:`` endpoints (also under ``haproxy:``),
 the lowest TLS version accepted: Twisted's ``ssl:`` has none. It is taken out
 of the description before Twisted sees it. ``--workers`` also needs the port
-of a ``tcp:`` or ``ssl:`` description, to refuse port 0.
+of a ``tcp:`` or ``ssl:`` description, to refuse port 0, and a description
+that names no ``backlog=`` gets the gateway's (Twisted's default is 50).
 
 Errors are ValueErrors saying what is wrong; callers name the description.
 """
@@ -20,6 +21,8 @@ TLS_MINIMUM_KEY = "minTLS"
 TLS_MINIMUM_VERSIONS = ("1.2", "1.3")
 #: Endpoint kinds whose first positional parameter, or ``port=``, is a TCP port.
 TCP_PORT_KINDS = ("tcp", "ssl")
+#: Endpoint kinds with a listen queue (``backlog=``).
+BACKLOG_KINDS = ("tcp", "ssl", "unix")
 
 
 class Parameter(NamedTuple):
@@ -108,3 +111,19 @@ def tcp_port(description: str) -> int | None:
         return int(port)
     except ValueError:
         return None
+
+
+def with_backlog(description: str, backlog: int) -> str:
+    """The description with ``backlog=`` added where it has a listen queue and names none.
+
+    Only where the port or path is its one positional parameter: Twisted
+    reads further positional ones as the interface, backlog or mode.
+    """
+    parts = parameters(description)
+    while parts and parts[0].raw == "haproxy":
+        parts = parts[1:]
+    if not parts or parts[0].raw not in BACKLOG_KINDS or any(part.key == "backlog" for part in parts):
+        return description
+    if sum(part.key is None for part in parts[1:]) > 1:
+        return description
+    return f"{description}:backlog={backlog}"

@@ -29,7 +29,7 @@ from resgate.admission import ConnectionLimits, default_max_connections
 from resgate.bus import Bus
 from resgate.cache.cache import UNSUBSCRIBE_DELAY, ResourceCache
 from resgate.config import Config, ConfigError
-from resgate.endpoints import endpoint_kind, keyword_value, without_tls_minimum
+from resgate.endpoints import endpoint_kind, keyword_value, with_backlog, without_tls_minimum
 from resgate.context import GatewayContext
 from resgate.embedded import EmbeddedNatsService
 from resgate.errors import describe_failure
@@ -202,9 +202,11 @@ class ListeningService(Service):
 
 def parse_endpoint(ports: PortReactor, description: str):
     """The server endpoint of a Twisted endpoint description listening through ``ports``;
-    raises ConfigError saying why not. The gateway's ``minTLS=`` sets ``ports.tls_minimum``."""
+    raises ConfigError saying why not. The gateway's ``minTLS=`` sets ``ports.tls_minimum``;
+    a description without ``backlog=`` listens with ``LISTEN_BACKLOG``."""
     try:
         twisted_description, tls_minimum = without_tls_minimum(description)
+        twisted_description = with_backlog(twisted_description, LISTEN_BACKLOG)
         endpoint = serverFromString(ports, twisted_description)
         dh_parameters = keyword_value(twisted_description, "dhParameters")
         if dh_parameters is not None and endpoint_kind(description) == "ssl":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from twisted.internet.endpoints import _parse  # the reading ours must agree with
 
-from resgate.endpoints import keyword_value, parameters, tcp_port, without_tls_minimum
+from resgate.endpoints import keyword_value, parameters, tcp_port, with_backlog, without_tls_minimum
 
 DESCRIPTIONS = [
     "tcp:8080",
@@ -46,3 +46,20 @@ def test_min_tls_is_taken_out_escapes_and_all():
 def test_keyword_value():
     assert keyword_value("ssl:0:dhParameters=/etc/dh\\:2.pem", "dhParameters") == "/etc/dh:2.pem"
     assert keyword_value("ssl:0", "dhParameters") is None
+
+
+@pytest.mark.parametrize("description, expected", [
+    ("tcp:8080", "tcp:8080:backlog=9"),
+    ("tcp:port=8080:interface=127.0.0.1", "tcp:port=8080:interface=127.0.0.1:backlog=9"),
+    ("ssl:443:privateKey=k.pem:certKey=c.pem", "ssl:443:privateKey=k.pem:certKey=c.pem:backlog=9"),
+    ("unix:/run/resgate.sock", "unix:/run/resgate.sock:backlog=9"),
+    ("haproxy:tcp:8080", "haproxy:tcp:8080:backlog=9"),
+    # named or positional backlogs, and kinds without one, stay as they are
+    ("tcp:8080:backlog=50", "tcp:8080:backlog=50"),
+    ("tcp:8080:127.0.0.1", "tcp:8080:127.0.0.1"),
+    ("unix:/run/r.sock:600", "unix:/run/r.sock:600"),
+    ("systemd:domain=INET:index=0", "systemd:domain=INET:index=0"),
+    ("", ""),
+])
+def test_a_description_without_a_backlog_gets_the_gateway_s(description, expected):
+    assert with_backlog(description, 9) == expected

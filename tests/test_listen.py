@@ -26,7 +26,7 @@ from twisted.logger import globalLogPublisher
 
 from resgate.config import MAX_LISTEN_DESCRIPTION, MAX_LISTEN_ENDPOINTS, Config, ConfigError
 from resgate.options import USAGE, Options, config_from_options
-from resgate.service import GatewayService
+from resgate.service import LISTEN_BACKLOG, GatewayService
 from resgate.transport import (
     MAX_PROXY_V2_BLOCK,
     CorkedServer,
@@ -237,6 +237,14 @@ async def test_tcp_with_interface_and_backlog(listening_gateway):
     response = await talk(tcp(gateway.port), PLAIN_GET)
     assert response.startswith(b"HTTP/1.1 "), response
     assert gateway.listener.port.getHost().host == "127.0.0.1"
+    assert gateway.listener.port.backlog == 5
+
+
+@pytest_twisted.ensureDeferred
+async def test_endpoints_without_a_backlog_get_the_gateway_s_not_twisted_s(listening_gateway, tmp_path):
+    path = str(tmp_path / "gateway.sock")
+    gateway = await listening_gateway("tcp:0:interface=127.0.0.1", f"unix:{path}")
+    assert [listener.port.backlog for listener in gateway.listeners] == [LISTEN_BACKLOG, LISTEN_BACKLOG]
 
 
 @pytest_twisted.ensureDeferred
