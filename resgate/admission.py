@@ -22,6 +22,7 @@ own open-file limit and counts its own connections.
 from __future__ import annotations
 
 import resource
+from typing import Callable
 
 from twisted.internet import interfaces, protocol
 from twisted.internet.interfaces import IAddress
@@ -79,6 +80,10 @@ class ConnectionLimits:
         self.open = 0
         self.refusing = 0
         self.by_address: dict[str, int] = {}
+        #: Connections refused past a cap since start, answered or not.
+        self.refused_total = 0
+        #: Told of each refusal: the client's host, and whether its address's cap refused it.
+        self.on_refused: Callable[[str, bool], None] | None = None
 
     def opened(self, host: str) -> None:
         self.open += 1
@@ -99,6 +104,12 @@ class ConnectionLimits:
         if self.open - self.refusing >= self.max_total:
             return False
         return not self.max_per_address or self.by_address.get(host, 0) < self.max_per_address
+
+    def refused(self, host: str) -> None:
+        """Count a connection from ``host`` refused past a cap, and tell ``on_refused``."""
+        self.refused_total += 1
+        if self.on_refused is not None:
+            self.on_refused(host, self.open - self.refusing < self.max_total)
 
 
 @implementer(interfaces.IProtocolFactory, interfaces.ILoggingContext)
@@ -128,8 +139,10 @@ class AdmissionFactory:
     def buildProtocol(self, addr: IAddress | None) -> interfaces.IProtocol | None:
         limits = self.limits
         # A Unix socket's peers have no host: they count as one, "unix" (resgate.transport).
-        if limits.admits(getattr(addr, "host", "unix")):
+        host = getattr(addr, "host", "unix")
+        if limits.admits(host):
             return self.admitted.buildProtocol(addr)
+        limits.refused(host)
         if limits.refusing >= MAX_REFUSING:
             return None  # the port closes the socket at once
         return self.refused.buildProtocol(addr)

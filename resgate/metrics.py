@@ -48,6 +48,7 @@ class Metrics:
         self.current_connections: Callable[[], int] = lambda: 0
         self.cache_resources: Callable[[], int] = lambda: 0
         self.cache_subscriptions: Callable[[], int] = lambda: 0
+        self.connections_refused: Callable[[], int] = lambda: 0
 
     def count_http_request(self, method: str) -> None:
         self.http_requests[method] = self.http_requests.get(method, 0) + 1
@@ -90,6 +91,9 @@ class Metrics:
             "# TYPE resgate_cache_subscriptions gauge",
             "# HELP resgate_cache_subscriptions Current number of subscriptions on cached resources.",
             f"resgate_cache_subscriptions {self.cache_subscriptions()}",
+            "# TYPE resgate_connections_refused counter",
+            "# HELP resgate_connections_refused Total client connections refused past the connection caps.",
+            f"resgate_connections_refused_total {self.connections_refused()}",
             "# EOF",
         ]
         return ("\n".join(lines) + "\n").encode()

@@ -294,6 +294,8 @@ class GatewayService(MultiService):
         #: Shared by every client listener: the caps hold for the process.
         self.connection_limits = ConnectionLimits(config.max_conns or default_max_connections(),
                                                   config.max_conns_per_addr)
+        self.connection_limits.on_refused = self._log_refusal
+        self.metrics.connections_refused = lambda: self.connection_limits.refused_total
         #: One per endpoint clients connect to; ``listener`` is the first.
         self.listeners = [
             ListeningService(description, self.site, reactor, name=f"listener {number}" if number else "listener",
@@ -407,6 +409,19 @@ class GatewayService(MultiService):
             if child.running:
                 await defer.maybeDeferred(child.stopService).addErrback(_log_stop_failure, child)
         log.info("Server stopped")
+
+    def _log_refusal(self, host: str, by_address: bool) -> None:
+        """A connection refused past a cap: logged once, then counted per window (a flood is one line)."""
+        if by_address:
+            self.context.client_log.log(
+                log.warn, "refused: address cap", "Refused connections past maxConnsPerAddr",
+                "Refused a connection from {host}: {limit} connections from its address already",
+                host=host, limit=self.connection_limits.max_per_address)
+        else:
+            self.context.client_log.log(
+                log.warn, "refused: connection cap", "Refused connections past maxConns",
+                "Refused a connection from {host}: {limit} client connections already",
+                host=host, limit=self.connection_limits.max_total)
 
     def _nats_lost(self, reason: str) -> None:
         # Every cached resource is stale once NATS is gone: clients are let go

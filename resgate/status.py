@@ -157,6 +157,7 @@ class GatewayStatus(Service):
                 "connectsTotal": now.connects,
                 "disconnectsTotal": now.disconnects,
                 "slowClientsCutOff": metrics.slow_clients_cut_off,
+                "refusedPastCaps": metrics.connections_refused(),
             },
             "cache": {
                 "resources": metrics.cache_resources(),

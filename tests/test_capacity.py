@@ -265,3 +265,26 @@ async def test_with_tls_the_refusal_is_sent_inside_tls(start_gateway, tmp_path):
     assert received.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
     assert received.endswith(b'{"code":"system.serviceUnavailable","message":"Too many connections"}')
     await held.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_refusals_are_logged_once_then_counted_and_scraped(nats_server):
+    metrics_port = free_port()
+    process = GatewayProcess("-n", nats_server.url, "-i", "127.0.0.1", "-p", str(free_port()),
+                             "--maxconns", "2", "--metricsport", str(metrics_port))
+    try:
+        port = process.wait_listening()
+        held = [await open_raw(port) for _ in range(2)]
+        for _ in range(30):
+            refused = await open_raw(port)
+            await within(refused.lost, WAIT_TIMEOUT)
+            assert refused.received.startswith(b"HTTP/1.1 503 ")
+        response = await http_request("GET", f"http://127.0.0.1:{metrics_port}/metrics")
+        assert b"resgate_connections_refused_total 30\n" in response.body
+        lines = [line for line in process.output().splitlines() if "Refused a connection" in line]
+        assert len(lines) == 1, lines
+        assert "2 client connections already" in lines[0]
+        for conn in held:
+            await conn.close()
+    finally:
+        process.cleanup()

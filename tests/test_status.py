@@ -88,7 +88,7 @@ async def test_status_has_every_field_at_start(gateway_factory, bus_kind, nats_s
     assert current["nats"] == {"connected": True, "server": server, "reconnects": 0, "lastLoss": None}
     assert current["clients"] == {"websocket": 0, "http": 0, "connectsPerSecond": 0.0,
                                   "disconnectsPerSecond": 0.0, "connectsTotal": 0, "disconnectsTotal": 0,
-                                  "slowClientsCutOff": 0}
+                                  "slowClientsCutOff": 0, "refusedPastCaps": 0}
     assert current["cache"] == {"resources": 0, "subscriptions": 0, "mostSubscribed": []}
     assert current["traffic"] == {"eventsPerSecond": 0.0, "requestsPerSecond": 0.0,
                                   "eventsTotal": 0, "requestsTotal": 0}

@@ -89,6 +89,7 @@ function render(status) {
   show("connects-rate", clients.connectsPerSecond);
   show("disconnects-rate", clients.disconnectsPerSecond);
   show("slow-clients", clients.slowClientsCutOff);
+  show("refused", clients.refusedPastCaps);
 
   const traffic = status.traffic;
   show("events-rate", traffic.eventsPerSecond);
