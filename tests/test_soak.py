@@ -56,6 +56,7 @@ from resgate.subscription import Subscription
 from resgate.ws import ClientProtocol
 from tests.rig.aio import eventually, sleep, within
 from tests.rig.resources import PROTOCOL_VERSION, VERSION_LATEST
+from tests.rig.service import serve_set_and_ping
 
 pytestmark = pytest.mark.usefixtures("logged_errors")
 
@@ -256,13 +257,7 @@ def serve(service, world: ServiceWorld) -> None:
 
         service.on(f"access.{rid}", lambda request: request.respond_result({"get": True, "call": "*"}))
         service.on(f"get.{rid}", get)
-    for rid in MODELS:
-        def set_value(request, rid=rid):
-            world.change(rid, {"value": request.payload["params"]["value"]})
-            request.respond_result(None)
-
-        service.on(f"call.{rid}.set", set_value)
-        service.on(f"call.{rid}.ping", lambda request, rid=rid: request.respond_result({"pong": rid}))
+    serve_set_and_ping(service, MODELS, world.change)
     for rid in COLLECTIONS:
         def push(request, rid=rid):
             world.add(rid)

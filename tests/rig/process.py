@@ -53,6 +53,15 @@ def is_running(pid: int) -> bool:
         return False
 
 
+def proc_status_bytes(pid: int, field: str) -> int:
+    """A memory figure of ``/proc/<pid>/status`` (VmRSS, VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
 def refuses_connections(port: int) -> bool:
     """True when nothing listens on the loopback port."""
     try:
