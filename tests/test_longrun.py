@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import pathlib
 import random
 import time
 from dataclasses import dataclass
@@ -41,7 +43,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, task
 
-from tests.rig.aio import sleep, within
+from tests.rig.aio import eventually, sleep, within
+from tests.rig.countedgateway import REQUEST_ENV
 from tests.rig.http import scrape_metrics
 from tests.rig.process import GatewayProcess, free_port, proc_status_bytes
 from tests.rig.resources import PROTOCOL_VERSION, VERSION_LATEST
@@ -234,6 +237,16 @@ class Sample:
                 f"requests {self.requests:8d}  events {self.events:9d}")
 
 
+async def live_objects(request_path: pathlib.Path) -> dict[str, int]:
+    """The gateway's live objects by class, counted inside its process (tests/rig/countedgateway.py)."""
+    answer = request_path.with_name(request_path.name + ".json")
+    request_path.touch()
+    await eventually(answer.exists, REQUEST_BOUND)
+    counts = json.loads(answer.read_text(encoding="utf-8"))
+    answer.unlink()
+    return counts
+
+
 def gauges(samples: dict) -> tuple[int, int, int]:
     """The gateway's current connections, cached resources and cache subscriptions."""
     return (int(samples[("resgate_ws_current_connections", ())]), int(samples[("resgate_cache_resources", ())]),
@@ -246,8 +259,8 @@ def ws_requests_counted(samples: dict) -> dict[str, int]:
             if name == "resgate_ws_requests_total" and value}
 
 
-async def churn(gateway: GatewayProcess, port: int, metrics_port: int, service, shape: RunShape,
-                record) -> None:
+async def churn(gateway: GatewayProcess, port: int, metrics_port: int, count_request: pathlib.Path,
+                service, shape: RunShape, record) -> None:
     seed = time.strftime("%Y%m%d%H%M%S")
     tally = Tally()
     world = World(service, random.Random(f"{seed}-service"))
@@ -266,6 +279,7 @@ async def churn(gateway: GatewayProcess, port: int, metrics_port: int, service, 
         record(samples[-1].line())
 
     await take_sample()
+    objects_before = await live_objects(count_request)
     emitter = task.LoopingCall(world.tick)
     emitter.start(1 / EVENTS_PER_SECOND, now=False)
     churners = [Churner(i, f"ws://127.0.0.1:{port}/", tally, seed) for i in range(CLIENTS)]
@@ -291,6 +305,7 @@ async def churn(gateway: GatewayProcess, port: int, metrics_port: int, service, 
             break
         await sleep(0.5)
     await take_sample()
+    objects_after = await live_objects(count_request)
 
     warm = [s for s in samples if s.elapsed < shape.warm_up][-1]
     end = samples[-1]
@@ -300,11 +315,14 @@ async def churn(gateway: GatewayProcess, port: int, metrics_port: int, service, 
            f"{tally.events} events delivered ({tally.events / ran:.0f}/s), {tally.violations} violations")
     record(f"longrun: RSS after warm-up ({warm.elapsed:.0f} s) {warm.rss_kb} kB, at the end {end.rss_kb} kB "
            f"({growth:+d} kB); peak {max(s.rss_kb for s in samples)} kB")
+    record(f"longrun: live gateway objects before {objects_before}, after {objects_after}")
 
     assert not tally.violations, f"{tally.violations} violations, first ones:\n" + "\n".join(tally.texts)
     # Every subscribe, call and unsubscribe reached the gateway (it does not count version requests).
     assert ws_requests_counted(metrics) == {kind: n for kind, n in tally.kinds.items() if kind != "version"}
     assert gauges(metrics) == (0, 0, 0), f"left in the gateway (connections, cached, subscriptions): {gauges(metrics)}"
+    left = {name: count for name, count in objects_after.items() if count > objects_before[name]}
+    assert not left, f"gateway objects left: {objects_after}, before: {objects_before}"
     assert growth < shape.rss_growth_bound_kb, f"RSS grew by {growth} kB after warm-up (bound {shape.rss_growth_bound_kb} kB)"
 
 
@@ -313,7 +331,13 @@ async def churn(gateway: GatewayProcess, port: int, metrics_port: int, service, 
 async def test_gateway_process_memory_under_churn(nats_server, fake_service, long_run, tmp_path):
     shape = LONG if long_run else SHORT
     port, metrics_port = free_port(), free_port()
-    gateway = GatewayProcess("-n", nats_server.url, "-i", "127.0.0.1", "-p", str(port), "-m", str(metrics_port))
+    count_request = tmp_path / "count"
+    # tests.rig.countedgateway runs the gateway; it needs the repository on its path.
+    repository = str(pathlib.Path(__file__).resolve().parents[1])
+    python_path = os.pathsep.join(filter(None, [repository, os.environ.get("PYTHONPATH")]))
+    gateway = GatewayProcess("-n", nats_server.url, "-i", "127.0.0.1", "-p", str(port), "-m", str(metrics_port),
+                             module="tests.rig.countedgateway",
+                             env={**os.environ, "PYTHONPATH": python_path, REQUEST_ENV: str(count_request)})
     figures = open(tmp_path / "rss.txt", "w", encoding="utf-8")
 
     def record(line: str) -> None:
@@ -324,7 +348,7 @@ async def test_gateway_process_memory_under_churn(nats_server, fake_service, lon
     try:
         gateway.wait_listening()
         print()
-        await churn(gateway, port, metrics_port, fake_service, shape, record)
+        await churn(gateway, port, metrics_port, count_request, fake_service, shape, record)
         record(f"longrun: figures in {tmp_path / 'rss.txt'}")
         assert gateway.stop() == 0, gateway.output()
     finally:

@@ -36,7 +36,6 @@ sequences (not its interleavings, which the scheduler decides) can be replayed:
 from __future__ import annotations
 
 import collections
-import gc
 import json
 import os
 import random
@@ -49,12 +48,8 @@ import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from twisted.internet import defer, task
 
-from resgate.cache.cache import CachedResource, NameEntry
-from resgate.cache.resources import Collection, Model, ResourceEvent
-from resgate.connection import Connection
-from resgate.subscription import Subscription
-from resgate.ws import ClientProtocol
 from tests.rig.aio import eventually, sleep, within
+from tests.rig.countedgateway import live_gateway_objects
 from tests.rig.resources import PROTOCOL_VERSION, VERSION_LATEST
 from tests.rig.service import serve_set_and_ping
 
@@ -103,9 +98,6 @@ RIDS = MODELS + COLLECTIONS
 #: rarely held, they leave the gateway's cache and are got again, events racing
 #: the get (see ``serve``).
 RARE_MODELS = [f"soak.r.{i}" for i in range(100)]
-
-GATEWAY_CLASSES = (Connection, Subscription, CachedResource, NameEntry, ResourceEvent,
-                   Model, Collection, ClientProtocol)
 
 
 def _key(values: list) -> str:
@@ -597,16 +589,6 @@ def rss_kb() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def live_gateway_objects() -> dict[str, int]:
-    """Live instances of the gateway's per-connection and per-resource classes."""
-    gc.collect()
-    counts = dict.fromkeys((cls.__name__ for cls in GATEWAY_CLASSES), 0)
-    for obj in gc.get_objects():
-        if isinstance(obj, GATEWAY_CLASSES):
-            counts[type(obj).__name__] += 1
-    return counts
 
 
 def soak_seed() -> str:

@@ -76,25 +76,26 @@ def _ignore_sigint() -> None:
 
 
 class GatewayProcess:
-    """Runs ``python -m resgate ARGS`` (or ``twistd -n resgate ARGS``).
+    """Runs ``python -m resgate ARGS`` (or ``twistd -n resgate ARGS``, or another ``module``).
 
     Output goes to a file, so the process can never block on a full pipe;
     ``output()`` reads it. ``wait_listening()`` returns the port it listens on.
     """
 
     def __init__(self, *args: str, twistd: bool = False, cwd: str | None = None,
-                 ignore_sigint: bool = False) -> None:
+                 ignore_sigint: bool = False, module: str = "resgate",
+                 env: dict[str, str] | None = None) -> None:
         self._dir = tempfile.mkdtemp(prefix="resgate-proc-")
         self.output_path = os.path.join(self._dir, "output.log")
         if twistd:
             twistd_script = os.path.join(sysconfig.get_path("scripts"), "twistd")
             command = [twistd_script, "--pidfile=", "-n", "resgate", *args]
         else:
-            command = [sys.executable, "-m", "resgate", *args]
+            command = [sys.executable, "-m", module, *args]
         self._output = open(self.output_path, "wb")
         # ignore_sigint: started the way a background job of a script is.
         self.process = subprocess.Popen(command, stdout=self._output, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, cwd=cwd or self._dir,
+                                        stdin=subprocess.DEVNULL, cwd=cwd or self._dir, env=env,
                                         preexec_fn=_ignore_sigint if ignore_sigint else None)
 
     def output(self) -> str:
