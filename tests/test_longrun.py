@@ -1,10 +1,12 @@
 """Long run: the gateway alone in its own process under churn, its RSS every minute.
 
 The soak (test_soak.py) runs its gateway in the test's process, so its RSS
-figure also holds the test's own bookkeeping. Here the gateway is
-``python -m resgate`` on a real nats-server, the fake service and the
-clients are in the test's process, and the gateway's resident set size is
-read from ``/proc/<pid>/status`` (VmRSS) every sample interval.
+figure also holds the test's own bookkeeping. Here the gateway is its own
+process (``tests/rig/countedgateway.py``: ``python -m resgate`` and a thread
+that counts live objects when asked) on a real nats-server, the fake
+service and the clients are in the test's process, and the gateway's
+resident set size is read from ``/proc/<pid>/status`` (VmRSS) every sample
+interval.
 
 ``CLIENTS`` clients churn the whole time: each opens a WebSocket, subscribes
 to two of the shared models (the service changes them ``EVENTS_PER_SECOND``
@@ -14,13 +16,14 @@ unsubscribes (or, one session in four, just goes) and closes, pausing
 between operations; then it starts over with a new connection.
 
 Checked lightly all along, so that a gateway that stops serving fails the
-run instead of showing a flat RSS: every request gets a result, every
-subscribe brings its model, every session sees an event on what it
-subscribed to and none on what it does not hold, and the gateway counted as
-many WebSocket requests as the clients sent. At the end the gateway's own
-gauges (connections, cached resources, cache subscriptions, read from
-``--metricsport``) go back to zero, and the RSS growth after warm-up stays
-under a bound (see ``LONG`` and ``SHORT``).
+run instead of showing a flat RSS: every request is answered without
+error, every subscribe brings its model, every session sees an event on
+what it subscribed to and none on what it does not hold, and the gateway
+counted as many WebSocket requests as the clients sent. At the end the
+gateway's own gauges (connections, cached resources, cache subscriptions,
+read from ``--metricsport``) go back to zero, so do its live connections,
+subscriptions, cached resources and protocols, and the RSS growth after
+warm-up stays under a bound (see ``LONG`` and ``SHORT``).
 
 ``--long`` runs for 30 minutes, sampling every minute; the default run is
 the same churn for 75 seconds, sampling every 5 seconds. The samples are
