@@ -86,7 +86,7 @@ class RunShape:
 
 
 #: 30 minutes, RSS every minute, growth counted after five minutes. Measured
-#: (docs/reliability.md): +7.0 MiB from there to the end, while the Python heap
+#: (docs/reliability.md): +7.0 and +6.0 MiB from there to the end, while the Python heap
 #: after a full collection stayed flat (tracemalloc), so allocator growth, not
 #: objects. The bound adds room for that and fails on a leak of one 100-byte
 #: object per request (some 120,000 after warm-up: +11 MiB), of 24 bytes per
