@@ -25,21 +25,13 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 import resgate
 from tests.rig.aio import eventually
-from tests.rig.http import http_request
+from tests.rig.http import http_request, scrape_metrics
 from tests.rig.process import GatewayProcess, free_port
 from tests.rig.ws import connect_ws
 
 
 async def scrape(gateway) -> dict[tuple[str, tuple], float]:
-    """Every sample of the metrics endpoint, by (name, sorted labels)."""
-    response = await http_request("GET", f"http://127.0.0.1:{gateway.config.metrics_port}/metrics")
-    assert response.status == 200
-    assert response.header("content-type") == "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    samples = {}
-    for family in text_string_to_metric_families(response.body.decode()):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
+    return await scrape_metrics(gateway.config.metrics_port)
 
 
 async def metrics_gateway(gateway_factory, **settings):

@@ -36,7 +36,6 @@ sequences (not its interleavings, which the scheduler decides) can be replayed:
 from __future__ import annotations
 
 import collections
-import gc
 import json
 import os
 import random
@@ -49,13 +48,10 @@ import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from twisted.internet import defer, task
 
-from resgate.cache.cache import CachedResource, NameEntry
-from resgate.cache.resources import Collection, Model, ResourceEvent
-from resgate.connection import Connection
-from resgate.subscription import Subscription
-from resgate.ws import ClientProtocol
 from tests.rig.aio import eventually, sleep, within
+from tests.rig.countedgateway import live_gateway_objects
 from tests.rig.resources import PROTOCOL_VERSION, VERSION_LATEST
+from tests.rig.service import serve_set_and_ping
 
 pytestmark = pytest.mark.usefixtures("logged_errors")
 
@@ -102,9 +98,6 @@ RIDS = MODELS + COLLECTIONS
 #: rarely held, they leave the gateway's cache and are got again, events racing
 #: the get (see ``serve``).
 RARE_MODELS = [f"soak.r.{i}" for i in range(100)]
-
-GATEWAY_CLASSES = (Connection, Subscription, CachedResource, NameEntry, ResourceEvent,
-                   Model, Collection, ClientProtocol)
 
 
 def _key(values: list) -> str:
@@ -256,13 +249,7 @@ def serve(service, world: ServiceWorld) -> None:
 
         service.on(f"access.{rid}", lambda request: request.respond_result({"get": True, "call": "*"}))
         service.on(f"get.{rid}", get)
-    for rid in MODELS:
-        def set_value(request, rid=rid):
-            world.change(rid, {"value": request.payload["params"]["value"]})
-            request.respond_result(None)
-
-        service.on(f"call.{rid}.set", set_value)
-        service.on(f"call.{rid}.ping", lambda request, rid=rid: request.respond_result({"pong": rid}))
+    serve_set_and_ping(service, MODELS, world.change)
     for rid in COLLECTIONS:
         def push(request, rid=rid):
             world.add(rid)
@@ -602,16 +589,6 @@ def rss_kb() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def live_gateway_objects() -> dict[str, int]:
-    """Live instances of the gateway's per-connection and per-resource classes."""
-    gc.collect()
-    counts = dict.fromkeys((cls.__name__ for cls in GATEWAY_CLASSES), 0)
-    for obj in gc.get_objects():
-        if isinstance(obj, GATEWAY_CLASSES):
-            counts[type(obj).__name__] += 1
-    return counts
 
 
 def soak_seed() -> str:

@@ -30,7 +30,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from resgate.config import DEFAULT_WS_MAX_UNREAD as MAX_UNREAD_BYTES
 from tests.rig.aio import eventually, sleep, within
 from tests.rig.clock import ClockedReactor
-from tests.rig.process import GatewayProcess, free_port
+from tests.rig.process import GatewayProcess, free_port, proc_status_bytes
 from tests.rig.ws import WsClient, connect_ws
 from tests.rig.wsframes import OP_TEXT, RawWsClient, close_frame, connect_raw_ws
 
@@ -141,15 +141,6 @@ RSS_GROWTH_LIMIT = 8 * 1024 * 1024
 
 FLOOD_EVENT_START = b'{"event":"test.flood.change","data":{"values":{'
 FLOOD_SEQUENCE = re.compile(rb'"n":([0-9]+)')
-
-
-def proc_status_bytes(pid: int, field: str) -> int:
-    """A memory figure of ``/proc/<pid>/status`` (VmRSS, VmHWM), in bytes."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
 class EventCounter(WsClient):

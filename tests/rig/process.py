@@ -53,6 +53,15 @@ def is_running(pid: int) -> bool:
         return False
 
 
+def proc_status_bytes(pid: int, field: str) -> int:
+    """A memory figure of ``/proc/<pid>/status`` (VmRSS, VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
 def refuses_connections(port: int) -> bool:
     """True when nothing listens on the loopback port."""
     try:
@@ -67,24 +76,24 @@ def _ignore_sigint() -> None:
 
 
 class GatewayProcess:
-    """Runs ``python -m resgate ARGS`` (or ``twistd -n resgate ARGS``).
+    """Runs ``python -m resgate ARGS`` (or ``twistd -n resgate ARGS``, or another ``module``).
 
     Output goes to a file, so the process can never block on a full pipe;
     ``output()`` reads it. ``wait_listening()`` returns the port it listens on.
     """
 
     def __init__(self, *args: str, twistd: bool = False, cwd: str | None = None,
-                 ignore_sigint: bool = False, prefix: tuple[str, ...] = (),
+                 ignore_sigint: bool = False, prefix: tuple[str, ...] = (), module: str = "resgate",
                  env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()) -> None:
         """``prefix`` runs before the command (a wrapper that execs it), with ``env`` and
-        the descriptors ``pass_fds`` kept open."""
+        the descriptors ``pass_fds`` kept open; ``module`` is what ``python -m`` runs."""
         self._dir = tempfile.mkdtemp(prefix="resgate-proc-")
         self.output_path = os.path.join(self._dir, "output.log")
         if twistd:
             twistd_script = os.path.join(sysconfig.get_path("scripts"), "twistd")
             command = [twistd_script, "--pidfile=", "-n", "resgate", *args]
         else:
-            command = [sys.executable, "-m", "resgate", *args]
+            command = [sys.executable, "-m", module, *args]
         command = [*prefix, *command]
         self._output = open(self.output_path, "wb")
         # ignore_sigint: started the way a background job of a script is.

@@ -148,3 +148,16 @@ class FakeService:
                 d.callback(request)
                 return
         self._unhandled.append(request)
+
+
+def serve_set_and_ping(service: FakeService, rids: list[str], change: Callable[[str, dict], None]) -> None:
+    """Script the calls of the long-running tests' models: ``call.<rid>.set``
+    changes ``value`` through ``change(rid, values)`` (which emits the event)
+    before it answers, ``call.<rid>.ping`` answers ``{"pong": rid}``."""
+    for rid in rids:
+        def set_value(request: ServiceRequest, rid: str = rid) -> None:
+            change(rid, {"value": request.payload["params"]["value"]})
+            request.respond_result(None)
+
+        service.on(f"call.{rid}.set", set_value)
+        service.on(f"call.{rid}.ping", lambda request, rid=rid: request.respond_result({"pong": rid}))
