@@ -37,8 +37,7 @@ class GatewayRoot(resource.Resource):
         if request.path == self.ws_path:
             response = self.websocket.render(request)
             if request.channel.transport is None:
-                # The WebSocket protocol took the connection over: no longer an HTTP one.
-                cast(GatewaySite, request.site).http_connections -= 1
+                cast(BoundedLineChannel, request.channel).handed_over()
         elif request.path.startswith(self.api_path):
             response = self.api.render(request)
         else:

@@ -224,12 +224,25 @@ class BoundedLineChannel(http.HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.site.http_connections -= 1  # type: ignore[attr-defined]
+        self._stop_timers()
+        super().connectionLost(reason)
+
+    def handed_over(self) -> None:
+        """A WebSocket took the connection over: no longer an HTTP one, and no bound.
+
+        Its timer would otherwise keep this channel (and the upgrade request)
+        alive until the first-byte bound, 10 s by default, after every upgrade.
+        """
+        self.site.http_connections -= 1  # type: ignore[attr-defined]
+        self._awaiting = Awaiting.NOTHING
+        self._stop_timers()
+
+    def _stop_timers(self) -> None:
         self._deadline = None
         for timer in (self._timer, self._abort_call):
             if timer is not None and timer.active():
                 timer.cancel()
         self._timer = self._abort_call = None
-        super().connectionLost(reason)
 
     def _expect(self, awaiting: Awaiting, seconds: float) -> None:
         self._awaiting = awaiting

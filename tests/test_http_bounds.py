@@ -257,3 +257,17 @@ def test_requests_on_a_keep_alive_connection_keep_one_timer():
         assert len(clock.getDelayedCalls()) == 1
     assert not transport.disconnecting
     assert transport.value().count(b"HTTP/1.1 200 ") == 100
+
+
+def test_a_channel_handed_over_to_a_websocket_keeps_no_timer():
+    """Else its timer would hold the channel and its upgrade request until the first-byte bound."""
+    conn = Connected()
+    conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert len(conn.clock.getDelayedCalls()) == 1
+    site = conn.channel.site
+    open_before = site.http_connections
+    conn.channel.handed_over()
+    assert conn.clock.getDelayedCalls() == []
+    assert site.http_connections == open_before - 1
+    conn.clock.advance(10 * FAKE_BOUNDS.keep_alive)
+    assert not conn.transport.disconnecting
