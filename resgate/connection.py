@@ -110,8 +110,6 @@ class Connection:
         self.tid = ""
         self.protocol_version = VERSION_LEGACY
         self.subs: dict[str, Subscription] = {}
-        #: The most subscriptions ``subs`` takes for a client's request (maxResources).
-        self.max_resources = context.config.max_resources
         #: How many subscriptions the cap has refused so far: a request that
         #: sees it change looks for the refusal in its resource set.
         self.resource_refusals = 0
@@ -333,13 +331,13 @@ class Connection:
         A direct subscription is pending until ``answered`` says its response
         went out: only from then on does the client hold the resource through it.
         ``bounded``: a new subscription is refused once the connection holds
-        ``max_resources`` (RESOURCE_LIMIT_EXCEEDED).
+        ``maxResources`` (RESOURCE_LIMIT_EXCEEDED).
         """
         if self.disposing:
             raise errors.DISPOSING
         sub = self.subs.get(rid)
         if sub is None:
-            if bounded and len(self.subs) >= self.max_resources:
+            if bounded and len(self.subs) >= self.context.config.max_resources:
                 self.resource_refusals += 1
                 raise RESOURCE_LIMIT_EXCEEDED
             if throttle is None:
