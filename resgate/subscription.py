@@ -272,28 +272,25 @@ class Subscription:
         if self.type == TYPE_MODEL:
             model = resource.model
             assert model is not None  # the type says which one is set
-            for value in model.values.values():
-                if not self._subscribe_ref(value):
-                    return
+            if not self._subscribe_refs(model.reference_rids()):
+                return
             self.model = model
         elif self.type == TYPE_COLLECTION:
             collection = resource.collection
             assert collection is not None  # the type says which one is set
-            for value in collection.values:
-                if not self._subscribe_ref(value):
-                    return
+            if not self._subscribe_refs(collection.reference_rids()):
+                return
             self.collection = collection
         else:
             self.error = errors.internal_error(f"subscription {self.rid}: unknown resource type")
             return
         self.version = resource.version
 
-    def _subscribe_ref(self, value: codec.Value) -> bool:
-        if value.type != codec.VALUE_REFERENCE:
-            return True
-        assert value.rid is not None  # references have one
+    def _subscribe_refs(self, rids: list[str]) -> bool:
+        """Subscribe what the resource references; False if one is refused, which fails this subscription."""
         try:
-            self._add_reference(value.rid)
+            for rid in rids:
+                self._add_reference(rid)
         except errors.ResError as e:
             refs, self.refs = self.refs, {}
             for ref in refs.values():
@@ -362,6 +359,8 @@ class Subscription:
         else:
             return []
         refs = self.refs
+        if not refs:  # a resource without references: most of a resource set
+            return []
         return [refs[rid].sub for rid in rids if rid in refs]
 
     def references(self, child: Subscription) -> bool:

@@ -144,6 +144,14 @@ class _CorkedWrites(_ServerBase):
         else:
             buffer_write(self, data)
 
+    def writeSequence(self, iovec) -> None:
+        # twisted.web writes each response's head as a list of a dozen pieces:
+        # joined, it takes write()'s way, without Twisted's checks and calls per piece.
+        if self.TLS or any(type(piece) is not bytes for piece in iovec):
+            super().writeSequence(iovec)
+        else:
+            buffer_write(self, b"".join(iovec))
+
     def startWriting(self) -> None:
         # Called by write(), writeSequence() and loseConnection().
         if self._is_corked or self._is_watched:

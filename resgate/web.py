@@ -101,6 +101,11 @@ class BoundedBodyRequest(server.Request):
         if self.on_client_gone is not None:
             self.on_client_gone()
 
+    def parseCookies(self) -> None:
+        # Twisted parses every request's Cookie header into received_cookies,
+        # which nothing here reads: services get the header itself (describe_request).
+        return
+
     def gotLength(self, length: int | None) -> None:
         if length is not None and length > MAX_BODY_SIZE:
             self.body_too_large = True

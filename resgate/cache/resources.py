@@ -19,27 +19,37 @@ TYPE_COLLECTION = 3
 TYPE_MODEL = 4
 
 
-def _references(values: Iterable[Value]) -> dict[str, None]:
+def _reference_rids(values: Iterable[Value]) -> list[str]:
     # A reference always has a rid; the second test only tells mypy so.
-    return {value.rid: None for value in values if value.type == codec.VALUE_REFERENCE and value.rid is not None}
+    return [value.rid for value in values if value.type == codec.VALUE_REFERENCE and value.rid is not None]
 
 
 class Model:
     """A model's values; its JSON is encoded once and shared by every client."""
 
-    __slots__ = ("values", "_json", "_legacy_json", "_references")
+    __slots__ = ("values", "_json", "_legacy_json", "_references", "_reference_rids")
 
     def __init__(self, values: dict[str, Value]) -> None:
         self.values = values
         self._json: orjson.Fragment | None = None
         self._legacy_json: orjson.Fragment | None = None
         self._references: dict[str, None] | None = None
+        self._reference_rids: list[str] | None = None
 
     def references(self) -> dict[str, None]:
         """The resource IDs this model references (non-soft), as an ordered set."""
         if self._references is None:
-            self._references = _references(self.values.values())
+            self._references = dict.fromkeys(self.reference_rids())
         return self._references
+
+    def reference_rids(self) -> list[str]:
+        """The resource ID of each reference value (non-soft), in order, repeats included.
+
+        What every subscriber of the model subscribes to; most models have none.
+        """
+        if self._reference_rids is None:
+            self._reference_rids = _reference_rids(self.values.values())
+        return self._reference_rids
 
     def json(self) -> orjson.Fragment:
         if self._json is None:
@@ -58,19 +68,26 @@ class Model:
 class Collection:
     """A collection's values; its JSON is encoded once and shared by every client."""
 
-    __slots__ = ("values", "_json", "_legacy_json", "_references")
+    __slots__ = ("values", "_json", "_legacy_json", "_references", "_reference_rids")
 
     def __init__(self, values: list[Value]) -> None:
         self.values = values
         self._json: orjson.Fragment | None = None
         self._legacy_json: orjson.Fragment | None = None
         self._references: dict[str, None] | None = None
+        self._reference_rids: list[str] | None = None
 
     def references(self) -> dict[str, None]:
         """The resource IDs this collection references (non-soft), as an ordered set."""
         if self._references is None:
-            self._references = _references(self.values)
+            self._references = dict.fromkeys(self.reference_rids())
         return self._references
+
+    def reference_rids(self) -> list[str]:
+        """The resource ID of each reference value (non-soft), in order, repeats included."""
+        if self._reference_rids is None:
+            self._reference_rids = _reference_rids(self.values)
+        return self._reference_rids
 
     def json(self) -> orjson.Fragment:
         if self._json is None:
