@@ -380,6 +380,10 @@ class ClientProtocol(WebSocketServerProtocol):
             self.transport.write(frame_bytes(message.prepared))
 
 
+#: Autobahn's default bound (seconds) on a WebSocket's opening handshake.
+AUTOBAHN_OPEN_HANDSHAKE_TIMEOUT = 5
+
+
 class ClientFactory(WebSocketServerFactory):
     """Makes a ClientProtocol per client; holds what they share."""
 
@@ -405,6 +409,12 @@ class ClientFactory(WebSocketServerFactory):
             # setProtocolOptions sets Autobahn's own null check, off unless
             # given: hence one call, and "null" left to the gateway.
             allowNullOrigin=True,
+            # twisted.web hands Autobahn the upgrade request whole (read within
+            # the HTTP bounds), so without header auth the handshake ends in the
+            # call that starts it: Autobahn's open-handshake timer, armed and
+            # cancelled for every connection, bounded nothing (5% of connecting).
+            # With header auth it bounds the wait for the service, as before.
+            openHandshakeTimeout=0 if context.config.ws_header_auth_method is None else AUTOBAHN_OPEN_HANDSHAKE_TIMEOUT,
         )
         if compression:
             from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept

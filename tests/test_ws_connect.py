@@ -71,6 +71,21 @@ async def test_connections_read_the_factory_s_protocol_options_without_a_copy_ea
     await client.close()
 
 
+@pytest_twisted.ensureDeferred
+async def test_an_upgrade_arms_no_open_handshake_timer_unless_header_auth_waits(gateway_factory):
+    # The handshake of a plain upgrade ends in the call that starts it: no
+    # timer. With --wsheaderauth the service's answer is awaited, and
+    # Autobahn's bound stays on that wait.
+    for ws_header_auth, timeout in ((None, 0), ("auth.jwtHeader", 5)):
+        options = {} if ws_header_auth is None else {"ws_header_auth": ws_header_auth}
+        gateway = await gateway_factory(**options)
+        client = await connect_ws(gateway.ws_url)
+        (protocol,) = gateway.clients.protocols
+        assert protocol.openHandshakeTimeout == timeout
+        assert protocol.openHandshakeTimeoutCall is None
+        await client.close()
+
+
 @pytest.mark.parametrize("origin, allow_origin", [
     ("http://localhost", "*"),
     ("http://localhost", "http://localhost"),
