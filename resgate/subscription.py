@@ -160,7 +160,8 @@ class _ReadyWaiter:
                 self.loading += 1
                 sub.ready_waiters.append(self)
                 continue
-            stack.extend(ref.sub for ref in sub.refs.values())
+            if sub.refs:
+                stack.extend([ref.sub for ref in sub.refs.values()])
 
     def done(self) -> None:
         self.loading -= 1
@@ -176,7 +177,8 @@ class Subscription:
 
     def __init__(self, conn: SubscriptionOwner, rid: str, throttle: Throttle | None) -> None:
         self.rid = rid
-        self.resource_name, self.resource_query = codec.split_rid(conn.expand_cid(rid))
+        # codec.split_rid, inline: a subscription is made for every resource a client gets.
+        self.resource_name, _, self.resource_query = conn.expand_cid(rid).partition("?")
         self.conn = conn
         self.state = STATE_LOADING
         self.ready_waiters: list[_ReadyWaiter] = []
@@ -227,7 +229,8 @@ class Subscription:
             return
         waiters, self.ready_waiters = self.ready_waiters, []
         for waiter in waiters:
-            waiter.walk(ref.sub for ref in self.refs.values())
+            if self.refs:  # what they reference must load too; most resources reference nothing
+                waiter.walk([ref.sub for ref in self.refs.values()])
             waiter.done()
 
     def event(self, event: ResourceEvent) -> None:
@@ -328,9 +331,10 @@ class Subscription:
         return resources
 
     def _populate(self, resources: Resources, legacy: bool) -> None:
-        if self.state == STATE_SENT or self.state == STATE_TO_SEND:
+        state = self.state
+        if state == STATE_SENT or state == STATE_TO_SEND:
             return
-        error = self.current_error()
+        error = DISPOSED_SUBSCRIPTION if state == STATE_DISPOSED else self.error  # current_error, inline
         if error is not None:
             if resources.errors is None:
                 resources.errors = {}
@@ -352,14 +356,14 @@ class Subscription:
 
     def copy_refs(self) -> list[Subscription]:
         """The subscriptions the client's copy of this resource references."""
+        refs = self.refs
+        if not refs:  # a resource without references: most of a resource set
+            return []
         if self.model is not None:
             rids = self.model.references()
         elif self.collection is not None:
             rids = self.collection.references()
         else:
-            return []
-        refs = self.refs
-        if not refs:  # a resource without references: most of a resource set
             return []
         return [refs[rid].sub for rid in rids if rid in refs]
 

@@ -6,6 +6,8 @@ these tests check that a paired run is asked for and summed up as documented.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bench import runner
@@ -50,3 +52,17 @@ def test_ratios_are_ours_over_theirs_per_round_with_their_median(capsys):
     printed = capsys.readouterr().out
     assert "req/s 1.00 1.20 0.90 -> median 1.00" in printed
     assert "p50 ms 2.00 0.50 1.50 -> median 1.50" in printed
+
+
+def test_the_call_count_covers_every_reference_of_a_warm_subscribe(capsys):
+    from bench import calls
+
+    calls.main(["--rounds", "2"])
+    printed = capsys.readouterr().out
+    match = re.fullmatch(r"warm subscribe of 1,000 references: ([\d,]+) gateway calls; "
+                         r"disposing its connection: ([\d,]+) \(2 rounds\)\n", printed)
+    assert match is not None, printed
+    subscribing, disposing = (int(group.replace(",", "")) for group in match.groups())
+    # Each of the 1,001 subscriptions is made, loaded, sent and disposed by gateway code:
+    # a count below that means the gateway's modules were not the ones counted.
+    assert subscribing > 1001 * 4 and disposing > 1001
