@@ -286,13 +286,15 @@ class Subscription:
         if self.type == TYPE_MODEL:
             model = resource.model
             assert model is not None  # the type says which one is set
-            if not self._subscribe_refs(model.reference_rids()):
+            rids = model.reference_rids()
+            if rids and not self._subscribe_refs(rids):
                 return
             self.model = model
         elif self.type == TYPE_COLLECTION:
             collection = resource.collection
             assert collection is not None  # the type says which one is set
-            if not self._subscribe_refs(collection.reference_rids()):
+            rids = collection.reference_rids()
+            if rids and not self._subscribe_refs(rids):
                 return
             self.collection = collection
         else:
@@ -699,7 +701,8 @@ class Subscription:
         self.event_queue = ()
         self.throttle = None
         if self.resource is not None:
-            self._unsubscribe_refs()
+            if self.refs:
+                self._unsubscribe_refs()
             if state != STATE_DELETED:
                 self.resource.unsubscribe(self)
             self.resource = None
