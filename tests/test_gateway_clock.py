@@ -106,6 +106,26 @@ async def test_subscribing_again_within_the_delay_keeps_the_cached_copy(gateway_
 
 @OVER_BOTH_BUSES
 @pytest_twisted.ensureDeferred
+async def test_the_delay_counts_from_the_last_release(gateway_factory, fake_service, event_subscriptions, clocked):
+    # The eviction timer of the first release is moved, not left to fire early
+    # (a resource released again and again, as by HTTP GETs, keeps one timer).
+    gateway = await gateway_factory(unsubscribe_delay=EVICTION_DELAY, reactor=clocked)
+    client = await connect_client(gateway)
+    await subscribe_to(client, fake_service, "test.model")
+    await unsubscribe(client, fake_service, "test.model")
+    clocked.advance(EVICTION_DELAY / 2)
+    await subscribe_to(client, fake_service, "test.model", cached=["test.model"])
+    await unsubscribe(client, fake_service, "test.model")
+
+    # Steps exact in binary: the sum lands on the second release's bound exactly.
+    clocked.advance(EVICTION_DELAY - 0.25)
+    assert "test.model" in await event_subscriptions()
+    clocked.advance(0.25)
+    await until_unsubscribed(event_subscriptions, "test.model")
+
+
+@OVER_BOTH_BUSES
+@pytest_twisted.ensureDeferred
 async def test_references_leave_the_cache_with_their_last_holder(gateway_factory, fake_service, event_subscriptions,
                                                                  clocked):
     gateway = await gateway_factory(unsubscribe_delay=EVICTION_DELAY, reactor=clocked)

@@ -412,9 +412,9 @@ class NameEntry:
             work.enqueue(partial(sub.loaded, rs, None))
 
     def add_count(self) -> None:
-        if self._evict_timer is not None:
-            self._evict_timer.cancel()
-            self._evict_timer = None
+        # A pending eviction timer stays: it finds the count above 0 and does
+        # nothing. Cancelling it here made a timer per cached HTTP GET (each
+        # subscribes and releases), for a resource requested many times a second.
         self.count += 1
 
     def remove_count(self, n: int) -> None:
@@ -632,6 +632,11 @@ class ResourceCache:
         return entry
 
     def schedule_eviction(self, entry: NameEntry) -> None:
+        """Evict ``entry`` unsubscribe_delay from now unless it is subscribed again by then."""
+        timer = entry._evict_timer
+        if timer is not None and timer.active():
+            timer.reset(self.unsubscribe_delay)  # moving a timer later costs Twisted no heap work
+            return
         entry._evict_timer = self.reactor.callLater(
             self.unsubscribe_delay, lambda: self.work.enqueue(lambda: self._evict(entry))
         )
