@@ -1,4 +1,4 @@
-"""The gateway's own function calls per warm subscribe of 1,000 references, counted in process.
+"""The gateway's function calls per warm subscribe of 1,000 references and per cached HTTP GET, counted in process.
 
     .venv/bin/python -m bench.calls [--rounds N]
 
@@ -14,6 +14,13 @@ line) and is disposed. cProfile counts the calls of functions in resgate's
 own modules during the warm rounds: per subscribe and per dispose. The bus,
 the service and the profiler are left out, as are the gateway's calls into
 Twisted and the standard library.
+
+The cached GET of the http_get line goes through the gateway's HTTP site
+(twisted.web with the gateway's channel, request and API resource) on one
+keep-alive connection over an in-memory transport: every Python call from
+the request's bytes to the response's is counted, twisted.web's included,
+and the gateway's own calls among them; the bus and the service are left
+out as above.
 """
 
 from __future__ import annotations
@@ -25,19 +32,26 @@ import pstats
 from typing import Any
 
 import orjson
-from twisted.internet import task
+from twisted.internet import base, task
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
 
 from resgate import codec
 from resgate.cache.cache import ResourceCache
 from resgate.config import Config
 from resgate.connection import Connection
 from resgate.context import GatewayContext
+from resgate.site import GatewayRoot, GatewaySite
+from resgate.web import ApiResource, HttpBounds
 from resgate.workqueue import WorkQueue
 from tests.rig.memorybus import MemoryBroker
 
 REFERENCES = 1000
 ROOT = "bench.refs.a"
+MODEL = "bench.item.a.0"
+GET_REQUEST = b"GET /api/bench/item/a/0 HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: wrk\r\n\r\n"
 GATEWAY_DIR = os.path.dirname(os.path.abspath(codec.__file__))
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Gateway:
@@ -50,6 +64,7 @@ class Gateway:
         bus.connect()
         self.clock.advance(0)
         self.broker.subscribe(f"access.{ROOT}", self._answer)
+        self.broker.subscribe(f"access.{MODEL}", self._answer)
         self.broker.subscribe(f"get.{ROOT}", self._answer)
         for i in range(REFERENCES):
             self.broker.subscribe(f"get.bench.item.a.{i}", self._answer)
@@ -86,12 +101,50 @@ class Gateway:
         self.work.enqueue(conn.dispose)
         self.clock.advance(0)
 
+    def http_client(self) -> HttpClient:
+        """One keep-alive connection to the gateway's HTTP site."""
+        config = self.context.config
+        site = GatewaySite(GatewayRoot(config.ws_path, ApiResource(self.context), config.api_path,
+                                       ApiResource(self.context)), HttpBounds.of(config), reactor=self.clock)
+        return HttpClient(self, site)
 
-def gateway_calls(profile: cProfile.Profile) -> int:
-    """Calls of functions defined in resgate's modules, recursive ones included."""
+
+class HttpClient:
+    """A client's connection to the HTTP site, over an in-memory transport."""
+
+    def __init__(self, gateway: Gateway, site: GatewaySite) -> None:
+        self.gateway = gateway
+        self.channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        self.channel.makeConnection(self.transport)
+
+    def get(self) -> bytes:
+        """Send the cached GET; the response once it is whole."""
+        self.transport.clear()
+        self.channel.dataReceived(GET_REQUEST)
+        for _ in range(10_000):
+            response = self.transport.value()
+            if b"\r\n\r\n" in response and response.endswith(b"}"):
+                return response
+            self.gateway.clock.advance(0)
+        raise RuntimeError(f"no whole response to the GET: {self.transport.value()!r}")
+
+
+#: What the in-process set-up adds and a gateway process does not run: the memory
+#: bus and the service (tests/rig, bench), and the fake clock (twisted's task.Clock,
+#: which sorts its timers by DelayedCall.getTime on every change).
+SET_UP_FILES = (os.path.join(REPOSITORY, "tests"), os.path.join(REPOSITORY, "bench"), task.__file__)
+CLOCK_SORT_KEY = (base.__file__, "getTime")
+
+
+def counted_calls(profile: cProfile.Profile, *, gateway_only: bool = True) -> int:
+    """Python calls counted, recursive ones included: of functions in resgate's modules,
+    or of every Python function but the set-up's (built-in functions are not counted)."""
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]  # the raw table pstats keeps, not in its stubs
-    return sum(calls for (filename, _, _), (_, calls, _, _, _) in stats.items()
-               if filename.startswith(GATEWAY_DIR))
+    if gateway_only:
+        return sum(calls for (filename, _, _), (_, calls, _, _, _) in stats.items() if filename.startswith(GATEWAY_DIR))
+    return sum(calls for (filename, _, name), (_, calls, _, _, _) in stats.items()
+               if filename != "~" and not filename.startswith(SET_UP_FILES) and (filename, name) != CLOCK_SORT_KEY)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -114,8 +167,20 @@ def main(argv: list[str] | None = None) -> None:
         disposing.enable()
         gateway.dispose(conn)
         disposing.disable()
-    print(f"warm subscribe of {REFERENCES:,} references: {gateway_calls(subscribing) / args.rounds:,.0f} gateway calls; "
-          f"disposing its connection: {gateway_calls(disposing) / args.rounds:,.0f} ({args.rounds} rounds)")
+    print(f"warm subscribe of {REFERENCES:,} references: {counted_calls(subscribing) / args.rounds:,.0f} gateway calls; "
+          f"disposing its connection: {counted_calls(disposing) / args.rounds:,.0f} ({args.rounds} rounds)")
+    client = Gateway().http_client()  # a gateway of its own: no timers left by the subscribes
+    if not client.get().startswith(b"HTTP/1.1 200 "):  # the first GET loads the model into the cache
+        raise RuntimeError("the cached GET was not answered 200")
+    getting = cProfile.Profile()
+    for _ in range(args.rounds):
+        getting.enable()
+        response = client.get()
+        getting.disable()
+        if not response.startswith(b"HTTP/1.1 200 "):
+            raise RuntimeError(f"a cached GET was answered {response[:40]!r}")
+    print(f"cached HTTP GET: {counted_calls(getting, gateway_only=False) / args.rounds:,.0f} calls, "
+          f"{counted_calls(getting) / args.rounds:,.0f} of them the gateway's ({args.rounds} rounds)")
 
 
 if __name__ == "__main__":

@@ -60,9 +60,12 @@ def test_the_call_count_covers_every_reference_of_a_warm_subscribe(capsys):
     calls.main(["--rounds", "2"])
     printed = capsys.readouterr().out
     match = re.fullmatch(r"warm subscribe of 1,000 references: ([\d,]+) gateway calls; "
-                         r"disposing its connection: ([\d,]+) \(2 rounds\)\n", printed)
+                         r"disposing its connection: ([\d,]+) \(2 rounds\)\n"
+                         r"cached HTTP GET: ([\d,]+) calls, ([\d,]+) of them the gateway's \(2 rounds\)\n", printed)
     assert match is not None, printed
-    subscribing, disposing = (int(group.replace(",", "")) for group in match.groups())
+    subscribing, disposing, getting, gateway_getting = (int(group.replace(",", "")) for group in match.groups())
     # Each of the 1,001 subscriptions is made, loaded, sent and disposed by gateway code:
     # a count below that means the gateway's modules were not the ones counted.
     assert subscribing > 1001 * 4 and disposing > 1001
+    # A GET goes through twisted.web's parsing and writing as well as the gateway's code.
+    assert getting > gateway_getting > 10
