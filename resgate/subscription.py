@@ -344,28 +344,34 @@ class Subscription:
         return resources
 
     def _populate(self, resources: Resources, legacy: bool) -> None:
-        state = self.state
-        if state == STATE_SENT or state == STATE_TO_SEND:
-            return
-        error = DISPOSED_SUBSCRIPTION if state == STATE_DISPOSED else self.error  # current_error, inline
-        if error is not None:
-            if resources.errors is None:
-                resources.errors = {}
-            resources.errors[self.rid] = error.to_dict()
-            return
-        if self.type == TYPE_COLLECTION:
-            assert self.collection is not None  # set before the subscription is sent
-            if resources.collections is None:
-                resources.collections = {}
-            resources.collections[self.rid] = self.collection.legacy_json() if legacy else self.collection.json()
-        elif self.type == TYPE_MODEL:
-            assert self.model is not None  # set before the subscription is sent
-            if resources.models is None:
-                resources.models = {}
-            resources.models[self.rid] = self.model.legacy_json() if legacy else self.model.json()
-        self.state = STATE_TO_SEND
-        for sub in self.copy_refs():
-            sub._populate(resources, legacy)
+        # Depth first, in the order of the copies' references, as a recursion
+        # would go, but on a list: a chain of references may be thousands deep.
+        stack = [self]
+        while stack:
+            sub = stack.pop()
+            state = sub.state
+            if state == STATE_SENT or state == STATE_TO_SEND:
+                continue
+            error = DISPOSED_SUBSCRIPTION if state == STATE_DISPOSED else sub.error  # current_error, inline
+            if error is not None:
+                if resources.errors is None:
+                    resources.errors = {}
+                resources.errors[sub.rid] = error.to_dict()
+                continue
+            if sub.type == TYPE_COLLECTION:
+                assert sub.collection is not None  # set before the subscription is sent
+                if resources.collections is None:
+                    resources.collections = {}
+                resources.collections[sub.rid] = sub.collection.legacy_json() if legacy else sub.collection.json()
+            elif sub.type == TYPE_MODEL:
+                assert sub.model is not None  # set before the subscription is sent
+                if resources.models is None:
+                    resources.models = {}
+                resources.models[sub.rid] = sub.model.legacy_json() if legacy else sub.model.json()
+            sub.state = STATE_TO_SEND
+            children = sub.copy_refs()
+            if children:
+                stack.extend(reversed(children))
 
     def copy_refs(self) -> list[Subscription]:
         """The subscriptions the client's copy of this resource references."""
@@ -389,12 +395,17 @@ class Subscription:
         return False
 
     def _mark_sent(self, released: list[Subscription]) -> None:
-        if self.state != STATE_TO_SEND:
-            return
-        self.state = STATE_SENT
-        released.append(self)
-        for sub in self.copy_refs():
-            sub._mark_sent(released)
+        # In the order _populate went, on a list as it does.
+        stack = [self]
+        while stack:
+            sub = stack.pop()
+            if sub.state != STATE_TO_SEND:
+                continue
+            sub.state = STATE_SENT
+            released.append(sub)
+            children = sub.copy_refs()
+            if children:
+                stack.extend(reversed(children))
 
     def unsend(self) -> None:
         """The client no longer holds this resource; something still keeps it alive.

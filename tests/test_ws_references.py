@@ -261,3 +261,23 @@ async def test_reference_dropped_while_a_response_waits_for_it_does_not_hold_the
     get_y.respond_result({"model": state["ref.y"]})
     change(fake_service, state, "ref.r", {"n": 1})
     assert await sync(client) == [{"event": "ref.r.change", "data": {"values": {"n": 1}}}]
+
+
+#: Deeper than Python's recursion limit (1,000 frames): a walk per reference level would fail.
+CHAIN_LENGTH = 1200
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_chain_of_references_deeper_than_the_recursion_limit_is_sent_and_released(gateway, fake_service):
+    state: dict[str, Any] = {f"ref.chain.{i}": {"next": ref(f"ref.chain.{i + 1}")} for i in range(CHAIN_LENGTH - 1)}
+    state[f"ref.chain.{CHAIN_LENGTH - 1}"] = {"end": True}
+    serve(fake_service, state)
+    client = await client_for(gateway)
+    response = await client.request("subscribe.ref.chain.0")
+    assert response["result"] == {"models": state}
+
+    # Released through the whole chain: the last link takes no events any more.
+    assert "error" not in await client.request("unsubscribe.ref.chain.0")
+    change(fake_service, state, f"ref.chain.{CHAIN_LENGTH - 1}", {"end": False})
+    assert await sync(client) == []
+    await client.close()
