@@ -18,6 +18,7 @@ and on the newest release. nats-py's private parts are checked in
 | ``HAProxyProtocolWrapper._proxyInfo`` | transport.ProxiedConnection | whether the PROXY header was read |
 | ``autobahn.websocket.protocol.create_xor_masker`` | ws.ClientFactory | unmasking small client frames without a CFFI object each |
 | ``WebSocketProtocol.message_data``, ``message_is_binary``, ``failedByMe`` | ws.ClientProtocol | ending a message without firing Autobahn's "message" signal |
+| ``WebSocketProtocol.data``, ``current_frame``, ``inside_message`` | ws.ClientProtocol | reading whole messages itself only while Autobahn holds no part of one |
 
 Public hooks the gateway overrides (tested by the suite on both versions,
 not checked here): ``tcp.Server.write``/``startWriting``/``stopWriting``,
@@ -152,6 +153,16 @@ def end_message(protocol: WebSocketServerProtocol) -> None:
     protocol.message_data = None  # type: ignore[assignment]
 
 
+#: What Autobahn's frame reader keeps between reads, and between_messages reads the same way.
+_FRAME_STATE_NAMES = {"data", "current_frame"}
+_MESSAGE_STATE_NAMES = {"inside_message"}
+
+
+def between_messages(protocol: WebSocketServerProtocol) -> bool:
+    """Whether Autobahn holds no part of an incoming frame or message: nothing buffered, no fragment begun."""
+    return not protocol.data and protocol.current_frame is None and not protocol.inside_message
+
+
 def check() -> None:
     """Fail loudly unless Twisted and Autobahn still have the parts above."""
     problems = []
@@ -172,6 +183,9 @@ def check() -> None:
         problems.append("twisted HAProxyProtocolWrapper._proxyInfo")
     if not _MESSAGE_END_NAMES <= set(WebSocketProtocol.onMessageEnd.__code__.co_names):
         problems.append("autobahn WebSocketProtocol.onMessageEnd's message_data, message_is_binary, failedByMe")
+    if (not _FRAME_STATE_NAMES <= set(WebSocketProtocol.processData.__code__.co_names)
+            or not _MESSAGE_STATE_NAMES <= set(WebSocketProtocol.onFrameBegin.__code__.co_names)):
+        problems.append("autobahn WebSocketProtocol.data, current_frame, inside_message")
     if not callable(getattr(autobahn_protocol, "create_xor_masker", None)):
         problems.append("autobahn websocket.protocol.create_xor_masker")
     if problems:

@@ -22,6 +22,8 @@ def test_the_installed_versions_pass_the_check():
     (lambda mp: mp.setattr(PreparedMessage, "__init__", lambda self, *args: None), "PreparedMessage.payloadHybi"),
     (lambda mp: mp.delattr(autobahn_protocol, "create_xor_masker"), "create_xor_masker"),
     (lambda mp: mp.setattr(WebSocketProtocol, "onMessageEnd", lambda self: None), "onMessageEnd"),
+    (lambda mp: mp.setattr(WebSocketProtocol, "processData", lambda self: False), "current_frame"),
+    (lambda mp: mp.setattr(WebSocketProtocol, "onFrameBegin", lambda self: None), "inside_message"),
 ])
 def test_a_changed_private_part_fails_in_one_line_naming_it(monkeypatch, break_it, named):
     break_it(monkeypatch)

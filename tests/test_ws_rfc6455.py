@@ -19,6 +19,8 @@ served afterwards.
 | a ping flood | one pong per ping, in order; a client that floods without reading is cut off |
 | a close code the RFC forbids on the wire (999, 1005, 1006, 5000, ...), a 1-byte close payload | close 1002 |
 | a close reason that is not UTF-8 | close 1007 |
+| several frames in one read, whole or cut, valid or not | each whole message a request in order, then the rest as alone |
+| a 16-bit length that fits in 7 bits (not the shortest encoding) | close 1002 |
 
 Not upstream scenarios: Resgate's suite has no frame-level tests.
 """
@@ -340,6 +342,106 @@ async def test_bad_control_frame_closes_1002(gateway, bystander, bad):
     client.send(frame(OP_PING, b"x" * 126) if bad == "too long" else frame(OP_PING, b"x", fin=False))
     await assert_closed_with(client, CLOSE_PROTOCOL_ERROR)
     assert client.pongs() == []
+    await bystander.assert_alone()
+
+
+# ---------------------------------------------------------------------------
+# Several frames in one read: the gateway reads whole data frames itself
+# (ws.ClientProtocol._read_whole_messages) and leaves Autobahn the rest.
+
+
+def version_request(request_id: int, **extra: object) -> bytes:
+    """A request the gateway answers itself, at once: its answers come in request order."""
+    return json.dumps({"id": request_id, "method": "version", **extra}).encode()
+
+
+def answered_ids(client: RawWsClient) -> list[int]:
+    return [f.json()["id"] for f in client.frames if f.opcode == OP_TEXT]
+
+
+def medium_frame(opcode: int, payload: bytes) -> bytes:
+    """A masked frame with a 16-bit length, whatever the payload's size (the shortest form only from 126)."""
+    mask = b"\x01\x02\x03\x04"
+    return (bytes([0x80 | opcode, 0x80 | 126]) + struct.pack("!H", len(payload)) + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+@pytest_twisted.ensureDeferred
+async def test_whole_frames_in_one_read_are_requests_in_order(gateway, bystander):
+    client = await hostile(gateway)
+    long_text = version_request(3, x="\u20ac" * 100)  # 16-bit length, not ASCII
+    assert len(long_text) >= 126
+    client.send(text_frame(version_request(1)), frame(OP_BINARY, version_request(2)),
+                medium_frame(OP_TEXT, long_text), text_frame(b""), text_frame(version_request(4)))
+    await client.response(4)
+    # The empty message is no JSON: no reply, as when it comes alone.
+    assert answered_ids(client) == [1, 2, 3, 4]
+    await bystander.assert_served()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_ping_and_a_cut_frame_after_whole_ones_in_one_read(gateway, bystander):
+    client = await hostile(gateway)
+    last = text_frame(version_request(4))
+    client.send(text_frame(version_request(1)), frame(OP_PING, b"between"), text_frame(version_request(2)),
+                frame(OP_TEXT, version_request(3)[:4], fin=False), frame(OP_CONTINUATION, version_request(3)[4:]),
+                last[:5])
+    await client.response(3)
+    assert client.pongs() == [b"between"]
+    client.send(last[5:])
+    await client.response(4)
+    assert answered_ids(client) == [1, 2, 3, 4]
+    await bystander.assert_served()
+
+
+@pytest.mark.parametrize("cut", [1, 2, 5, 7])
+@pytest_twisted.ensureDeferred
+async def test_a_frame_cut_anywhere_after_a_whole_one(gateway, bystander, cut):
+    client = await hostile(gateway)
+    second = medium_frame(OP_TEXT, version_request(2, x="y" * 200))
+    client.send(text_frame(version_request(1)), second[:cut])
+    await client.response(1)
+    client.send(second[cut:])
+    await client.response(2)
+    assert answered_ids(client) == [1, 2]
+    await bystander.assert_served()
+
+
+@pytest.mark.parametrize("bad", ["invalid UTF-8", "unmasked", "reserved bit", "not shortest length"])
+@pytest_twisted.ensureDeferred
+async def test_a_bad_frame_after_whole_ones_in_one_read(gateway, bystander, bad):
+    """The whole frames before it are answered; the bad one gets the close it gets alone."""
+    payload = version_request(3)
+    bad_frame = {
+        "invalid UTF-8": text_frame(INVALID_UTF8[0]),
+        "unmasked": frame(OP_TEXT, payload, masked=False),
+        "reserved bit": frame(OP_TEXT, payload, rsv=1),
+        "not shortest length": medium_frame(OP_TEXT, payload),
+    }[bad]
+    client = await hostile(gateway)
+    client.send(text_frame(version_request(1)), text_frame(version_request(2)), bad_frame,
+                text_frame(version_request(4)))
+    code = CLOSE_INVALID_PAYLOAD if bad == "invalid UTF-8" else CLOSE_PROTOCOL_ERROR
+    await assert_closed_with(client, code)
+    assert answered_ids(client) == [1, 2]
+    await bystander.assert_alone()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_16_bit_length_that_fits_7_bits_closes_1002(gateway, bystander):
+    client = await hostile(gateway)
+    client.send(medium_frame(OP_TEXT, version_request(1)))
+    await assert_closed_with(client, CLOSE_PROTOCOL_ERROR)
+    assert answered_ids(client) == []
+    await bystander.assert_alone()
+
+
+@pytest_twisted.ensureDeferred
+async def test_whole_frames_after_a_close_frame_in_one_read_are_not_requests(gateway, bystander):
+    client = await hostile(gateway)
+    client.send(text_frame(version_request(1)), close_frame(1000), text_frame(version_request(2)))
+    await assert_closed_with(client, 1000)
+    assert answered_ids(client) == [1]
     await bystander.assert_alone()
 
 
