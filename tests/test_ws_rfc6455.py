@@ -28,6 +28,7 @@ Not upstream scenarios: Resgate's suite has no frame-level tests.
 from __future__ import annotations
 
 import json
+import random
 import socket
 import struct
 import zlib
@@ -38,7 +39,7 @@ from twisted.internet import protocol
 
 from resgate.config import MIN_WS_MAX_UNREAD
 from resgate.ws import MAX_MESSAGE_SIZE
-from tests.rig.aio import eventually, within
+from tests.rig.aio import eventually, sleep, within
 from tests.rig.ws import connect_ws
 from tests.rig.wsframes import (
     OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RawWsClient, close_frame, connect_raw_ws,
@@ -425,6 +426,49 @@ async def test_a_bad_frame_after_whole_ones_in_one_read(gateway, bystander, bad)
     await assert_closed_with(client, code)
     assert answered_ids(client) == [1, 2]
     await bystander.assert_alone()
+
+
+def mixed_stream(rng: random.Random, messages: int) -> tuple[bytes, list[bytes]]:
+    """Requests 1..``messages`` as whole, 16-bit-length, binary or fragmented frames, pings between; and the pings' payloads."""
+    stream = []
+    pings = []
+    for request_id in range(1, messages + 1):
+        kind = rng.choice(["whole", "medium", "binary", "fragments"])
+        if kind == "whole":
+            stream.append(text_frame(version_request(request_id)))
+        elif kind == "medium":
+            stream.append(medium_frame(OP_TEXT, version_request(request_id, x="\u20ac" * rng.randint(50, 500))))
+        elif kind == "binary":
+            stream.append(frame(OP_BINARY, version_request(request_id)))
+        else:
+            payload = version_request(request_id)
+            cut = rng.randint(1, len(payload) - 1)
+            stream += [frame(OP_TEXT, payload[:cut], fin=False), frame(OP_CONTINUATION, payload[cut:])]
+        if rng.random() < 0.2:
+            pings.append(b"%d" % request_id)
+            stream.append(frame(OP_PING, pings[-1]))
+    return b"".join(stream), pings
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest_twisted.ensureDeferred
+async def test_a_mixed_stream_in_random_reads_loses_and_reorders_nothing(gateway, bystander, seed):
+    """Whatever the reads cut, the gateway's whole-frame reading and Autobahn's take turns without a byte lost."""
+    rng = random.Random(seed)
+    messages = 200
+    stream, pings = mixed_stream(rng, messages)
+    client = await hostile(gateway)
+    offset = 0
+    while offset < len(stream):
+        size = rng.choice([1, 2, 3, 7, 64, 500, 4000])
+        client.send(stream[offset:offset + size])
+        offset += size
+        await sleep(0)  # a read of its own, mostly
+    await client.response(messages)
+    assert answered_ids(client) == list(range(1, messages + 1))
+    await eventually(lambda: len(client.pongs()) == len(pings))
+    assert client.pongs() == pings
+    await bystander.assert_served()
 
 
 @pytest_twisted.ensureDeferred
