@@ -37,7 +37,7 @@ from resgate.messaging import MessagingService, reconnect_backoff
 from resgate.metrics import MetricsResource
 from resgate.natsbus import NatsBus
 from resgate.probes import MonitorResource, Readiness
-from resgate.site import GatewayRoot, GatewaySite
+from resgate.site import DirectUpgrade, GatewayRoot, GatewaySite
 from resgate.status import GatewayStatus
 from resgate.statuspage import StatusPage
 from resgate.tracing import configured_tracing
@@ -288,7 +288,7 @@ class GatewayService(MultiService):
         root = GatewayRoot(config.ws_path, WebSocketResource(self.clients),
                            config.api_path, ApiResource(self.context))
         http_bounds = HttpBounds.of(config)
-        self.site = GatewaySite(root, http_bounds)
+        self.site = GatewaySite(root, http_bounds, direct_upgrade=DirectUpgrade(config.ws_path, self.clients))
         tls_files = (config.tls_cert, config.tls_key) if config.tls and listen is None else None
         descriptions = [listen] if listen is not None else config.listen or [listen_description(config)]
         #: Shared by every client listener: the caps hold for the process.

@@ -200,7 +200,15 @@ class BoundedLineChannel(http.HTTPChannel):
         site.http_connections += 1
         self._expect(Awaiting.REQUEST, self.bounds.first_byte)
 
+    #: Before the connection's first read: a plain WebSocket upgrade may skip twisted.web then (site.DirectUpgrade).
+    _first_read = True
+
     def dataReceived(self, data: bytes) -> None:
+        if self._first_read:
+            self._first_read = False
+            upgrade = self.site.direct_upgrade  # type: ignore[attr-defined]
+            if upgrade is not None and upgrade.take(self, data):
+                return
         if self._awaiting is Awaiting.REQUEST:
             # Most heads arrive in one read and are parsed within it: the
             # head's bound starts below only for one still arriving.

@@ -22,7 +22,7 @@ import pytest_twisted
 from autobahn.twisted.websocket import WebSocketServerProtocol
 
 from resgate.connection import CidSource
-from tests.rig.aio import WAIT_TIMEOUT, as_deferred, failure_of, within
+from tests.rig.aio import WAIT_TIMEOUT, as_deferred, eventually, failure_of, within
 from tests.rig.resources import PROTOCOL_VERSION, VERSION_LATEST, connect_client
 from tests.rig.ws import connect_ws
 
@@ -152,3 +152,80 @@ def test_connection_ids_take_a_new_prefix_when_the_counter_runs_out():
     assert last[:14] == first[:14] and last[14:] == "vvvvvv"
     after = new_cid()
     assert after[:14] != first[:14] and after[14:] == "000000"
+
+
+# ---------------------------------------------------------------------------
+# A plain upgrade skips twisted.web (site.DirectUpgrade); any other takes its way.
+
+PLAIN_UPGRADE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+async def upgrade_in_pieces(port: int, pieces: list[bytes], answered: bool = True) -> bytes:
+    """Write ``pieces`` a moment apart (a read each); the answer's status line (b"" when not ``answered``)."""
+
+    async def exchange():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for piece in pieces:
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+            return await reader.readline() if answered else b""
+        finally:
+            writer.close()
+
+    return await within(as_deferred(exchange()), WAIT_TIMEOUT)
+
+
+@pytest.fixture
+def taken(monkeypatch):
+    """Whether site.DirectUpgrade took each connection's first read, and what twisted.web rendered."""
+    from resgate.site import DirectUpgrade, GatewayRoot
+
+    seen: dict[str, list] = {"taken": [], "rendered": []}
+    take, render = DirectUpgrade.take, GatewayRoot.render
+
+    def counted_take(self, channel, data):
+        seen["taken"].append(take(self, channel, data))
+        return seen["taken"][-1]
+
+    def counted_render(self, request):
+        seen["rendered"].append(request.uri)
+        return render(self, request)
+
+    monkeypatch.setattr(DirectUpgrade, "take", counted_take)
+    monkeypatch.setattr(GatewayRoot, "render", counted_render)
+    return seen
+
+
+@pytest.mark.parametrize("head", [PLAIN_UPGRADE, PLAIN_UPGRADE.replace(b"GET / ", b"GET /?x=1 ")],
+                         ids=["plain", "with a query"])
+@pytest_twisted.ensureDeferred
+async def test_a_plain_upgrade_is_handed_to_the_websocket_without_twisted_web(gateway, taken, head):
+    assert await upgrade_in_pieces(gateway.port, [head]) == b"HTTP/1.1 101 Switching Protocols\r\n"
+    # Autobahn's own client, as ResClient's browser does, upgrades the same way and is served.
+    client = await connect_ws(gateway.ws_url)
+    assert (await client.request("version", {"protocol": PROTOCOL_VERSION}))["result"]["protocol"]
+    assert taken == {"taken": [True, True], "rendered": []}
+
+
+OTHER_HEADS = {
+    "in two reads": [PLAIN_UPGRADE[:20], PLAIN_UPGRADE[20:]],
+    "HTTP/1.0": [PLAIN_UPGRADE.replace(b"HTTP/1.1", b"HTTP/1.0")],
+    "a repeated header": [PLAIN_UPGRADE.replace(b"\r\n\r\n", b"\r\nX-A: 1\r\nx-a: 2\r\n\r\n")],
+    "a body announced": [PLAIN_UPGRADE.replace(b"\r\n\r\n", b"\r\nContent-Length: 0\r\n\r\n")],
+    "bare LF line ends": [PLAIN_UPGRADE.replace(b"\r\n", b"\n")],
+    "a header without a colon": [PLAIN_UPGRADE.replace(b"\r\n\r\n", b"\r\nno colon\r\n\r\n")],
+    "bytes after the head": [PLAIN_UPGRADE + b"\x81\x80abcd"],
+}
+
+
+@pytest.mark.parametrize("pieces", OTHER_HEADS.values(), ids=OTHER_HEADS.keys())
+@pytest_twisted.ensureDeferred
+async def test_any_other_upgrade_head_takes_twisted_web_s_way(gateway, taken, pieces):
+    """twisted.web reads these as it did before the direct hand-over existed (a head of
+    bare LF lines is one unfinished line to it, which its head bound ends)."""
+    await upgrade_in_pieces(gateway.port, pieces, answered=False)
+    await eventually(lambda: len(taken["taken"]) == 1)
+    assert taken["taken"] == [False]
