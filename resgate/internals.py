@@ -115,12 +115,16 @@ class PlainXorMasker:
         self._offset = 0
 
     def process(self, data: bytes) -> bytes:
-        size = len(data)
         turn = self._offset & 3
-        mask = self._mask[turn:] + self._mask[:turn]
-        self._offset += size
-        key = (mask * ((size >> 2) + 1))[:size]
-        return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
+        self._offset += len(data)
+        return unmask(data, self._mask[turn:] + self._mask[:turn])
+
+
+def unmask(data: bytes, mask: bytes) -> bytes:
+    """``data`` XORed with the 4-byte ``mask`` repeated, as one big integer."""
+    size = len(data)
+    key = (mask * ((size >> 2) + 1))[:size]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
 
 
 _native_xor_masker = autobahn_protocol.create_xor_masker

@@ -31,7 +31,7 @@ from resgate.clientcodec import SharedMessage
 from resgate.config import ResourceMethod
 from resgate.connection import Connection
 from resgate.context import GatewayContext
-from resgate.internals import between_messages, end_message, frame_bytes, unmask_small_frames_in_python
+from resgate.internals import between_messages, end_message, frame_bytes, unmask, unmask_small_frames_in_python
 from resgate.meta import DirectResponse, Meta, reason_phrase
 from resgate.trace import one_line
 from resgate.tracecontext import trace_headers
@@ -282,10 +282,7 @@ class ClientProtocol(WebSocketServerProtocol):
             end = start + head + length
             if end > size:
                 break
-            mask = data[start + head - 4:start + head]
-            masked = data[start + head:end]
-            key = (mask * ((length >> 2) + 1))[:length]
-            payload = (int.from_bytes(masked, "little") ^ int.from_bytes(key, "little")).to_bytes(length, "little")
+            payload = unmask(data[start + head:end], data[start + head - 4:start + head])
             if first == _WHOLE_TEXT and not payload.isascii():
                 try:
                     payload.decode()

@@ -208,6 +208,8 @@ async def test_a_plain_upgrade_is_handed_to_the_websocket_without_twisted_web(ga
     client = await connect_ws(gateway.ws_url)
     assert (await client.request("version", {"protocol": PROTOCOL_VERSION}))["result"]["protocol"]
     assert taken == {"taken": [True, True], "rendered": []}
+    # Handed over, neither counts as an open HTTP connection (nor keeps its channel's timer).
+    assert gateway.site.http_connections == 0
 
 
 OTHER_HEADS = {
