@@ -657,38 +657,37 @@ class Subscription:
         if self.access_pending:
             return
         self.access_pending = True
-        conn = self.conn
-
-        def send() -> None:
-            token = conn.token
-            conn.request_access(self, lambda access, meta: done(access, meta, token))
-
-        def done(access: Access, _meta: Any, token: Any) -> None:
-            nonlocal throttle
-            if throttle is not None:
-                throttle.done()
-                throttle = None
-            if token is not conn.token:
-                # The answer speaks for a token the connection no longer has:
-                # ask again with the current one. Asked after every reaccess
-                # that came meanwhile, the new answer stands for them too.
-                self.reaccess_pending = False
-                send()
-                return
-            callbacks, self.access_callbacks = self.access_callbacks, ()
-            self.access_pending = False
-            # Released meanwhile (an event dropped the reference a call asked
-            # access on), it keeps nothing, but whoever waits gets the answer.
-            if self.state != STATE_DISPOSED and (
-                    access.error is None or access.error.code == errors.CODE_ACCESS_DENIED):
-                self.access = access
-            for cb in callbacks:
-                cb(access)
-
         if throttle is None:
-            send()
+            self._request_access(None)
         else:
-            throttle.add(send)
+            throttle.add(lambda: self._request_access(throttle))
+
+    # The request and its answer are methods, not closures over each other: a
+    # pair of closures that refer to each other is a reference cycle, which
+    # only the cyclic GC frees, two for every subscription that loads access.
+    def _request_access(self, throttle: Throttle | None) -> None:
+        token = self.conn.token
+        self.conn.request_access(self, lambda access, _meta: self._access_loaded(access, token, throttle))
+
+    def _access_loaded(self, access: Access, token: Any, throttle: Throttle | None) -> None:
+        if throttle is not None:
+            throttle.done()
+        if token is not self.conn.token:
+            # The answer speaks for a token the connection no longer has:
+            # ask again with the current one. Asked after every reaccess
+            # that came meanwhile, the new answer stands for them too.
+            self.reaccess_pending = False
+            self._request_access(None)  # the throttle's slot is given back
+            return
+        callbacks, self.access_callbacks = self.access_callbacks, ()
+        self.access_pending = False
+        # Released meanwhile (an event dropped the reference a call asked
+        # access on), it keeps nothing, but whoever waits gets the answer.
+        if self.state != STATE_DISPOSED and (
+                access.error is None or access.error.code == errors.CODE_ACCESS_DENIED):
+            self.access = access
+        for cb in callbacks:
+            cb(access)
 
     def can_get(self, callback: Callable[[errors.ResError | None], None]) -> None:
         self._load_access(lambda access: callback(access.can_get()))
