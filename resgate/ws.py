@@ -134,7 +134,10 @@ class ClientProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(503, "Service unavailable: no connection to NATS")
         if not context.config.origin_allowed(request.headers.get("origin")):
             raise ConnectionDeny(403, "Forbidden origin")
-        self._http_info = self._describe_upgrade(request)
+        # Described when an auth request first needs it, not here: most
+        # connections never send one, and the description is a dozen objects
+        # more per connection for the garbage collector to walk.
+        self._http_info = self._describe_upgrade
         method = context.config.ws_header_auth_method
         if method is None:
             return None
@@ -205,13 +208,15 @@ class ClientProtocol(WebSocketServerProtocol):
             return
         super().sendHttpErrorResponse(code, reason, responseHeaders)
 
-    def _describe_upgrade(self, request) -> dict[str, Any]:
+    def _describe_upgrade(self) -> dict[str, Any]:
+        """What auth requests tell of the upgrade: its headers (Autobahn's, as ``onConnect`` got them), host, ..."""
+        headers = self.http_headers
         header: dict[str, list[str]] = {}
-        for name, value in request.headers.items():
+        for name, value in headers.items():
             # Go's net/http keeps Host apart from the headers; services see it as "host".
             if name != "host":
                 header[canonical_header_name(name)] = [value]
-        return {"header": header, "host": request.headers.get("host", ""),
+        return {"header": header, "host": headers.get("host", ""),
                 "remoteAddr": remote_addr(self.transport.getPeer()),
                 "uri": self.http_request_uri}
 
