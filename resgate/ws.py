@@ -16,13 +16,15 @@ Meta in the auth response shapes the upgrade's HTTP response: a 3XX, 4XX or
 from __future__ import annotations
 
 import re
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.internet.interfaces import IConsumer, IDelayedCall, ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from resgate import errors, rpc
 from resgate.apiencoding import CONTENT_TYPE, encode_error, rid_to_path
@@ -118,6 +120,8 @@ class ClientProtocol(WebSocketServerProtocol):
     # Set on each protocol's class by the factory's setProtocolOptions.
     closeHandshakeTimeout: float
     conn: Connection | None = None
+    #: Describes the upgrade for auth requests (set by onConnect).
+    _http_info: Callable[[], dict[str, Any]] | None = None
     # The whole HTTP response that refuses the upgrade, when meta asked for one.
     _refusal: bytes | None = None
     _closed = False
@@ -126,6 +130,16 @@ class ClientProtocol(WebSocketServerProtocol):
         # Shadows Autobahn's class-wide logger with the gateway's rate-limited one.
         self.log = self.factory.autobahn_log
         super().connectionMade()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        # Autobahn fires is_closed with the protocol itself, and the upgrade's
+        # description is a method of it: two cycles that would leave a closed
+        # connection (protocol, transport, buffers) to the cyclic GC's oldest
+        # generation. Nothing reads either once the connection is lost
+        # (tests/test_reference_cycles.py).
+        self.is_closed = None
+        self._http_info = None
 
     # Autobahn's stubs leave out the Deferred its onConnect may return.
     def onConnect(self, request) -> defer.Deferred | None:  # type: ignore[override]

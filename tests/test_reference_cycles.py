@@ -5,17 +5,26 @@ every collection walks all the objects the collector tracks: with thousands
 of connections open, each young generation's pass takes tens of
 milliseconds, and lands in whatever the gateway does then (bench/README.md).
 A subscription loading its access once made two closures that referred to
-each other, a cycle for every connection that subscribed.
+each other, a cycle for every connection that subscribed; and a closed
+WebSocket connection (its protocol, transport and buffers, about 9 KiB)
+waited for the oldest generation's next collection, which may come
+minutes after a crowd of clients left.
 """
 
 from __future__ import annotations
 
 import gc
+import weakref
 from typing import Any, Callable
+
+import pytest_twisted
 
 from resgate.cache.throttle import Throttle
 from resgate.codec import Access
 from resgate.subscription import Subscription
+from tests.rig.aio import eventually
+from tests.rig.resources import VERSION_LATEST
+from tests.rig.ws import connect_ws
 
 
 class Owner:
@@ -75,3 +84,55 @@ def test_an_answer_for_an_old_token_asks_again_without_a_cycle() -> None:
 
     assert cyclic_garbage(run) == 0
     assert answers == [Access(get=True).can_call("set"), None]
+
+
+async def _subscribed_client(gateway, fake_service):
+    fake_service.on("access.test.model", lambda r: r.respond({"result": {"get": True, "call": "*"}}))
+    fake_service.on("get.test.model", lambda r: r.respond({"result": {"model": {"a": 1}}}))
+    client = await connect_ws(gateway.ws_url)
+    await client.request("version", {"protocol": VERSION_LATEST})
+    await client.request("subscribe.test.model")
+    return client
+
+
+async def _closed_and_freed(gateway, close: Callable[[], Any]) -> None:
+    """Close the one client with ``close``; its protocol, transport and connection must then
+    be freed with the collector off."""
+    (protocol,) = gateway.clients.protocols
+    refs = {"protocol": weakref.ref(protocol), "transport": weakref.ref(protocol.transport),
+            "connection": weakref.ref(protocol.conn)}
+    del protocol
+
+    def alive() -> list[str]:
+        return [name for name, ref in refs.items() if ref() is not None]
+
+    gc.collect()
+    gc.disable()
+    try:
+        close()
+        await eventually(lambda: not gateway.clients.protocols)
+        try:
+            await eventually(lambda: not alive())
+        except AssertionError:
+            raise AssertionError(f"still alive without a collection: {alive()}") from None
+    finally:
+        gc.enable()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_closes_is_freed_without_a_collection(gateway, fake_service):
+    client = await _subscribed_client(gateway, fake_service)
+    await _closed_and_freed(gateway, client.sendClose)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_vanishes_is_freed_without_a_collection(gateway, fake_service):
+    client = await _subscribed_client(gateway, fake_service)
+    await _closed_and_freed(gateway, client.transport.abortConnection)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_the_gateway_drops_is_freed_without_a_collection(gateway, fake_service):
+    client = await _subscribed_client(gateway, fake_service)
+    # An unmasked frame from a client: Autobahn fails the connection (1002).
+    await _closed_and_freed(gateway, lambda: client.transport.write(b"\x81\x02{}"))
