@@ -596,6 +596,7 @@ class ApiRequest:
         # Nothing may be written from now on, even by work already queued;
         # the connection is released on the queue like any gateway state.
         self.done = True
+        self.request.on_client_gone = None
         if self.trace is not None:
             self.trace.end("client gone")
         self.context.work.enqueue(self._dispose)
@@ -718,9 +719,12 @@ class ApiRequest:
 
     def _finish(self, status: int, body: bytes | None) -> None:
         self.done = True
+        request = self.request
+        # The request and this refer to each other until here: a cycle,
+        # which only the cyclic GC would free, per request answered.
+        request.on_client_gone = None
         if self.trace is not None:
             self.trace.end(f"HTTP {status}" if status >= 500 else None)
-        request = self.request
         request.setResponseCode(status)
         if body is not None:
             request.setHeader(b"content-type", CONTENT_TYPE)
