@@ -201,11 +201,12 @@ class CachedResource:
             if not self.resetting:
                 self._apply_delete(event)
             return
-        work = self.owner.cache.work
-        for sub in list(self.subs):
-            def deliver(sub: CacheSubscriber = sub) -> None:
-                sub.event(event)
-            work.enqueue(deliver)
+        # One piece of work for all subscribers, not one each: they ran back
+        # to back anyway (nothing is queued between them, and what each
+        # enqueues runs after all of them), without a closure and a queue
+        # entry per subscriber.
+        subs = list(self.subs)
+        self.owner.cache.work.enqueue(lambda: _deliver(subs, event))
 
     def _error(self, event: str, reason: object) -> bool:
         log.error("Error processing event {name}.{event}: {reason}",
@@ -362,6 +363,14 @@ class CachedResource:
         for event in collection_diff(self.collection.values, values):
             self.handle_event(event)
 
+
+def _deliver(subs: list[CacheSubscriber], event: ResourceEvent) -> None:
+    """Tell each subscriber of ``event``; one that fails does not keep it from the rest."""
+    for sub in subs:
+        try:
+            sub.event(event)
+        except Exception:
+            log.failure("Unexpected error delivering an event to a subscriber")
 
 
 class NameEntry:
