@@ -23,6 +23,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
+from resgate.subscription import Subscription
 from tests.rig.resources import (
     CUSTOM_EVENT,
     assert_quiet,
@@ -214,3 +215,29 @@ async def test_change_event_from_soft_reference_subscribes_it(gateway, fake_serv
     await change_with_new_reference(client, fake_service, "test.model.soft",
                                     {"child": {"rid": "test.model", "soft": False}}, "test.model")
     await expect_custom_event(client, fake_service, "test.model")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_subscriber_that_fails_on_an_event_keeps_it_from_no_other(gateway, fake_service, logged_errors,
+                                                                          monkeypatch):
+    """Beyond upstream: the subscribers of a resource hear of its event in one loop; one whose
+    handling raises is logged, and the others still get the event, in subscription order."""
+    clients = [await connect_client(gateway) for _ in range(3)]
+    await subscribe_to(clients[0], fake_service, "test.model")
+    _, failing_cid = await subscribe_to(clients[1], fake_service, "test.model", cached=["test.model"])
+    await subscribe_to(clients[2], fake_service, "test.model", cached=["test.model"])
+    original = Subscription.event
+
+    def event_failing_for_one(self, ev):
+        if self.conn.cid == failing_cid:
+            raise RuntimeError("a subscriber's own failure")
+        original(self, ev)
+
+    monkeypatch.setattr(Subscription, "event", event_failing_for_one)
+    fake_service.event("test.model", "change", {"values": {"string": "bar"}})
+
+    expected = event("test.model.change", {"values": {"string": "bar"}})
+    assert await clients[0].next_message() == expected
+    assert await clients[2].next_message() == expected
+    await logged_errors.expect(1)
+    await assert_quiet(clients[1])
