@@ -302,7 +302,7 @@ class Subscription:
             return
         self.version = resource.version
 
-    def _subscribe_refs(self, rids: list[str]) -> bool:
+    def _subscribe_refs(self, rids: tuple[str, ...]) -> bool:
         """Subscribe what the resource references; False if one is refused, which fails this subscription."""
         try:
             for rid in rids:

@@ -81,7 +81,11 @@ class CachedResource:
         self.state = STATE_SUBSCRIBED
         self.subs: dict[CacheSubscriber, None] = {}
         self.resetting = False
-        self.links: list[str] = []
+        #: The queries the service normalized to this one's; the empty tuple
+        #: until the first (most resources have no query), made on first use
+        #: as every container here, one object less per resource for the
+        #: cyclic GC to walk.
+        self.links: list[str] | tuple[()] = ()
         self.version = 0
         self.model: Model | None = None
         self.collection: Collection | None = None
@@ -148,7 +152,10 @@ class CachedResource:
             else:
                 owner.links[self.query] = target
                 owner.queries.pop(self.query, None)
-            target.links.append(self.query)
+            if target.links:
+                target.links.append(self.query)
+            else:
+                target.links = [self.query]
             for sub in self.subs:
                 target.subs[sub] = None
         subs = list(self.subs)
@@ -178,7 +185,7 @@ class CachedResource:
                 owner.base = None
             else:
                 owner.links.pop(query, None)
-        self.links = []
+        self.links = ()
 
     # -- events
 
@@ -388,8 +395,8 @@ class NameEntry:
         self.queries: dict[str, CachedResource] = {}
         self.links: dict[str, CachedResource] = {}
         self._evict_timer: IDelayedCall | None = None
-        # Events held back while query event requests are in flight.
-        self._held: list[tuple[str, bytes]] = []
+        # Events held back while query event requests are in flight (made on first use).
+        self._held: list[tuple[str, bytes]] | tuple[()] = ()
         self._locks = 0
 
     def resource(self, query: str) -> CachedResource:
@@ -435,9 +442,20 @@ class NameEntry:
 
     # -- events from NATS
 
+    def bus_event(self, subject: str, payload: bytes) -> None:
+        """An event of the name's bus subscription, handled on the work queue.
+
+        A method rather than a closure made per entry (a function, its cells
+        and their tuple): objects the cyclic GC walks for every cached name.
+        """
+        self.cache.work.enqueue(partial(self.on_event, subject, payload))
+
     def on_event(self, subject: str, payload: bytes) -> None:
         if self._locks:
-            self._held.append((subject, payload))
+            if self._held:
+                self._held.append((subject, payload))
+            else:
+                self._held = [(subject, payload)]
             return
         # Counted once, when handled (held events come back through here).
         self.cache.events_received += 1
@@ -486,7 +504,7 @@ class NameEntry:
         finally:
             self._locks -= 1
             if not self._locks and self._held:
-                held, self._held = self._held, []
+                held, self._held = self._held, ()
                 for subject, payload in held:
                     self.on_event(subject, payload)
 
@@ -631,11 +649,7 @@ class ResourceCache:
         entry = self.names.get(name)
         if entry is None:
             entry = NameEntry(self, name)
-            handler = entry.on_event
-            work = self.work
-            entry.bus_sub = self.bus.subscribe(
-                f"event.{name}.*", lambda subject, payload: work.enqueue(lambda: handler(subject, payload))
-            )
+            entry.bus_sub = self.bus.subscribe(f"event.{name}.*", entry.bus_event)
             self.names[name] = entry
         entry.add_count()
         return entry

@@ -19,9 +19,11 @@ TYPE_COLLECTION = 3
 TYPE_MODEL = 4
 
 
-def _reference_rids(values: Iterable[Value]) -> list[str]:
-    # A reference always has a rid; the second test only tells mypy so.
-    return [value.rid for value in values if value.type == codec.VALUE_REFERENCE and value.rid is not None]
+def _reference_rids(values: Iterable[Value]) -> tuple[str, ...]:
+    # A reference always has a rid; the second test only tells mypy so. A
+    # tuple of strings, unlike a list, leaves the cyclic GC's tracking once
+    # it was walked, and most resources keep the empty one.
+    return tuple([value.rid for value in values if value.type == codec.VALUE_REFERENCE and value.rid is not None])
 
 
 class Model:
@@ -34,7 +36,7 @@ class Model:
         self._json: orjson.Fragment | None = None
         self._legacy_json: orjson.Fragment | None = None
         self._references: dict[str, None] | None = None
-        self._reference_rids: list[str] | None = None
+        self._reference_rids: tuple[str, ...] | None = None
 
     def references(self) -> dict[str, None]:
         """The resource IDs this model references (non-soft), as an ordered set."""
@@ -42,7 +44,7 @@ class Model:
             self._references = dict.fromkeys(self.reference_rids())
         return self._references
 
-    def reference_rids(self) -> list[str]:
+    def reference_rids(self) -> tuple[str, ...]:
         """The resource ID of each reference value (non-soft), in order, repeats included.
 
         What every subscriber of the model subscribes to; most models have none.
@@ -75,7 +77,7 @@ class Collection:
         self._json: orjson.Fragment | None = None
         self._legacy_json: orjson.Fragment | None = None
         self._references: dict[str, None] | None = None
-        self._reference_rids: list[str] | None = None
+        self._reference_rids: tuple[str, ...] | None = None
 
     def references(self) -> dict[str, None]:
         """The resource IDs this collection references (non-soft), as an ordered set."""
@@ -83,7 +85,7 @@ class Collection:
             self._references = dict.fromkeys(self.reference_rids())
         return self._references
 
-    def reference_rids(self) -> list[str]:
+    def reference_rids(self) -> tuple[str, ...]:
         """The resource ID of each reference value (non-soft), in order, repeats included."""
         if self._reference_rids is None:
             self._reference_rids = _reference_rids(self.values)
