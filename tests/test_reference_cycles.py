@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import re
 import weakref
 from typing import Any, Callable
@@ -142,9 +143,28 @@ async def test_a_client_the_gateway_drops_is_freed_without_a_collection(gateway,
 
 
 def _gateway_garbage(found: list[object]) -> list[str]:
-    """The types of the gateway's own objects among what a collection found unreachable."""
-    return sorted({f"{type(o).__module__}.{type(o).__qualname__}" for o in found
-                   if type(o).__module__.startswith("resgate.")})
+    """What of the gateway's own is among what a collection found unreachable: its objects,
+    and its functions and bound methods (closures and callbacks)."""
+    names = set()
+    for o in found:
+        owner = getattr(o, "__self__", None) if inspect.ismethod(o) else None
+        module = (o.__module__ if inspect.isfunction(o) else type(owner if owner is not None else o).__module__)
+        if module.startswith("resgate."):
+            names.add(f"{module}.{getattr(o, '__qualname__', type(o).__qualname__)}")
+    return sorted(names)
+
+
+async def _gateway_garbage_of(run: Callable[[], Any]) -> list[str]:
+    """The gateway's garbage left by ``await run()``, the collector saving what it finds meanwhile."""
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        await run()
+        gc.collect()
+        return _gateway_garbage(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
 
 
 @pytest_twisted.ensureDeferred
@@ -168,15 +188,29 @@ async def test_answered_http_requests_leave_no_cycle(gateway, fake_service):
             writer.close()
         return statuses
 
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        statuses = await within(as_deferred(exchange()), WAIT_TIMEOUT)
+    statuses: list[bytes] = []
+
+    async def run() -> None:
+        statuses.extend(await within(as_deferred(exchange()), WAIT_TIMEOUT))
         await eventually(lambda: gateway.site.http_connections == 0)
-        gc.collect()
-        found = _gateway_garbage(gc.garbage)
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
+
+    assert await _gateway_garbage_of(run) == []
     assert statuses == [b"200", b"200", b"401"]
-    assert found == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_calls_and_events_leave_no_cycle(gateway, fake_service):
+    fake_service.on("call.test.model.ping", lambda r: r.respond({"result": "pong"}))
+    client = await _subscribed_client(gateway, fake_service)
+    received: list[Any] = []
+
+    async def run() -> None:
+        for n in range(20):
+            received.append(await client.request("call.test.model.ping", {"n": n}))
+        for n in range(20):
+            fake_service.event("test.model", "change", {"values": {"a": n + 2}})
+            received.append(await client.next_message())
+
+    assert await _gateway_garbage_of(run) == []
+    assert all("result" in m for m in received[:20]), received[:20]
+    assert [m["data"]["values"]["a"] for m in received[20:]] == list(range(2, 22))
