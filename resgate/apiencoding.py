@@ -135,9 +135,9 @@ class _Encoder:
     def _value(self, sub: Any, value: codec.Value) -> Any:
         if value.type == codec.VALUE_REFERENCE:
             assert value.rid is not None  # references have one
-            ref = sub.refs.get(value.rid)
+            child = sub.refs.get(value.rid)
             # Not held (the parent failed half-way): point at it instead.
-            return self._href(value.rid) if ref is None else ref.sub
+            return self._href(value.rid) if child is None else child
         if value.type == codec.VALUE_SOFT_REFERENCE:
             assert value.rid is not None  # references have one
             return self._href(value.rid)

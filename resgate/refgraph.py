@@ -42,8 +42,7 @@ def collect(root: Subscription) -> list[Subscription]:
         if sub in region:
             continue
         region[sub] = None
-        for ref in sub.refs.values():
-            child = ref.sub
+        for child in sub.refs.values():
             if not child.held_directly and child not in region:
                 stack.append(child)
 
@@ -80,7 +79,7 @@ def _reachable(starts: list[Subscription], region: dict[Subscription, None],
         if sub in found:
             continue
         found.add(sub)
-        children = sub.copy_refs() if copies else [ref.sub for ref in sub.refs.values()]
+        children = sub.copy_refs() if copies else sub.refs.values()
         for child in children:
             if child in region and child not in found and passes(child):
                 stack.append(child)

@@ -83,16 +83,6 @@ class SubscriptionOwner(Protocol):
     def request_access(self, sub: Subscription, callback: Callable[[Access, Any], None]) -> None: ...
 
 
-class Ref:
-    """A reference a subscription holds: the subscription referenced, and how many values reference it."""
-
-    __slots__ = ("sub", "count")
-
-    def __init__(self, sub: Subscription) -> None:
-        self.sub = sub
-        self.count = 1
-
-
 class Resources:
     """A resource set for the client: models, collections and errors by RID."""
 
@@ -165,7 +155,7 @@ class _ReadyWaiter:
                     sub.ready_waiters = [self]
                 continue
             if sub.refs:
-                stack.extend([ref.sub for ref in sub.refs.values()])
+                stack.extend(sub.refs.values())
 
     def done(self) -> None:
         self.loading -= 1
@@ -175,7 +165,7 @@ class _ReadyWaiter:
 
 class Subscription:
     __slots__ = ("rid", "resource_name", "resource_query", "conn", "state", "ready_waiters",
-                 "resource", "type", "model", "collection", "version", "refs", "error",
+                 "resource", "type", "model", "collection", "version", "refs", "ref_counts", "error",
                  "queue_flags", "event_queue", "access", "access_callbacks", "access_pending",
                  "reaccess_pending", "throttle", "direct", "pending", "parents")
 
@@ -194,7 +184,12 @@ class Subscription:
         self.model: Model | None = None
         self.collection: Collection | None = None
         self.version = 0
-        self.refs: dict[str, Ref] = {}
+        #: The subscriptions this one references, by resource ID.
+        self.refs: dict[str, Subscription] = {}
+        #: How many values reference a resource, for those referenced more
+        #: than once (most are referenced once: no count, and no object per
+        #: reference, for them).
+        self.ref_counts: dict[str, int] | tuple[()] = ()
         self.error: errors.ResError | None = None
         self.queue_flags = QUEUE_LOADING
         self.event_queue: list[ResourceEvent] | tuple[()] = ()
@@ -237,7 +232,7 @@ class Subscription:
         waiters, self.ready_waiters = self.ready_waiters, ()
         for waiter in waiters:
             if self.refs:  # what they reference must load too; most resources reference nothing
-                waiter.walk([ref.sub for ref in self.refs.values()])
+                waiter.walk(list(self.refs.values()))
             waiter.done()
 
     def event(self, event: ResourceEvent) -> None:
@@ -308,9 +303,9 @@ class Subscription:
             for rid in rids:
                 self._add_reference(rid)
         except errors.ResError as e:
-            refs, self.refs = self.refs, {}
-            for ref in refs.values():
-                self.conn.release_reference(ref.sub, self)
+            refs, self.refs, self.ref_counts = self.refs, {}, ()
+            for sub in refs.values():
+                self.conn.release_reference(sub, self)
             self.error = e
             self._done_loading()
             return False
@@ -384,7 +379,7 @@ class Subscription:
             rids = self.collection.references()
         else:
             return []
-        return [refs[rid].sub for rid in rids if rid in refs]
+        return [refs[rid] for rid in rids if rid in refs]
 
     def references(self, child: Subscription) -> bool:
         """Whether the client's copy of this resource references ``child``."""
@@ -603,25 +598,31 @@ class Subscription:
     # -- references
 
     def _add_reference(self, rid: str, *, bounded: bool = True) -> Subscription:
-        ref = self.refs.get(rid)
-        if ref is None:
-            sub = self.conn.subscribe_reference(rid, self, self.throttle, bounded)
-            self.refs[rid] = Ref(sub)
+        sub = self.refs.get(rid)
+        if sub is None:
+            sub = self.refs[rid] = self.conn.subscribe_reference(rid, self, self.throttle, bounded)
             return sub
-        ref.count += 1
-        return ref.sub
+        counts = self.ref_counts
+        if isinstance(counts, dict):
+            counts[rid] = counts.get(rid, 1) + 1
+        else:
+            self.ref_counts = {rid: 2}
+        return sub
 
     def _remove_reference(self, rid: str) -> None:
-        ref = self.refs[rid]
-        ref.count -= 1
-        if ref.count == 0:
-            del self.refs[rid]
-            self.conn.release_reference(ref.sub, self)
+        counts = self.ref_counts
+        if isinstance(counts, dict) and rid in counts:
+            if counts[rid] > 2:
+                counts[rid] -= 1
+            else:
+                del counts[rid]
+            return
+        self.conn.release_reference(self.refs.pop(rid), self)
 
     def _unsubscribe_refs(self) -> None:
-        refs, self.refs = self.refs, {}
-        for ref in refs.values():
-            ref.sub.parents.pop(self, None)
+        refs, self.refs, self.ref_counts = self.refs, {}, ()
+        for sub in refs.values():
+            sub.parents.pop(self, None)
 
     # -- access
 
