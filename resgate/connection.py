@@ -362,12 +362,12 @@ class Connection:
         to a resource is not, so that the client's copy follows the service's.
         """
         sub = self.subscribe(rid, direct=False, throttle=throttle, bounded=bounded)
-        sub.parents[parent] = None
+        sub.add_parent(parent)
         return sub
 
     def release_reference(self, sub: Subscription, parent: Subscription) -> None:
         """``parent`` no longer references ``sub``."""
-        sub.parents.pop(parent, None)
+        sub.remove_parent(parent)
         if not self.disposing:
             self._collect(sub)
 

@@ -167,7 +167,7 @@ class Subscription:
     __slots__ = ("rid", "resource_name", "resource_query", "conn", "state", "ready_waiters",
                  "resource", "type", "model", "collection", "version", "refs", "ref_counts", "error",
                  "queue_flags", "event_queue", "access", "access_callbacks", "access_pending",
-                 "reaccess_pending", "throttle", "direct", "pending", "parents")
+                 "reaccess_pending", "throttle", "direct", "pending", "parent", "more_parents")
 
     def __init__(self, conn: SubscriptionOwner, rid: str, throttle: Throttle | None) -> None:
         self.rid = rid
@@ -204,8 +204,36 @@ class Subscription:
         #: client does not hold the resource through them: they keep the
         #: subscription alive, but do not make it the client's.
         self.pending = 0
-        #: The subscriptions whose values reference this one.
-        self.parents: dict[Subscription, None] = {}
+        #: The subscriptions whose values reference this one (``parents``):
+        #: most have one, held here without a dict of its own; the others
+        #: are keys of ``more_parents``.
+        self.parent: Subscription | None = None
+        self.more_parents: dict[Subscription, None] | tuple[()] = ()
+
+    def add_parent(self, parent: Subscription) -> None:
+        more = self.more_parents
+        if parent is self.parent or parent in more:
+            return
+        if self.parent is None:
+            self.parent = parent
+        elif isinstance(more, dict):
+            more[parent] = None
+        else:
+            self.more_parents = {parent: None}
+
+    def remove_parent(self, parent: Subscription) -> None:
+        if parent is self.parent:
+            self.parent = None
+        elif isinstance(self.more_parents, dict):
+            self.more_parents.pop(parent, None)
+
+    @property
+    def parents(self) -> list[Subscription]:
+        """The subscriptions whose values reference this one."""
+        parents = list(self.more_parents)
+        if self.parent is not None:
+            parents.append(self.parent)
+        return parents
 
     # -- what the cache needs of a subscriber
 
@@ -622,7 +650,7 @@ class Subscription:
     def _unsubscribe_refs(self) -> None:
         refs, self.refs, self.ref_counts = self.refs, {}, ()
         for sub in refs.values():
-            sub.parents.pop(self, None)
+            sub.remove_parent(self)
 
     # -- access
 
