@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+from functools import partial
 from typing import Any, Callable
 
 from twisted.logger import Logger
@@ -119,11 +120,7 @@ class Connection:
         if not conn_events:
             return
         try:
-            work = context.work
-            self._conn_sub = context.mq.subscribe(
-                f"conn.{self.cid}.*",
-                lambda subject, payload: work.enqueue(lambda: self._on_conn_event(subject, payload)),
-            )
+            self._conn_sub = context.mq.subscribe(f"conn.{self.cid}.*", self._bus_conn_event)
         except errors.ResError as e:
             self.log_error(f"Error subscribing to conn events: {e.message}")
 
@@ -426,6 +423,11 @@ class Connection:
                 del subs[sub.rid]
 
     # -- connection events
+
+    def _bus_conn_event(self, subject: str, payload: bytes) -> None:
+        # A method, not a closure made per connection (a function, its cells
+        # and their tuple): fewer objects per client for the cyclic GC.
+        self.work.enqueue(partial(self._on_conn_event, subject, payload))
 
     def _on_conn_event(self, subject: str, payload: bytes) -> None:
         event = subject[len(self.cid) + 6:]
