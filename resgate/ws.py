@@ -55,6 +55,23 @@ _SHORT_HEAD = 6
 _MEDIUM_HEAD = 8
 #: A 7-bit length field of 126 announces a 16-bit length.
 _MEDIUM_LENGTH = 126
+#: The two-byte heads of the text frames the gateway sends with a 7-bit length.
+_SHORT_TEXT_HEADS = [bytes((_WHOLE_TEXT, length)) for length in range(_MEDIUM_LENGTH)]
+
+
+def text_frame(payload: bytes) -> bytes:
+    """The whole, unmasked text frame of ``payload``, as a server sends it (RFC 6455, 5.2).
+
+    Autobahn's PreparedMessage makes the same bytes with an object and a
+    dozen calls, for every reply to every client (3% of the gateway's samples
+    in the calls line).
+    """
+    length = len(payload)
+    if length < _MEDIUM_LENGTH:
+        return _SHORT_TEXT_HEADS[length] + payload
+    if length <= 0xFFFF:
+        return b"\x81\x7e" + length.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + length.to_bytes(8, "big") + payload
 
 
 #: A field of an Autobahn log line, left out where the count line names its kind.
@@ -446,7 +463,7 @@ class ClientProtocol(WebSocketServerProtocol):
         if self.websocket_extensions_in_use:
             self.sendMessage(data)  # compressed for this connection
         else:
-            self.transport.write(frame_bytes(self.factory.prepareMessage(data)))
+            self.transport.write(text_frame(data))
 
     def _send_shared(self, message: SharedMessage) -> None:
         """Send a message many clients get alike, framed once for all of them."""

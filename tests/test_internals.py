@@ -11,6 +11,7 @@ from autobahn.websocket.xormasker import create_xor_masker
 from twisted.internet import abstract, tcp
 
 from resgate import internals
+from resgate.ws import text_frame
 
 
 def test_the_installed_versions_pass_the_check():
@@ -69,3 +70,10 @@ def test_a_changed_write_fails_the_check(monkeypatch, break_it):
     break_it(monkeypatch)
     with pytest.raises(ImportError, match="FileDescriptor"):
         internals.check()
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_the_gateway_s_text_frames_are_autobahn_s(length):
+    """ws.text_frame frames a reply as Autobahn's PreparedMessage would, at every length encoding."""
+    payload = bytes(i % 251 for i in range(length))
+    assert text_frame(payload) == internals.frame_bytes(PreparedMessage(payload, False, False, True))
