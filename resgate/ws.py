@@ -448,9 +448,10 @@ class ClientProtocol(WebSocketServerProtocol):
         self.transport.abortConnection()
 
     # Without permessage-deflate a message's frame is the same on every
-    # connection: it goes to the transport as Autobahn's PreparedMessage frames
-    # it. Autobahn's sendData would format the arguments of a debug line on
-    # every call, logged or not (a sixth of the gateway's time in a burst).
+    # connection: it goes to the transport as text_frame (a reply) or
+    # Autobahn's PreparedMessage (a shared message) frames it. Autobahn's
+    # sendData would format the arguments of a debug line on every call,
+    # logged or not (a sixth of the gateway's time in a burst).
 
     # Shadows Autobahn's queue-draining _send(), which runs only for sync or chopped sends the gateway never makes.
     def _send(self, data: bytes) -> None:  # type: ignore[override]
