@@ -81,10 +81,9 @@ class CachedResource:
         self.state = STATE_SUBSCRIBED
         self.subs: dict[CacheSubscriber, None] = {}
         self.resetting = False
-        #: The queries the service normalized to this one's; the empty tuple
-        #: until the first (most resources have no query), made on first use
-        #: as every container here, one object less per resource for the
-        #: cyclic GC to walk.
+        #: The queries the service normalized to this one's: the empty tuple
+        #: until the first (most resources have no query), one object less
+        #: per resource for the cyclic GC to walk.
         self.links: list[str] | tuple[()] = ()
         self.version = 0
         self.model: Model | None = None
