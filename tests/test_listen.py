@@ -7,6 +7,7 @@ header to services as ``remoteAddr`` and closes connections without one.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import struct
 import subprocess
 import sys
 import time
+import weakref
 
 import pytest
 import pytest_twisted
@@ -619,3 +621,32 @@ def test_a_bad_dh_parameters_file_is_a_config_error_before_any_client(tmp_path, 
         path.write_text(content)
     with pytest.raises(ConfigError, match=re.escape(problem.format(path=path))):
         GatewayService(Config(listen=[f"haproxy:ssl:0:certKey={cert}:privateKey={key}:dhParameters={path}"]))
+
+
+
+# --- closed connections --------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_closed_connection_behind_a_proxy_header_is_freed_without_a_collection(listening_gateway):
+    """As over plain TCP (tests/test_reference_cycles.py): a closed WebSocket connection's protocol
+    and the transports under it (the PROXY header's wrapper, the socket's) are freed by reference
+    counting alone. Over ``ssl:`` they are not: pyOpenSSL's Connection is itself in a cycle and
+    holds Twisted's TLS wrapper, which holds the protocol as its producer."""
+    gateway = await listening_gateway("haproxy:tcp:0:interface=127.0.0.1")
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+    transport = await upgraded_transport(gateway, sock, proxy_v1("203.0.113.7", 56324))
+    (protocol,) = gateway.clients.protocols
+    refs = [weakref.ref(protocol), weakref.ref(transport), weakref.ref(socket_under(transport))]
+    del protocol, transport
+    gc.collect()
+    gc.disable()
+    try:
+        await within(threads.deferToThread(sock.close), 15)
+        await eventually(lambda: not gateway.clients.protocols)
+        try:
+            await eventually(lambda: all(ref() is None for ref in refs))
+        except AssertionError:
+            raise AssertionError(f"still alive without a collection: {[ref() for ref in refs]}") from None
+    finally:
+        gc.enable()
