@@ -117,8 +117,10 @@ class DirectUpgrade:
     def take(self, channel: BoundedLineChannel, data: bytes) -> bool:
         """Give the connection to a WebSocket protocol if ``data`` is such a head; whether it was."""
         if (not data.startswith(self._prefix) or len(data) > channel.MAX_LENGTH
-                or data.find(b"\r\n\r\n") != len(data) - 4
-                or data.count(b"\n") != data.count(b"\r\n") or data.count(b"\r") != data.count(b"\r\n")):
+                or data.find(b"\r\n\r\n") != len(data) - 4):
+            return False
+        line_ends = data.count(b"\r\n")
+        if data.count(b"\n") != line_ends or data.count(b"\r") != line_ends:  # CRLF only: no bare CR or LF
             return False
         lines = data[:-4].split(b"\r\n")
         request_line = lines[0].split(b" ")
