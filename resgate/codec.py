@@ -115,15 +115,15 @@ def decode_value(raw: Any) -> Value:
         rid = raw.get("rid")
         if rid is not None or "rid" in raw:
             if not isinstance(rid, str) or rid == "":
-                raise _EMPTY_RID
+                raise _EMPTY_RID.copy()
             if "action" in raw or "data" in raw:
-                raise _AMBIGUOUS
+                raise _AMBIGUOUS.copy()
             if not is_valid_rid(rid, True):
                 raise errors.invalid_response(f'invalid value: resource reference rid "{rid}" is invalid')
             return Value(VALUE_SOFT_REFERENCE if raw.get("soft") is True else VALUE_REFERENCE, raw, rid)
         if "action" in raw:
             if "data" in raw:
-                raise _AMBIGUOUS
+                raise _AMBIGUOUS.copy()
             if raw["action"] != "delete":
                 raise errors.invalid_response(f'invalid value: unknown action "{raw["action"]}"')
             return DELETE_VALUE
@@ -132,16 +132,16 @@ def decode_value(raw: Any) -> Value:
             if isinstance(data, (dict, list)):
                 return Value(VALUE_DATA, raw)
             return Value(VALUE_PRIMITIVE, data)
-        raise _NESTED_OBJECT
+        raise _NESTED_OBJECT.copy()
     if isinstance(raw, list):
-        raise _NESTED_ARRAY
+        raise _NESTED_ARRAY.copy()
     return Value(VALUE_PRIMITIVE, raw)
 
 
 def decode_proper_value(raw: Any) -> Value:
     value = decode_value(raw)
     if not value.is_proper:
-        raise _INVALID_VALUE
+        raise _INVALID_VALUE.copy()
     return value
 
 
@@ -180,18 +180,18 @@ def _response_error(message: dict) -> errors.ResError | None:
     if error is None:
         return None
     if not isinstance(error, dict):
-        return _INVALID_RESPONSE
+        return _INVALID_RESPONSE.copy()
     code = error.get("code", "")
     text = error.get("message", "")
     if not isinstance(code, str) or not isinstance(text, str):
-        return _INVALID_RESPONSE
+        return _INVALID_RESPONSE.copy()
     return errors.ResError(code, text, error.get("data"))
 
 
 def _response(payload: bytes) -> dict:
     message = _decode_json(payload)
     if not isinstance(message, dict):
-        raise _INVALID_RESPONSE
+        raise _INVALID_RESPONSE.copy()
     return message
 
 
@@ -211,20 +211,20 @@ def _decode_resource(result: dict) -> tuple[dict[str, Value] | None, list[Value]
     collection = result.get("collection")
     if model is not None:
         if collection is not None or not isinstance(model, dict):
-            raise _INVALID_RESPONSE
+            raise _INVALID_RESPONSE.copy()
         values = {}
         for key, raw in model.items():
             value = decode_value(raw)
             if not value.is_proper:
-                raise _INVALID_RESPONSE
+                raise _INVALID_RESPONSE.copy()
             values[key] = value
         return values, None
     if collection is not None:
         if not isinstance(collection, list):
-            raise _INVALID_RESPONSE
+            raise _INVALID_RESPONSE.copy()
         items = [decode_value(raw) for raw in collection]
         if not all(item.is_proper for item in items):
-            raise _INVALID_RESPONSE
+            raise _INVALID_RESPONSE.copy()
         return None, items
     return None, None
 
@@ -237,12 +237,12 @@ def decode_get_response(payload: bytes) -> GetResult:
         raise error
     result = message.get("result")
     if result is None:
-        raise _MISSING_RESULT
+        raise _MISSING_RESULT.copy()
     if not isinstance(result, dict):
-        raise _INVALID_RESPONSE
+        raise _INVALID_RESPONSE.copy()
     model, collection = _decode_resource(result)
     if model is None and collection is None:
-        raise _INVALID_RESPONSE
+        raise _INVALID_RESPONSE.copy()
     query = result.get("query", "")
     return GetResult(model, collection, query if isinstance(query, str) else "")
 
@@ -275,12 +275,12 @@ def decode_query_response(payload: bytes) -> QueryResult:
         raise error
     result = message.get("result")
     if not isinstance(result, dict):
-        raise _QUERY_MISSING_RESULT
+        raise _QUERY_MISSING_RESULT.copy()
     events = result.get("events")
     if events is not None:
         if not isinstance(events, list) or result.get("model") is not None \
                 or result.get("collection") is not None:
-            raise _QUERY_INVALID_RESPONSE
+            raise _QUERY_INVALID_RESPONSE.copy()
         return QueryResult([(item["event"], item.get("data")) for item in events
                             if isinstance(item, dict) and isinstance(item.get("event"), str)], None, None)
     model, collection = _decode_resource(result)
@@ -364,11 +364,11 @@ def decode_call_response(payload: bytes) -> tuple[Any, str | None, dict | None]:
     if resource is not None:
         rid = resource.get("rid") if isinstance(resource, dict) else None
         if not isinstance(rid, str) or not is_valid_rid(rid, True):
-            raise _INVALID_RESPONSE
+            raise _INVALID_RESPONSE.copy()
         return None, rid, meta
     result = message.get("result", _NO_RESULT)
     if result is _NO_RESULT:
-        raise _MISSING_RESULT
+        raise _MISSING_RESULT.copy()
     return result, None, meta
 
 
@@ -376,7 +376,7 @@ def legacy_new_rid(result: Any) -> str | None:
     """The rid of a pre-1.1 ``new`` call result (``{"rid": ...}`` alone), if it is one."""
     if isinstance(result, dict) and len(result) == 1 and isinstance(result.get("rid"), str):
         if not is_valid_rid(result["rid"], True):
-            raise _INVALID_RESPONSE
+            raise _INVALID_RESPONSE.copy()
         return result["rid"]
     return None
 
@@ -401,7 +401,7 @@ def is_legacy_change_event(data: Any) -> bool:
 def decode_change_event(data: Any) -> dict[str, Value]:
     values = data if is_legacy_change_event(data) else data["values"]
     if not isinstance(values, dict):
-        raise _INVALID_VALUE
+        raise _INVALID_VALUE.copy()
     return {key: decode_value(raw) for key, raw in values.items()}
 
 

@@ -167,14 +167,14 @@ class Connection:
             return _protocol_string()
         parts = protocol.split(".")
         if len(parts) != 3:
-            raise errors.INVALID_PARAMS
+            raise errors.INVALID_PARAMS.copy()
         version = 0
         for part in parts:
             if not part.isascii() or not part.isdigit() or int(part) >= 1000:
-                raise errors.INVALID_PARAMS
+                raise errors.INVALID_PARAMS.copy()
             version = version * 1000 + int(part)
         if version < 1000000 or version >= 2000000:
-            raise errors.UNSUPPORTED_PROTOCOL
+            raise errors.UNSUPPORTED_PROTOCOL.copy()
         self.protocol_version = version
         return _protocol_string()
 
@@ -331,12 +331,12 @@ class Connection:
         ``maxResources`` (RESOURCE_LIMIT_EXCEEDED).
         """
         if self.disposing:
-            raise errors.DISPOSING
+            raise errors.DISPOSING.copy()
         sub = self.subs.get(rid)
         if sub is None:
             if bounded and len(self.subs) >= self.context.config.max_resources:
                 self.resource_refusals += 1
-                raise RESOURCE_LIMIT_EXCEEDED
+                raise RESOURCE_LIMIT_EXCEEDED.copy()
             if throttle is None:
                 limit = self.context.config.reference_throttle
                 if limit > 0:
@@ -346,7 +346,7 @@ class Connection:
             self.cache.subscribe(sub, throttle, self.request_trace)
         if direct:
             if sub.direct >= SUBSCRIPTION_COUNT_LIMIT:
-                raise SUBSCRIPTION_LIMIT_EXCEEDED
+                raise SUBSCRIPTION_LIMIT_EXCEEDED.copy()
             sub.direct += 1
             sub.pending += 1
         return sub

@@ -6,7 +6,7 @@ service protocols), so clients written for Resgate see the same objects.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 
 class ResError(Exception):
@@ -19,6 +19,15 @@ class ResError(Exception):
         self.code = code
         self.message = message
         self.data = data
+
+    def copy(self) -> Self:
+        """A new error like this one, to raise in its stead.
+
+        Raising one shared error object (a module's constant) would chain the
+        frames of every raise onto its ``__traceback__``: each raiser's locals
+        (resources, connections, whole stopped gateways) alive for good.
+        """
+        return type(self)(self.code, self.message, self.data)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object form sent on the wire (``data`` only when set)."""
@@ -57,6 +66,9 @@ class InvalidResponse(ResError):
     def __init__(self, reason: object) -> None:
         super().__init__(CODE_INTERNAL_ERROR, f"Internal error: {reason}")
         self.reason = str(reason)
+
+    def copy(self) -> Self:
+        return type(self)(self.reason)
 
 
 def invalid_response(reason: object) -> InvalidResponse:

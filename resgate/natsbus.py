@@ -168,16 +168,16 @@ class _OrderedClient(nats.aio.client.Client):
                 f"payload of {body} bytes exceeds NATS max_payload of {self.max_payload} bytes"
             )
         if len(cmd) - body - 2 > MAX_CONTROL_LINE:
-            raise errors.SUBJECT_TOO_LONG
+            raise errors.SUBJECT_TOO_LONG.copy()
         if self._pending_data_size + len(cmd) > self._max_pending_size:
-            raise BUFFER_FULL
+            raise BUFFER_FULL.copy()
         self._queue(cmd)
 
     def subscribe_now(self, subject: str, route: Route) -> int:
         """Queue a SUB whose messages go to ``route``; returns its sid."""
         cmd = command.sub_cmd(subject, "", self._sid + 1)
         if len(cmd) > MAX_CONTROL_LINE:
-            raise errors.SUBJECT_TOO_LONG
+            raise errors.SUBJECT_TOO_LONG.copy()
         self._queue(cmd)
         self._sid += 1
         self.routes[self._sid] = route
@@ -192,7 +192,7 @@ class _OrderedClient(nats.aio.client.Client):
         # As nats-py's _send_command and _flush_pending do, minus the awaits:
         # the flusher task writes everything pending once kicked.
         if not self.is_connected:
-            raise NOT_CONNECTED
+            raise NOT_CONNECTED.copy()
         self._pending.append(cmd)
         self._pending_data_size += len(cmd)
         flush_queue = self._flush_queue
@@ -393,7 +393,7 @@ class NatsBus:
         """
         nc = self._nc
         if nc is None:
-            raise NOT_CONNECTED
+            raise NOT_CONNECTED.copy()
         _check_subject(subject, wildcards=True)
         subscription = NatsSubscription(self, nc, subject, handler)
         if self.trace:
@@ -404,7 +404,7 @@ class NatsBus:
         """Queue a message for the server; raises ResError."""
         nc = self._nc
         if nc is None:
-            raise NOT_CONNECTED
+            raise NOT_CONNECTED.copy()
         _check_subject(subject)
         if reply is not None:
             _check_subject(reply)

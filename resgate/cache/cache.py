@@ -654,7 +654,14 @@ class ResourceCache:
         return entry
 
     def schedule_eviction(self, entry: NameEntry) -> None:
-        """Evict ``entry`` unsubscribe_delay from now unless it is subscribed again by then."""
+        """Evict ``entry`` unsubscribe_delay from now unless it is subscribed again by then.
+
+        An entry the cache no longer holds (it stopped, and clients let go of
+        their subscriptions after) has nothing to evict: a timer would only
+        keep the stopped gateway alive until it fired.
+        """
+        if self.names.get(entry.name) is not entry:
+            return
         timer = entry._evict_timer
         if timer is not None and timer.active():
             timer.reset(self.unsubscribe_delay)  # moving a timer later costs Twisted no heap work
