@@ -19,6 +19,7 @@ and on the newest release. nats-py's private parts are checked in
 | ``autobahn.websocket.protocol.create_xor_masker`` | ws.ClientFactory | unmasking small client frames without a CFFI object each |
 | ``WebSocketProtocol.message_data``, ``message_is_binary``, ``failedByMe`` | ws.ClientProtocol | ending a message without firing Autobahn's "message" signal |
 | ``WebSocketProtocol.data``, ``current_frame``, ``inside_message`` | ws.ClientProtocol | reading whole messages itself only while Autobahn holds no part of one |
+| ``autobahn.websocket.protocol.parseHttpHeader``, ``WebSocketProtocol._parseExtensionsHeader``, the attributes ``processHandshake`` and ``succeedHandshake`` set, ``_onOpen`` | ws.ClientProtocol | opening a plain upgrade to the state Autobahn's handshake leaves, without it |
 
 Public hooks the gateway overrides (tested by the suite on both versions,
 not checked here): ``tcp.Server.write``/``startWriting``/``stopWriting``,
@@ -167,6 +168,70 @@ def between_messages(protocol: WebSocketServerProtocol) -> bool:
     return not protocol.data and protocol.current_frame is None and not protocol.inside_message
 
 
+#: What Autobahn's handshake sets on a protocol it opens; open_upgraded sets the same.
+_HANDSHAKE_NAMES = {"http_request_data", "http_status_line", "http_headers", "http_request_uri",
+                    "http_request_path", "http_request_params", "http_request_host", "websocket_version",
+                    "websocket_protocols", "websocket_origin", "websocket_extensions", "_wskey", "data"}
+_OPEN_NAMES = {"websocket_protocol_in_use", "websocket_extensions_in_use", "http_response_data", "state",
+               "inside_message", "current_frame", "_onOpen", "is_open", "consumeData"}
+
+
+def parse_upgrade_head(head: bytes) -> tuple[str, dict[str, str], dict[str, int]]:
+    """Autobahn's strict parse of an upgrade's head: request line, headers (names in lower case), their counts.
+
+    Raises ValueError for a head Autobahn's handshake would refuse as unparsable.
+    """
+    return autobahn_protocol.parseHttpHeader(head)
+
+
+#: Extension offers as Autobahn's handshake keeps them: each name with its parameters' values.
+ExtensionOffers = list[tuple[str, dict[str, list[Any]]]]
+
+
+def parse_extension_offers(protocol: WebSocketProtocol, header: str) -> ExtensionOffers:
+    """Autobahn's parse of a Sec-WebSocket-Extensions header, as its handshake keeps it."""
+    return cast(ExtensionOffers, protocol._parseExtensionsHeader(header))
+
+
+def open_upgraded(protocol: WebSocketServerProtocol, head: bytes, status_line: str, headers: dict[str, str],
+                  uri: str, path: str, params: dict[str, list[str]], host: str, origin: str,
+                  extensions: ExtensionOffers, key: str, response: bytes) -> None:
+    """Open ``protocol`` as Autobahn's handshake does once it accepts an upgrade without a subprotocol.
+
+    The same attributes set to the same values (``processHandshake``'s, then
+    ``succeedHandshake``'s), ``response`` written, then ``onOpen``; what
+    arrived after the head is read on as frames.
+    """
+    protocol.http_request_data = head
+    protocol.http_status_line = status_line
+    protocol.http_headers = headers
+    protocol.http_request_uri = uri
+    protocol.http_request_path = path
+    protocol.http_request_params = params
+    protocol.http_request_host = host
+    protocol.websocket_version = 13
+    protocol.websocket_protocols = []
+    protocol.websocket_origin = origin
+    protocol.websocket_extensions = extensions
+    protocol.data = protocol.data[len(head):]
+    protocol._wskey = key
+    protocol.websocket_protocol_in_use = None
+    protocol.websocket_extensions_in_use = []
+    transport = protocol.transport
+    assert transport is not None  # a handshake arrives over a connection
+    transport.write(response)
+    protocol.trafficStats.preopenOutgoingOctetsWireLevel += len(response)
+    protocol.http_response_data = response.decode()
+    protocol.state = WebSocketProtocol.STATE_OPEN
+    protocol.inside_message = False
+    # As Autobahn does; its annotation of current_frame leaves None out.
+    protocol.current_frame = None  # type: ignore[assignment]
+    protocol._onOpen()
+    protocol.is_open.callback(None)  # a Deferred under Twisted (txaio.resolve)
+    if protocol.data:
+        protocol.consumeData()
+
+
 def check() -> None:
     """Fail loudly unless Twisted and Autobahn still have the parts above."""
     problems = []
@@ -190,6 +255,12 @@ def check() -> None:
     if (not _FRAME_STATE_NAMES <= set(WebSocketProtocol.processData.__code__.co_names)
             or not _MESSAGE_STATE_NAMES <= set(WebSocketProtocol.onFrameBegin.__code__.co_names)):
         problems.append("autobahn WebSocketProtocol.data, current_frame, inside_message")
+    if (not callable(getattr(autobahn_protocol, "parseHttpHeader", None))
+            or not callable(getattr(WebSocketProtocol, "_parseExtensionsHeader", None))
+            or not callable(getattr(WebSocketServerProtocol, "_onOpen", None))
+            or not _HANDSHAKE_NAMES <= set(WebSocketServerProtocol.processHandshake.__code__.co_names)
+            or not _OPEN_NAMES <= set(WebSocketServerProtocol.succeedHandshake.__code__.co_names)):
+        problems.append("autobahn parseHttpHeader, _parseExtensionsHeader, _onOpen and its handshake's attributes")
     if not callable(getattr(autobahn_protocol, "create_xor_masker", None)):
         problems.append("autobahn websocket.protocol.create_xor_masker")
     if problems:

@@ -15,8 +15,11 @@ Meta in the auth response shapes the upgrade's HTTP response: a 3XX, 4XX or
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from typing import Any, Callable, cast
+from urllib import parse
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
@@ -33,7 +36,16 @@ from resgate.clientcodec import SharedMessage
 from resgate.config import ResourceMethod
 from resgate.connection import Connection
 from resgate.context import GatewayContext
-from resgate.internals import between_messages, end_message, frame_bytes, unmask, unmask_small_frames_in_python
+from resgate.internals import (
+    between_messages,
+    end_message,
+    frame_bytes,
+    open_upgraded,
+    parse_extension_offers,
+    parse_upgrade_head,
+    unmask,
+    unmask_small_frames_in_python,
+)
 from resgate.meta import DirectResponse, Meta, reason_phrase
 from resgate.trace import one_line
 from resgate.tracecontext import trace_headers
@@ -76,6 +88,16 @@ def text_frame(payload: bytes) -> bytes:
 
 #: A field of an Autobahn log line, left out where the count line names its kind.
 _LOG_FIELD = re.compile(r"\{[^{}]*\}")
+
+
+#: RFC 6455's key suffix for Sec-WebSocket-Accept.
+_ACCEPT_MAGIC = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#: A Sec-WebSocket-Key Autobahn takes: 16 bytes in base64.
+_WS_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
+#: An Origin whose form Autobahn's handshake accepts (no other is taken by the plain handshake).
+_PLAIN_ORIGIN = re.compile(r"null|https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?", re.IGNORECASE)
+#: The extension offers browsers and common clients send, which Autobahn parses without complaint.
+_PLAIN_OFFERS = frozenset({"permessage-deflate", "permessage-deflate; client_max_window_bits"})
 
 
 class AutobahnLog:
@@ -143,6 +165,12 @@ class ClientProtocol(WebSocketServerProtocol):
     _refusal: bytes | None = None
     _closed = False
 
+    #: Whether the factory's options leave a plain upgrade the outcome of
+    #: _open_plain_upgrade (ClientFactory.setProtocolOptions), and the 101's
+    #: lines before Sec-WebSocket-Accept.
+    plain_handshake = False
+    _upgrade_response_head = b""
+
     def connectionMade(self) -> None:
         # Shadows Autobahn's class-wide logger with the gateway's rate-limited one.
         self.log = self.factory.autobahn_log
@@ -157,6 +185,71 @@ class ClientProtocol(WebSocketServerProtocol):
         # (tests/test_reference_cycles.py).
         self.is_closed = None
         self._http_info = None
+
+    def processHandshake(self) -> None:
+        # Autobahn's handshake checks the head line by line, formats a dozen
+        # debug lines it does not log, and accepts it through a Deferred: a
+        # fifth of connecting a client. A plain upgrade, one that passes every
+        # check, is opened here to the state Autobahn's leaves, with the same
+        # 101. Anything else, including every refusal, header auth, a
+        # subprotocol and compression, is Autobahn's (tests/test_ws_handshake.py).
+        if not (self.plain_handshake and self._open_plain_upgrade()):
+            super().processHandshake()
+
+    def _open_plain_upgrade(self) -> bool:
+        """Open the connection if its head is a plain upgrade Autobahn would accept; whether it was."""
+        data = self.data
+        end = data.find(b"\r\n\r\n")
+        context: GatewayContext = self.factory.context
+        if end < 0 or not context.available or context.config.ws_header_auth_method is not None:
+            return False
+        head = data[:end + 4]
+        try:
+            status_line, headers, counts = parse_upgrade_head(head)
+        except ValueError:
+            return False
+        request_line = status_line.split()
+        if (len(request_line) != 3 or request_line[0] != "GET" or request_line[2] != "HTTP/1.1"
+                or len(counts) != sum(counts.values())):  # a repeated header
+            return False
+        uri = request_line[1]
+        path, _, query = uri.partition("?")
+        # The forms urllib's parse (Autobahn's) reads as this path and query.
+        if not path.startswith("/") or path.startswith("//") or ";" in path or "#" in uri:
+            return False
+        host = headers.get("host")
+        upgrade = headers.get("upgrade")
+        connection = headers.get("connection")
+        key = headers.get("sec-websocket-key")
+        if (host is None or upgrade is None or connection is None or key is None
+                or headers.get("sec-websocket-version") != "13" or "sec-websocket-protocol" in headers):
+            return False
+        host = host.strip()
+        if ":" in host and not host.endswith("]"):
+            host, _, port = host.rpartition(":")
+            if not port.isdigit() or not port.isascii():
+                return False
+        key = key.strip()
+        if (_WS_KEY.fullmatch(key) is None
+                or all(token.strip().lower() != "websocket" for token in upgrade.split(","))
+                or all(token.strip().lower() != "upgrade" for token in connection.split(","))):
+            return False
+        origin = headers.get("origin")
+        if origin is not None:
+            origin_form = _PLAIN_ORIGIN.fullmatch(origin.strip())
+            if (origin_form is None or int(origin_form.group(1) or 0) > 65535
+                    or not context.config.origin_allowed(origin)):
+                return False
+        offers = headers.get("sec-websocket-extensions")
+        if offers is not None and (offers not in _PLAIN_OFFERS or self.factory.compression):
+            return False
+        accept = base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_MAGIC).digest())
+        self._http_info = self._describe_upgrade  # as onConnect
+        open_upgraded(self, head, status_line, headers, uri, path, parse.parse_qs(query), host,
+                      "" if origin is None else origin.strip(),
+                      [] if offers is None else parse_extension_offers(self, offers), key,
+                      self._upgrade_response_head + b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        return True
 
     # Autobahn's stubs leave out the Deferred its onConnect may return.
     def onConnect(self, request) -> defer.Deferred | None:  # type: ignore[override]
@@ -494,6 +587,7 @@ class ClientFactory(WebSocketServerFactory):
         super().__init__()
         unmask_small_frames_in_python()
         self.context = context
+        self.compression = compression
         self.protocols: set[ClientProtocol] = set()
         self.autobahn_log = AutobahnLog(WebSocketServerProtocol.log, context.client_log)
         options: dict[str, Any] = dict(
@@ -537,6 +631,18 @@ class ClientFactory(WebSocketServerFactory):
         # A function option (perMessageCompressionAccept) stays a function, not a method.
         settings = {name: staticmethod(value) if callable(value) else value
                     for name, value in ((name, getattr(self, name)) for name in WebSocketServerProtocol.CONFIG_ATTRS)}
+        # What Autobahn's handshake checks beyond the head, and the head of its 101 (succeedHandshake).
+        lines = ["HTTP/1.1 101 Switching Protocols"]
+        if self.server:
+            lines.append(f"Server: {self.server}")
+        lines += ["Upgrade: WebSocket", "Connection: Upgrade"]
+        lines += [f"{name}: {value}" for name, value in self.headers.items()]
+        settings["_upgrade_response_head"] = ("\r\n".join(lines) + "\r\n").encode()
+        settings["plain_handshake"] = (
+            13 in self.versions and self.allowNullOrigin and self.allowedOrigins == ["*"]
+            and not (self.trustXForwardedFor or self.maxConnections or self.autoPingInterval or self.logOctets
+                     or self.trackTimings or self.openHandshakeTimeout or self.externalPort)
+            and all(isinstance(value, str) for value in self.headers.values()))
         self.protocol = cast(type[ClientProtocol], type(ClientProtocol.__name__, (ClientProtocol,), settings))
 
     def close_all(self) -> None:

@@ -1,0 +1,208 @@
+"""The gateway's own opening of a plain upgrade against Autobahn's handshake.
+
+``ClientProtocol`` opens an upgrade that passes all of Autobahn's checks
+without running them (``_open_plain_upgrade``) and leaves every other head to
+Autobahn. Each head below is sent twice over loopback to one gateway: once
+as the gateway takes it, once with the plain handshake off, so Autobahn's
+handshake answers. Both must write the same bytes and, for an upgrade,
+leave the server's protocol in the same state. For the plain heads, the test
+also checks that Autobahn's handshake did not run, so a fast path that stops
+being taken fails here too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import pytest_twisted
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from twisted.internet import protocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+from tests.rig.aio import WAIT_TIMEOUT, eventually, within
+
+pytestmark = pytest.mark.usefixtures("logged_errors", "logged_failures")
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def head(*lines: str, target: str = "/", key: str = KEY) -> bytes:
+    """An upgrade of ``target`` with the headers every upgrade needs, then ``lines``."""
+    base = ["Host: 127.0.0.1", "Upgrade: websocket", "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+    return (f"GET {target} HTTP/1.1\r\n" + "".join(line + "\r\n" for line in base + list(lines)) + "\r\n").encode()
+
+
+def raw_head(*lines: str) -> bytes:
+    """An upgrade's head of exactly ``lines`` (request line first)."""
+    return ("".join(line + "\r\n" for line in lines) + "\r\n").encode()
+
+
+#: Upgrades the gateway opens itself; what a browser, Node's ws and others send.
+PLAIN = {
+    "node ws": raw_head("GET / HTTP/1.1", f"Sec-WebSocket-Version: 13", f"Sec-WebSocket-Key: {KEY}",
+                        "Connection: Upgrade", "Upgrade: websocket", "Host: 127.0.0.1:8080"),
+    "browser": head("Origin: http://localhost:8080", "User-Agent: Mozilla/5.0 (X11; Linux x86_64)",
+                    "Pragma: no-cache", "Cache-Control: no-cache", "Accept-Encoding: gzip, deflate, br",
+                    "Accept-Language: en-US,en;q=0.9", "Cookie: session=abc; theme=dark",
+                    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"),
+    "firefox": raw_head("GET / HTTP/1.1", "Host: example.com", "Upgrade: websocket",
+                        "Connection: keep-alive, Upgrade", "Sec-WebSocket-Version: 13",
+                        "Origin: https://example.com", f"Sec-WebSocket-Key: {KEY}",
+                        "Sec-WebSocket-Extensions: permessage-deflate"),
+    "query": head(target="/?token=abc&a=1&a=2"),
+    "null origin": head("Origin: null"),
+    "origin with port": head("Origin: HTTP://Example.COM:65535"),
+    "upgrade in a list": raw_head("GET / HTTP/1.1", "Host: [::1]:80", "Upgrade: foo, WebSocket",
+                                  "Connection: keep-alive,upgrade", f"Sec-WebSocket-Key:  {KEY} ",
+                                  "Sec-WebSocket-Version: 13"),
+    "IPv6 host without port": head(target="/?x=1").replace(b"Host: 127.0.0.1", b"Host: [::1]"),
+}
+
+#: Heads Autobahn answers (each refused or accepted by its own rules).
+AUTOBAHN = {
+    "key too short": head(key="dGhlIHNhbXBsZQ=="),
+    "key with a bad character": head(key="dGhlIHNhbXBsZSBub25jZ!=="),
+    "version 8": head().replace(b"Version: 13", b"Version: 8"),
+    "version 12": head().replace(b"Version: 13", b"Version: 12"),
+    "version 013": head().replace(b"Version: 13", b"Version: 013"),
+    "no version": raw_head("GET / HTTP/1.1", "Host: h", "Upgrade: websocket", "Connection: Upgrade",
+                           f"Sec-WebSocket-Key: {KEY}"),
+    "no host": raw_head("GET / HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade",
+                        f"Sec-WebSocket-Key: {KEY}", "Sec-WebSocket-Version: 13"),
+    "host with a bad port": head().replace(b"Host: 127.0.0.1", b"Host: 127.0.0.1:http"),
+    "host with a spaced port": head().replace(b"Host: 127.0.0.1", b"Host: 127.0.0.1: 80"),
+    "no websocket upgrade": head().replace(b"Upgrade: websocket", b"Upgrade: h2c"),
+    "no upgrade connection": head().replace(b"Connection: Upgrade", b"Connection: close"),
+    "fragment": head(target="/?a#b"),
+    "subprotocol": head("Sec-WebSocket-Protocol: res, other"),
+    "duplicate subprotocol": head("Sec-WebSocket-Protocol: res, res"),
+    "origin without host": head("Origin: foo"),
+    "origin port out of range": head("Origin: http://example.com:99999"),
+    "origin of a file": head("Origin: file://"),
+    "origin with an IPv6 host": head("Origin: http://[::1]:8080"),
+    "other extension offer": head("Sec-WebSocket-Extensions: x-webkit-deflate-frame"),
+    "bad deflate parameter": head("Sec-WebSocket-Extensions: permessage-deflate; nonsense=1"),
+    "repeated origin": head("Origin: http://a.example", "Origin: http://b.example"),
+}
+
+
+class RawClient(protocol.Protocol):
+    """Writes ``data`` once connected; keeps what the server sends."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.received = b""
+        self.gone = False
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.data)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.gone = True
+
+
+def state_of(server: WebSocketServerProtocol) -> dict[str, Any]:
+    """What the server's protocol holds after the handshake, but what is per connection (peer, cid)."""
+    state: dict[str, Any] = {}
+    for name, value in vars(server).items():
+        if name in ("peer", "transport", "conn", "_http_info", "is_open", "is_closed", "_transport_details"):
+            state[name] = type(value).__name__
+        elif name == "websocket_extensions_in_use":
+            state[name] = [repr(extension) for extension in value]
+        elif isinstance(value, (str, bytes, int, float, bool, list, dict, tuple, type(None))):
+            state[name] = value
+        else:
+            state[name] = (type(value).__name__, sorted(k for k in vars(value) if not k.startswith("_"))
+                           if hasattr(value, "__dict__") else None)
+    state["traffic"] = vars(server.trafficStats)
+    state["opened"] = server.is_open.called
+    state["described"] = server._http_info is not None and server._http_info()["header"]
+    return state
+
+
+async def exchange(gateway, data: bytes, *, plain: bool, monkeypatch) -> tuple[bytes, dict | None, int]:
+    """Send ``data``; the server's answer, its protocol's state if it opened, and Autobahn's handshakes run."""
+    from twisted.internet import reactor
+
+    clients = gateway.clients
+    ran = []
+    autobahn_handshake = WebSocketServerProtocol.processHandshake
+
+    def counted(self) -> None:
+        ran.append(self)
+        autobahn_handshake(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(WebSocketServerProtocol, "processHandshake", counted)
+        patch.setattr(clients.protocol, "plain_handshake", plain and clients.protocol.plain_handshake)
+        before = set(clients.protocols)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", gateway.port, timeout=WAIT_TIMEOUT)
+        client = await within(connectProtocol(endpoint, RawClient(data)), WAIT_TIMEOUT)
+        opened: list = []
+
+        def answered() -> bool:
+            opened[:] = [p for p in clients.protocols - before
+                         if p.transport.getPeer().port == client.transport.getHost().port]
+            if client.gone:
+                return True
+            if not client.received.startswith(b"HTTP/1.1 101 "):
+                return False
+            return bool(opened) and b"\r\n\r\n" in client.received
+
+        await eventually(answered)
+        state = state_of(opened[0]) if opened else None
+        client.transport.loseConnection()
+        await eventually(lambda: client.gone)
+    return client.received, state, len(ran)
+
+
+async def compare(gateway, data: bytes, monkeypatch) -> tuple[bytes, int]:
+    """Both handshakes' answers and states, asserted equal; the answer and how often Autobahn's ran for the gateway's."""
+    ours, our_state, ran = await exchange(gateway, data, plain=True, monkeypatch=monkeypatch)
+    autobahns, autobahn_state, autobahn_ran = await exchange(gateway, data, plain=False, monkeypatch=monkeypatch)
+    assert autobahn_ran == 1
+    assert ours == autobahns
+    assert our_state == autobahn_state
+    return ours, ran
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("name", sorted(PLAIN))
+async def test_a_plain_upgrade_opens_as_autobahns_handshake_would(gateway, monkeypatch, name):
+    answer, ran = await compare(gateway, PLAIN[name], monkeypatch)
+    assert answer.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in answer  # RFC 6455's example
+    assert ran == 0
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("name", sorted(AUTOBAHN))
+async def test_any_other_head_is_autobahns_to_answer(gateway, monkeypatch, name):
+    _, ran = await compare(gateway, AUTOBAHN[name], monkeypatch)
+    assert ran == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_forbidden_origin_is_refused_by_autobahns_handshake(gateway_factory, monkeypatch):
+    gateway = await gateway_factory(allow_origin="http://allowed.example")
+    answer, ran = await compare(gateway, head("Origin: http://other.example"), monkeypatch)
+    assert answer.startswith(b"HTTP/1.1 403 ")
+    assert ran == 1
+    answer, ran = await compare(gateway, head("Origin: http://ALLOWED.example"), monkeypatch)
+    assert answer.startswith(b"HTTP/1.1 101 ")
+    assert ran == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_with_compression_an_offer_is_negotiated_by_autobahn(gateway_factory, monkeypatch):
+    gateway = await gateway_factory(ws_compression=True)
+    answer, ran = await compare(gateway, PLAIN["browser"], monkeypatch)
+    assert b"\r\nSec-WebSocket-Extensions: permessage-deflate" in answer
+    assert ran == 1
+    _, ran = await compare(gateway, PLAIN["node ws"], monkeypatch)
+    assert ran == 0
