@@ -562,6 +562,10 @@ class Subscription:
     def _model_event(self, event: ResourceEvent) -> None:
         name = event.event
         if name == "change":
+            if not event.references:
+                self._send_shared(event, _changed_data)
+                self.model = event.model
+                return
             changed = event.changed
             assert changed is not None  # a change event has its values
             subs = []

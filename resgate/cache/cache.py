@@ -242,6 +242,9 @@ class CachedResource:
             return False
         event.changed = changed
         event.old_values = old
+        event.references = any(
+            value.type == codec.VALUE_REFERENCE
+            or (key in old and old[key].type == codec.VALUE_REFERENCE) for key, value in changed.items())
         event.update = True
         self.model = event.model = Model(values)
         self.version += 1

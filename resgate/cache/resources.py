@@ -110,8 +110,8 @@ class ResourceEvent:
     hold an older or newer copy know to skip it.
     """
 
-    __slots__ = ("event", "payload", "idx", "value", "changed", "old_values", "version", "update",
-                 "model", "collection", "messages")
+    __slots__ = ("event", "payload", "idx", "value", "changed", "old_values", "references", "version",
+                 "update", "model", "collection", "messages")
 
     def __init__(self, event: str, payload: Any = None) -> None:
         self.event = event
@@ -120,6 +120,10 @@ class ResourceEvent:
         self.value: Value | None = None
         self.changed: dict[str, Value] | None = None
         self.old_values: dict[str, Value] | None = None
+        #: A change that sets or replaces a reference: each subscriber has
+        #: references to add or drop. Without one, every subscriber's part is
+        #: the same send, and none of them walks the values.
+        self.references = False
         self.version = 0
         self.update = False
         #: The resource as this event left it (updates only).
