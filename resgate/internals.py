@@ -19,6 +19,7 @@ and on the newest release. nats-py's private parts are checked in
 | ``autobahn.websocket.protocol.create_xor_masker`` | ws.ClientFactory | unmasking small client frames without a CFFI object each |
 | ``WebSocketProtocol.message_data``, ``message_is_binary``, ``failedByMe`` | ws.ClientProtocol | ending a message without firing Autobahn's "message" signal |
 | ``WebSocketProtocol.data``, ``current_frame``, ``inside_message`` | ws.ClientProtocol | reading whole messages itself only while Autobahn holds no part of one |
+| ``HTTPChannel._networkProducer``, ``_waitingForTransport``, ``_optimisticEagerReadSize`` | web.BoundedLineChannel | holding a client's pipelined requests while a plain GET is answered, as twisted.web holds them |
 | ``autobahn.websocket.protocol.parseHttpHeader``, ``WebSocketProtocol._parseExtensionsHeader``, the attributes ``processHandshake`` and ``succeedHandshake`` set, ``_onOpen`` | ws.ClientProtocol | opening a plain upgrade to the state Autobahn's handshake leaves, without it |
 
 Public hooks the gateway overrides (tested by the suite on both versions,
@@ -42,6 +43,7 @@ from twisted.internet import abstract, protocol, tcp
 from twisted.internet.interfaces import IPushProducer, IReactorFDSet
 from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper as HAProxyProtocolWrapper
 from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory as HAProxyWrappingFactory
+from twisted.web import http
 
 
 #: Stands for a reactor where an object is built only to look at its attributes.
@@ -90,6 +92,31 @@ def frame_bytes(message: PreparedMessage) -> bytes:
 def proxy_header_read(connection: HAProxyProtocolWrapper) -> bool:
     """Whether a connection of a ``haproxy:`` endpoint has received its whole PROXY header."""
     return connection._proxyInfo is not None
+
+
+#: What HTTPChannel reads to hold a client's pipelined requests back, and hold_back and read_on read the same way.
+_HOLD_NAMES = {"_networkProducer", "_waitingForTransport", "_optimisticEagerReadSize"}
+_READ_ON_NAMES = {"_networkProducer", "_waitingForTransport"}
+
+
+def hold_back(channel: http.HTTPChannel, held: int) -> bool:
+    """Stop reading from the client once ``held`` bytes are past what twisted.web holds while answering; whether it stopped.
+
+    Not when the client already stopped reading its responses: the channel
+    has stopped reading then, and resumes once the client reads.
+    """
+    if held > channel._optimisticEagerReadSize and not channel._waitingForTransport:
+        channel._networkProducer.pauseProducing()
+        return True
+    return False
+
+
+def read_on(channel: http.HTTPChannel) -> None:
+    """Read from the client again after ``hold_back``, as twisted.web does after a response (``requestDone``)."""
+    if not channel._waitingForTransport:
+        channel._networkProducer.resumeProducing()
+
+
 #: Frames up to this size are unmasked by PlainXorMasker; larger ones by
 #: Autobahn's native masker, faster per byte once past its set-up cost.
 PLAIN_XOR_MAX_FRAME = 1024
@@ -261,6 +288,10 @@ def check() -> None:
             or not _HANDSHAKE_NAMES <= set(WebSocketServerProtocol.processHandshake.__code__.co_names)
             or not _OPEN_NAMES <= set(WebSocketServerProtocol.succeedHandshake.__code__.co_names)):
         problems.append("autobahn parseHttpHeader, _parseExtensionsHeader, _onOpen and its handshake's attributes")
+    if (not _HOLD_NAMES <= set(http.HTTPChannel.rawDataReceived.__code__.co_names)
+            or not _READ_ON_NAMES <= set(http.HTTPChannel.requestDone.__code__.co_names)
+            or not isinstance(getattr(http.HTTPChannel, "_optimisticEagerReadSize", None), int)):
+        problems.append("twisted HTTPChannel._networkProducer, _waitingForTransport, _optimisticEagerReadSize")
     if not callable(getattr(autobahn_protocol, "create_xor_masker", None)):
         problems.append("autobahn websocket.protocol.create_xor_masker")
     if problems:

@@ -37,7 +37,7 @@ from resgate.messaging import MessagingService, reconnect_backoff
 from resgate.metrics import MetricsResource
 from resgate.natsbus import NatsBus
 from resgate.probes import MonitorResource, Readiness
-from resgate.site import DirectUpgrade, GatewayRoot, GatewaySite
+from resgate.site import DirectUpgrade, GatewayRoot, GatewaySite, PlainGet
 from resgate.status import GatewayStatus
 from resgate.statuspage import StatusPage
 from resgate.tracing import configured_tracing
@@ -285,10 +285,11 @@ class GatewayService(MultiService):
         self.metrics.current_connections = lambda: len(self.clients.protocols)
         self.metrics.cache_resources = lambda: len(self.cache.names)
         self.metrics.cache_subscriptions = lambda: sum(es.count for es in self.cache.names.values())
-        root = GatewayRoot(config.ws_path, WebSocketResource(self.clients),
-                           config.api_path, ApiResource(self.context))
+        api = ApiResource(self.context)
+        root = GatewayRoot(config.ws_path, WebSocketResource(self.clients), config.api_path, api)
         http_bounds = HttpBounds.of(config)
-        self.site = GatewaySite(root, http_bounds, direct_upgrade=DirectUpgrade(config.ws_path, self.clients))
+        self.site = GatewaySite(root, http_bounds, direct_upgrade=DirectUpgrade(config.ws_path, self.clients),
+                                plain_get=PlainGet(config.ws_path, config.api_path, api))
         tls_files = (config.tls_cert, config.tls_key) if config.tls and listen is None else None
         descriptions = [listen] if listen is not None else config.listen or [listen_description(config)]
         #: Shared by every client listener: the caps hold for the process.

@@ -1,8 +1,11 @@
 """The gateway's HTTP site: one port for WebSocket upgrades and the HTTP API.
 
-twisted.web's Site and Request, trimmed for the gateway's hot path (a
-cached GET): routing by the whole path, a Date header formatted once a
-second, no access log. What a request asks of the API is ``resgate.web``'s.
+twisted.web's Site and Request, trimmed: routing by the whole path, a Date
+header formatted once a second, no access log. Two kinds of head skip
+twisted.web's parse: a plain WebSocket upgrade goes to Autobahn as it came
+(DirectUpgrade), and a plain GET of the API, the gateway's hot path, is
+answered without a twisted.web Request (PlainGet). What a request asks of
+the API is ``resgate.web``'s.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
+from twisted.web.http_headers import Headers
 
-from resgate.web import BoundedBodyRequest, BoundedLineChannel, HttpBounds, write_not_found
+from resgate.web import ApiResource, BoundedBodyRequest, BoundedLineChannel, HttpBounds, PlainRequest, write_not_found
 from resgate.ws import ClientFactory
 
 
@@ -34,7 +38,7 @@ class GatewayRoot(resource.Resource):
         self.api_path = api_path.encode()
         self.api = api
 
-    def render(self, request: server.Request) -> bytes | int:
+    def render(self, request: BoundedBodyRequest) -> bytes | int:
         # A body, or server.NOT_DONE_YET (an int) when the answer comes later.
         response: bytes | int
         if request.path == self.ws_path:
@@ -96,6 +100,35 @@ _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")
 
 
+def _plain_head(channel: BoundedLineChannel, data: bytes) -> tuple[list[bytes], list[tuple[bytes, bytes]]] | None:
+    """The request line's three parts and the (lower-case name, raw value) headers of a plain head; else None.
+
+    Plain: a head twisted.web would read exactly as it stands, the whole of
+    ``data``: one HTTP/1.1 request line, CRLF line ends only, every header
+    a token name and a colon, no body announced, no line (so nothing) over
+    twisted.web's limit.
+    """
+    if len(data) > channel.MAX_LENGTH or data.find(b"\r\n\r\n") != len(data) - 4:
+        return None
+    line_ends = data.count(b"\r\n")
+    if data.count(b"\n") != line_ends or data.count(b"\r") != line_ends:  # CRLF only: no bare CR or LF
+        return None
+    lines = data[:-4].split(b"\r\n")
+    request_line = lines[0].split(b" ")
+    if len(request_line) != 3 or request_line[2] != b"HTTP/1.1":
+        return None
+    headers = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or _TOKEN.fullmatch(name) is None:
+            return None
+        name = name.lower()
+        if name in _BODY_HEADERS:
+            return None
+        headers.append((name, value))
+    return request_line, headers
+
+
 class DirectUpgrade:
     """Hands a plain WebSocket upgrade to Autobahn as it arrived, without twisted.web parsing it first.
 
@@ -103,10 +136,9 @@ class DirectUpgrade:
     Autobahn's WebSocketResource, written out again as bytes and parsed a
     second time by Autobahn: a tenth of connecting a client. Only a head
     whose second parse would see exactly what the first gave is taken: the
-    whole head in the connection's first read and nothing after it, ``GET``
-    of the WebSocket path in HTTP/1.1, CRLF line ends, every header a token
-    name and a colon, each name once (WebSocketResource joins a repeated one
-    into one line), no body announced, no line over twisted.web's limit.
+    whole head in the connection's first read and nothing after it, a plain
+    head (``_plain_head``) with ``GET`` of the WebSocket path, each header
+    name once (WebSocketResource joins a repeated one into one line).
     Anything else takes twisted.web's way, as before.
     """
 
@@ -116,26 +148,16 @@ class DirectUpgrade:
 
     def take(self, channel: BoundedLineChannel, data: bytes) -> bool:
         """Give the connection to a WebSocket protocol if ``data`` is such a head; whether it was."""
-        if (not data.startswith(self._prefix) or len(data) > channel.MAX_LENGTH
-                or data.find(b"\r\n\r\n") != len(data) - 4):
+        if not data.startswith(self._prefix):
             return False
-        line_ends = data.count(b"\r\n")
-        if data.count(b"\n") != line_ends or data.count(b"\r") != line_ends:  # CRLF only: no bare CR or LF
+        head = _plain_head(channel, data)
+        if head is None:
             return False
-        lines = data[:-4].split(b"\r\n")
-        request_line = lines[0].split(b" ")
-        if (len(request_line) != 3 or request_line[2] != b"HTTP/1.1"
-                or request_line[1].partition(b"?")[0] != self._prefix[4:]):
+        request_line, headers = head
+        if request_line[1].partition(b"?")[0] != self._prefix[4:]:
             return False
-        names = set()
-        for line in lines[1:]:
-            name, colon, _ = line.partition(b":")
-            if not colon or _TOKEN.fullmatch(name) is None:
-                return False
-            name = name.lower()
-            if name in names or name in _BODY_HEADERS:
-                return False
-            names.add(name)
+        if len({name for name, _ in headers}) != len(headers):
+            return False
         transport = channel.transport
         assert transport is not None  # data comes only over a connection
         protocol = self._factory.buildProtocol(transport.getPeer())
@@ -151,6 +173,65 @@ class DirectUpgrade:
         channel.handed_over()
         protocol.makeConnection(transport)
         protocol.dataReceived(data)
+        return True
+
+
+#: What a request target may hold here: printable ASCII, no space (twisted.web admits more and refuses less).
+_TARGET = re.compile(rb"[!-~]+")
+
+
+class PlainGet:
+    """Answers a plain GET or HEAD of the HTTP API without twisted.web's parse and Request.
+
+    A cached GET spent a fifth of its time in twisted.web: the head read
+    line by line, a Request with its content file, header sets and
+    notifications, the response written in a dozen pieces. Taken here is a
+    plain head (``_plain_head``) that is the whole of a read on an idle
+    connection, ``GET`` or ``HEAD`` of a path under the API path (not the
+    WebSocket path), with a printable target, at most
+    ``HTTPChannel.maxHeaders`` headers, no NUL in a value and no ``Expect``;
+    the API renders a ``web.PlainRequest`` for it. Anything else takes
+    twisted.web's way, and what arrives while a request is answered is
+    held, as twisted.web holds it, and read once it is. Both ways write the
+    same bytes (tests/test_http_plain.py).
+    """
+
+    def __init__(self, ws_path: str, api_path: str, api: ApiResource) -> None:
+        self._ws_path = ws_path.encode()
+        self._api_path = api_path.encode()
+        self._api = api
+
+    def take(self, channel: BoundedLineChannel, data: bytes) -> bool:
+        """Answer ``data`` if it is such a head; whether it was taken."""
+        if not (data.startswith(b"GET /") or data.startswith(b"HEAD /")):
+            return False
+        head = _plain_head(channel, data)
+        if head is None:
+            return False
+        (method, target, _), lines = head
+        path = target.partition(b"?")[0]
+        if (path == self._ws_path or not path.startswith(self._api_path)
+                or _TARGET.fullmatch(target) is None or len(lines) > channel.maxHeaders):
+            return False
+        headers = Headers()
+        for name, value in lines:
+            value = value.strip(b" \t")
+            if b"\x00" in value or name == b"expect":
+                return False
+            headers.addRawHeader(name, value)
+        # As HTTPChannel.checkPersistence reads an HTTP/1.1 request's Connection header.
+        connection = headers.getRawHeaders(b"connection")
+        persistent = connection is None or b"close" not in connection[0].lower().split(b" ")
+        request = PlainRequest(channel, method, target, path, headers, http_date(), persistent)
+        channel.answer_plain(request)
+        # As twisted.web's Request.render writes a body the resource returns.
+        body = self._api.render(request)
+        if body is not server.NOT_DONE_YET:
+            assert isinstance(body, bytes)  # a resource's render returns bytes or NOT_DONE_YET
+            if method == b"GET":
+                request.setHeader(b"content-length", b"%d" % len(body))
+            request.write(body)
+            request.finish()
         return True
 
 
@@ -170,10 +251,13 @@ class GatewaySite(server.Site):
     protocol = BoundedLineChannel  # type: ignore[assignment]
 
     def __init__(self, resource: resource.Resource, bounds: HttpBounds,
-                 reactor: IReactorTime | None = None, direct_upgrade: DirectUpgrade | None = None) -> None:
+                 reactor: IReactorTime | None = None, direct_upgrade: DirectUpgrade | None = None,
+                 plain_get: PlainGet | None = None) -> None:
         super().__init__(resource, timeout=None, reactor=reactor)
         #: Read by each BoundedLineChannel of the site, on its first read.
         self.direct_upgrade = direct_upgrade
+        #: Read by each BoundedLineChannel of the site, on each read that may begin a request.
+        self.plain_get = plain_get
         #: Read by each BoundedLineChannel of the site.
         self.bounds = bounds
         #: Open HTTP connections (kept alive or answering); counted by BoundedLineChannel.

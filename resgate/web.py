@@ -29,15 +29,16 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import IO, Any, Callable, Protocol
 from urllib.parse import unquote_to_bytes
 
 import orjson
 from twisted.logger import Logger
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
+from twisted.web.http_headers import Headers
 
 from resgate import apiencoding, codec, errors
 from resgate.apiencoding import CONTENT_TYPE, NOT_FOUND_BODY, encode_error, rid_to_path
@@ -45,6 +46,7 @@ from resgate.auth import call_service, header_auth, remote_addr
 from resgate.config import Config
 from resgate.connection import Connection
 from resgate.context import GatewayContext
+from resgate.internals import hold_back, read_on
 from resgate.meta import DirectResponse, Header, Meta, canonical_header_key, merge_meta, reason_phrase
 from resgate.subscription import VERSION_LATEST, Subscription
 from resgate.tracecontext import trace_headers
@@ -125,6 +127,120 @@ class BoundedBodyRequest(server.Request):
         super().handleContentChunk(data)
 
 
+class ApiHttpRequest(Protocol):
+    """What the API reads and writes of a request: twisted.web's
+    (``BoundedBodyRequest``) or one the site answers without it (``PlainRequest``)."""
+
+    method: bytes
+    uri: bytes
+    path: bytes
+    requestHeaders: Headers
+    responseHeaders: Headers
+    defaultContentType: bytes | None
+    content: IO[bytes] | None
+    body_too_large: bool
+    on_client_gone: Callable[[], None] | None
+
+    def getClientAddress(self) -> IAddress: ...
+
+    def setResponseCode(self, code: int) -> None: ...
+
+    def setHeader(self, name: bytes, value: bytes) -> None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+# Read once: twisted.web.http is a module proxy (for its deprecated names),
+# so each attribute read there is a Python call.
+_NO_BODY_CODES = http.NO_BODY_CODES
+_RESPONSES = http.RESPONSES
+_status_lines: dict[int, bytes] = {}
+
+
+def _status_line(code: int) -> bytes:
+    """The status line twisted.web writes for ``code``, made once per code."""
+    line = _status_lines.get(code)
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (code, _RESPONSES.get(code, b"Unknown Status"))
+        if 100 <= code <= 999:  # services choose the status: only a bounded set is kept
+            _status_lines[code] = line
+    return line
+
+
+class PlainRequest:
+    """A GET or HEAD of the API answered without twisted.web's Request (``site.PlainGet``).
+
+    twisted.web's parse, Request and response writing are a fifth of a
+    cached GET. This is the part of a request the API uses, and it writes
+    the bytes twisted.web would: the same status line, the headers in the
+    order they were set and as ``Headers`` spells them, the body unless the
+    method is HEAD or the status has none. Every API response has a
+    Content-Length or is a 204 (``ApiRequest._finish``), so none is chunked.
+    Head and body go out in one write when the response is finished.
+    """
+
+    __slots__ = ("channel", "method", "uri", "path", "requestHeaders", "responseHeaders", "persistent",
+                 "defaultContentType", "on_client_gone", "_client", "_code", "_body", "_gone")
+
+    #: A GET or HEAD has no body.
+    content: IO[bytes] | None = None
+    body_too_large = False
+
+    def __init__(self, channel: BoundedLineChannel, method: bytes, uri: bytes, path: bytes,
+                 headers: Headers, date: bytes, persistent: bool) -> None:
+        self.channel = channel
+        self.method = method
+        self.uri = uri
+        self.path = path
+        self.requestHeaders = headers
+        # As twisted.web: Connection when the request asked to close, then Date (GatewayRequest).
+        self.responseHeaders = Headers({b"date": [date]} if persistent
+                                       else {b"connection": [b"close"], b"date": [date]})
+        self.persistent = persistent
+        self.defaultContentType: bytes | None = None
+        self.on_client_gone: Callable[[], None] | None = None
+        transport = channel.transport
+        assert transport is not None  # a head comes only over a connection
+        self._client = transport.getPeer()
+        self._code = 200
+        self._body: list[bytes] = []
+        self._gone = False
+
+    def getClientAddress(self) -> IAddress:
+        return self._client
+
+    def setResponseCode(self, code: int) -> None:
+        self._code = code
+
+    def setHeader(self, name: bytes, value: bytes) -> None:
+        self.responseHeaders.setRawHeaders(name, [value])
+
+    def write(self, data: bytes) -> None:
+        if not self._gone and self.method != b"HEAD" and self._code not in _NO_BODY_CODES:
+            self._body.append(data)
+
+    def finish(self) -> None:
+        if self._gone:
+            return
+        head = [_status_line(self._code)]
+        for name, values in self.responseHeaders.getAllRawHeaders():
+            for value in values:
+                head.append(b"%s: %s\r\n" % (name, value))
+        head.append(b"\r\n")
+        transport = self.channel.transport
+        assert transport is not None  # connection_lost would have marked this gone
+        transport.write(b"".join(head + self._body))
+        self.channel.plain_request_done()
+
+    def connection_lost(self) -> None:
+        """The client went away before the response was finished: nothing more is written."""
+        self._gone = True
+        if self.on_client_gone is not None:
+            self.on_client_gone()
+
+
 URI_TOO_LONG = errors.ResError(errors.CODE_BAD_REQUEST, "Request URI too long")
 HEADER_TOO_LARGE = errors.ResError(errors.CODE_BAD_REQUEST, "Request header field too large")
 HEAD_TIMED_OUT = errors.ResError(errors.CODE_BAD_REQUEST, "Request header timeout")
@@ -203,13 +319,26 @@ class BoundedLineChannel(http.HTTPChannel):
     #: Before the connection's first read: a plain WebSocket upgrade may skip twisted.web then (site.DirectUpgrade).
     _first_read = True
 
+    #: A GET being answered without twisted.web (site.PlainGet), until its response is written.
+    _plain: PlainRequest | None = None
+    #: What the client sent meanwhile (the next requests, pipelined), read once it is answered.
+    _held: list[bytes] | None = None
+    #: Reading stopped because more than twisted.web would hold was held.
+    _held_paused = False
+
     def dataReceived(self, data: bytes) -> None:
+        if self._plain is not None:
+            self._hold(data)
+            return
         if self._first_read:
             self._first_read = False
             upgrade = self.site.direct_upgrade  # type: ignore[attr-defined]
             if upgrade is not None and upgrade.take(self, data):
                 return
         if self._awaiting is Awaiting.REQUEST:
+            plain_get = self.site.plain_get  # type: ignore[attr-defined]
+            if plain_get is not None and plain_get.take(self, data):
+                return
             # Most heads arrive in one read and are parsed within it: the
             # head's bound starts below only for one still arriving.
             self._awaiting, self._deadline = Awaiting.HEAD, None
@@ -238,7 +367,45 @@ class BoundedLineChannel(http.HTTPChannel):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.site.http_connections -= 1  # type: ignore[attr-defined]
         self._stop_timers()
+        plain, self._plain, self._held = self._plain, None, None
+        if plain is not None:
+            plain.connection_lost()
         super().connectionLost(reason)
+
+    def answer_plain(self, request: PlainRequest) -> None:
+        """``request`` is answered outside twisted.web: unbounded, as any request being answered."""
+        self._plain = request
+        self._awaiting, self._deadline = Awaiting.NOTHING, None
+
+    def plain_request_done(self) -> None:
+        """The plain request's response is written: wait for the next, and read what came meanwhile.
+
+        Unless the request asked to close: then, as twisted.web, the
+        connection closes and what came after it is dropped.
+        """
+        plain, self._plain = self._plain, None
+        assert plain is not None  # only a plain request's finish calls this
+        if not plain.persistent:
+            self._held = None
+            self.loseConnection()
+            return
+        if self._held_paused:
+            self._held_paused = False
+            read_on(self)
+        self._expect(Awaiting.REQUEST, self.bounds.keep_alive)
+        held, self._held = self._held, None
+        if held:
+            self.dataReceived(b"".join(held))
+
+    def _hold(self, data: bytes) -> None:
+        # As twisted.web holds what follows a request it is answering: past
+        # its limit, the client is made to wait (TCP backpressure).
+        held = self._held
+        if held is None:
+            held = self._held = []
+        held.append(data)
+        if not self._held_paused:
+            self._held_paused = hold_back(self, sum(map(len, held)))
 
     def handed_over(self) -> None:
         """A WebSocket took the connection over: no longer an HTTP one, and no bound.
@@ -353,7 +520,7 @@ def path_to_rid_method(path: bytes, query: str, prefix: bytes) -> tuple[str, str
     return _with_query(".".join(parts[:-1]), query), parts[-1]
 
 
-def _raw_query(request: server.Request) -> str | None:
+def _raw_query(request: ApiHttpRequest) -> str | None:
     """The query as the client sent it (still escaped), or None if it is not UTF-8."""
     _, _, query = request.uri.partition(b"?")
     try:
@@ -365,7 +532,7 @@ def _raw_query(request: server.Request) -> str | None:
 # --- What services learn about an HTTP request (auth requests) ------------------------
 
 
-def describe_request(request: server.Request) -> dict[str, Any]:
+def describe_request(request: ApiHttpRequest) -> dict[str, Any]:
     """``header``, ``host``, ``remoteAddr`` and ``uri`` as Resgate sends them.
 
     Header names are canonicalized as Go's net/http does, each with all its
@@ -386,7 +553,7 @@ def describe_request(request: server.Request) -> dict[str, Any]:
     }
 
 
-def request_trace_headers(request: server.Request) -> dict[str, str] | None:
+def request_trace_headers(request: ApiHttpRequest) -> dict[str, str] | None:
     """The request's checked trace context (``traceparent``, ``tracestate``); None without a valid one."""
     headers = request.requestHeaders
     traceparent = headers.getRawHeaders(b"traceparent")
@@ -414,8 +581,7 @@ class ApiResource(resource.Resource):
         self.mapped_methods = {b"PUT": config.put_method, b"DELETE": config.delete_method,
                                b"PATCH": config.patch_method}
 
-    # Served only through GatewaySite, whose requests are BoundedBodyRequests.
-    def render(self, request: BoundedBodyRequest) -> bytes | object:
+    def render(self, request: ApiHttpRequest) -> bytes | object:
         _as_api_response(request)
         cors_error = self._set_common_headers(request)
         if request.method == b"OPTIONS":
@@ -450,7 +616,7 @@ class ApiResource(resource.Resource):
             rid = path_to_rid(path, query, self.api_path)
         return self._call(request, rid, action)
 
-    def _set_common_headers(self, request: server.Request) -> errors.ResError | None:
+    def _set_common_headers(self, request: ApiHttpRequest) -> errors.ResError | None:
         """CORS headers for ``--alloworigin``; the error when the Origin is not allowed."""
         config = self.context.config
         headers = request.responseHeaders
@@ -472,7 +638,7 @@ class ApiResource(resource.Resource):
         headers.setRawHeaders(b"Access-Control-Allow-Origin", [config.allowed_origins[0].encode()])
         return errors.FORBIDDEN_ORIGIN
 
-    def _preflight(self, request: server.Request) -> bytes:
+    def _preflight(self, request: ApiHttpRequest) -> bytes:
         headers = request.responseHeaders
         headers.setRawHeaders(b"Access-Control-Allow-Methods", [self.context.config.allow_methods.encode()])
         asked = request.requestHeaders.getRawHeaders(b"access-control-request-headers")
@@ -481,7 +647,7 @@ class ApiResource(resource.Resource):
         request.setHeader(b"content-length", b"0")
         return b""
 
-    def _call(self, request: BoundedBodyRequest, rid: str, action: str) -> bytes | object:
+    def _call(self, request: ApiHttpRequest, rid: str, action: str) -> bytes | object:
         if not codec.is_valid_rid(rid, True) or not codec.is_valid_rid_part(action):
             return write_not_found(request)
         if getattr(request, "body_too_large", False):
@@ -497,28 +663,28 @@ class ApiResource(resource.Resource):
         return ApiRequest(self, request).start(lambda api: api.call(rid, action, params))
 
 
-def _origin(request: server.Request) -> str | None:
+def _origin(request: ApiHttpRequest) -> str | None:
     """The Origin header's first value, as Go's Header.Get in Resgate; None without one."""
     origins = request.requestHeaders.getRawHeaders(b"origin")
     return origins[0].decode("latin-1") if origins else None
 
 
-def _as_api_response(request: server.Request) -> None:
+def _as_api_response(request: ApiHttpRequest) -> None:
     """Headers as Resgate's: no Server header, no Content-Type unless there is a body."""
     request.defaultContentType = None
     request.responseHeaders.removeHeader(b"server")
 
 
-def write_not_found(request: server.Request) -> bytes:
+def write_not_found(request: ApiHttpRequest) -> bytes:
     return _write_body(request, 404, NOT_FOUND_BODY)
 
 
-def write_error(request: server.Request, error: errors.ResError, status: int | None = None) -> bytes:
+def write_error(request: ApiHttpRequest, error: errors.ResError, status: int | None = None) -> bytes:
     """Answer with ``error`` (a synchronous render result)."""
     return _write_body(request, status or error_status(error), encode_error(error))
 
 
-def _write_body(request: server.Request, status: int, body: bytes) -> bytes:
+def _write_body(request: ApiHttpRequest, status: int, body: bytes) -> bytes:
     _as_api_response(request)
     request.setResponseCode(status)
     request.setHeader(b"content-type", CONTENT_TYPE)
@@ -539,7 +705,7 @@ class ApiRequest:
     body; no body at all is 204.
     """
 
-    def __init__(self, api: ApiResource, request: BoundedBodyRequest) -> None:
+    def __init__(self, api: ApiResource, request: ApiHttpRequest) -> None:
         self.api = api
         self.context = api.context
         self.request = request
@@ -741,7 +907,7 @@ class ApiRequest:
             conn.dispose()
 
 
-def _set_header(request: server.Request, header: Header) -> None:
+def _set_header(request: ApiHttpRequest, header: Header) -> None:
     """Put meta headers (already filtered by meta.py) on the response."""
     headers = request.responseHeaders
     for key, values in header.items():
