@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 from resgate.config import ConfigError
+from resgate.internals import call_selectables_without_log_context
 from resgate.options import Options, config_from_options
 from resgate.service import GatewayService
 from resgate.workers import add_workers
@@ -67,7 +68,9 @@ def install_reactor() -> Any:
     installs its default reactor only after makeService, which leaves room to
     install this one; an explicit ``--reactor`` of another kind is refused.
     The loop is uvloop's where it is installed (Linux, macOS): the gateway
-    answers 10-40% more per second on it (bench/README.md).
+    answers 10-40% more per second on it (bench/README.md). The reactor it
+    installs calls sockets without a log context per event; a reactor
+    installed before it is left as it is.
     """
     if "twisted.internet.reactor" not in sys.modules:
         from twisted.internet import asyncioreactor
@@ -82,6 +85,8 @@ def install_reactor() -> Any:
             on_uvloop = True
             loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
+        # The gateway's own reactor: no log context per socket event (a reactor it was given keeps its own).
+        call_selectables_without_log_context()
         asyncioreactor.install(loop)
         if on_uvloop:
             from twisted.internet import reactor

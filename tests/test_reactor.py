@@ -8,6 +8,8 @@ import sys
 
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.logger import globalLogPublisher
 
 from resgate.process import GC_YOUNG_THRESHOLD
 from tests.rig.aio import within
@@ -22,6 +24,55 @@ def test_install_reactor_picks_uvloop():
               "print(type(reactor._asyncioEventloop).__module__)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert result.stdout.strip() == "uvloop", result.stderr
+
+
+def test_the_gateways_own_reactor_calls_sockets_without_a_log_context():
+    """A reactor the gateway installs skips callWithLogger; one installed before it keeps it."""
+    check = ("from twisted.internet import asyncioreactor; from twisted.python import log; "
+             "print(asyncioreactor.callWithLogger is log.callWithLogger)")
+    own = subprocess.run([sys.executable, "-c", "from resgate.process import install_reactor; install_reactor(); "
+                          + check], capture_output=True, text=True, timeout=30)
+    assert own.stdout.strip() == "False", own.stderr
+    given = subprocess.run([sys.executable, "-c", "from twisted.internet import asyncioreactor; "
+                            "asyncioreactor.install(); from resgate.process import install_reactor; "
+                            "install_reactor(); " + check], capture_output=True, text=True, timeout=30)
+    assert given.stdout.strip() == "True", given.stderr
+
+
+class Raising(protocol.Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        raise RuntimeError("a reader's bug")
+
+
+class Closing(protocol.Protocol):
+    def __init__(self) -> None:
+        self.closed: defer.Deferred = defer.Deferred()
+
+    def connectionLost(self, reason=None) -> None:
+        self.closed.callback(None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_a_reader_raises_is_still_logged_and_ends_its_connection():
+    # The tests run on the gateway's reactor: no log context around the reader.
+    failures: list = []
+
+    def observe(event: dict) -> None:
+        if event.get("log_failure") is not None:
+            failures.append(event["log_failure"])
+
+    port = await within(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        protocol.Factory.forProtocol(Raising)))
+    globalLogPublisher.addObserver(observe)
+    try:
+        client = await within(connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port),
+                                              Closing()))
+        client.transport.write(b"x")
+        await within(client.closed, 10)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        await port.stopListening()
+    assert [str(failure.value) for failure in failures] == ["a reader's bug"]
 
 
 class Ended(protocol.ProcessProtocol):
