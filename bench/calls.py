@@ -16,11 +16,11 @@ the service and the profiler are left out, as are the gateway's calls into
 Twisted and the standard library.
 
 The cached GET of the http_get line goes through the gateway's HTTP site
-(twisted.web with the gateway's channel, request and API resource) on one
-keep-alive connection over an in-memory transport: every Python call from
-the request's bytes to the response's is counted, twisted.web's included,
-and the gateway's own calls among them; the bus and the service are left
-out as above.
+(the gateway's channel and its plain GET, site.PlainGet, as service.py
+builds them) on one keep-alive connection over an in-memory transport:
+every Python call from the request's bytes to the response's is counted,
+Twisted's included, and the gateway's own calls among them; the bus and
+the service are left out as above.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from resgate.cache.cache import ResourceCache
 from resgate.config import Config
 from resgate.connection import Connection
 from resgate.context import GatewayContext
-from resgate.site import GatewayRoot, GatewaySite
+from resgate.site import GatewayRoot, GatewaySite, PlainGet
 from resgate.web import ApiResource, HttpBounds
 from resgate.workqueue import WorkQueue
 from tests.rig.memorybus import MemoryBroker
@@ -104,8 +104,10 @@ class Gateway:
     def http_client(self) -> HttpClient:
         """One keep-alive connection to the gateway's HTTP site."""
         config = self.context.config
-        site = GatewaySite(GatewayRoot(config.ws_path, ApiResource(self.context), config.api_path,
-                                       ApiResource(self.context)), HttpBounds.of(config), reactor=self.clock)
+        api = ApiResource(self.context)
+        # As service.py builds it; nothing here upgrades, so the API stands in for the WebSocket resource.
+        site = GatewaySite(GatewayRoot(config.ws_path, api, config.api_path, api), HttpBounds.of(config),
+                           reactor=self.clock, plain_get=PlainGet(config.ws_path, config.api_path, api))
         return HttpClient(self, site)
 
 
