@@ -17,6 +17,7 @@ and on the newest release. nats-py's private parts are checked in
 | ``twisted.protocols.haproxy._wrapper`` | transport.PortReactor | the factory ``haproxy:`` endpoints wrap, to log refused headers and to read the header before TLS |
 | ``HAProxyProtocolWrapper._proxyInfo`` | transport.ProxiedConnection | whether the PROXY header was read |
 | ``autobahn.websocket.protocol.create_xor_masker`` | ws.ClientFactory | unmasking small client frames without a CFFI object each |
+| ``hltype`` and ``hlval`` in ``autobahn.websocket.protocol`` and ``autobahn.twisted.websocket`` | ws.ClientFactory | no debug line's arguments formatted unless it is logged |
 | ``WebSocketProtocol.message_data``, ``message_is_binary``, ``failedByMe`` | ws.ClientProtocol | ending a message without firing Autobahn's "message" signal |
 | ``WebSocketProtocol.data``, ``current_frame``, ``inside_message`` | ws.ClientProtocol | reading whole messages itself only while Autobahn holds no part of one |
 | ``HTTPChannel._networkProducer``, ``_waitingForTransport``, ``_optimisticEagerReadSize`` | web.BoundedLineChannel | holding a client's pipelined requests while a plain GET is answered, as twisted.web holds them |
@@ -38,6 +39,8 @@ from __future__ import annotations
 from typing import Any, Callable, cast
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn import util as autobahn_util
+from autobahn.twisted import websocket as autobahn_twisted_websocket
 from autobahn.websocket import protocol as autobahn_protocol
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from twisted.internet import abstract, asyncioreactor, protocol, tcp
@@ -191,6 +194,58 @@ def unmask_small_frames_in_python() -> None:
     autobahn_protocol.create_xor_masker = _xor_masker
 
 
+class LogArgument:
+    """An argument of one of Autobahn's debug lines, formatted only if the line is.
+
+    Autobahn formats the arguments of its debug lines before it calls the
+    logger (``hltype`` and ``hlval``: a qualified name looked up and
+    highlighted), whether or not the line is logged: five times per
+    connection, a tenth of connecting a client.
+    """
+
+    __slots__ = ("_format", "_value")
+
+    def __init__(self, format_value: Callable[[Any], str], value: Any) -> None:
+        self._format = format_value
+        self._value = value
+
+    def __format__(self, spec: str) -> str:
+        return format(self._format(self._value), spec)
+
+    def __str__(self) -> str:
+        return self._format(self._value)
+
+    __repr__ = __str__
+
+
+_hltype, _hlval = autobahn_util.hltype, autobahn_util.hlval
+
+
+def _lazy_hltype(obj: Any) -> LogArgument:
+    return LogArgument(_hltype, obj)
+
+
+def _lazy_hlval(value: Any) -> LogArgument:
+    return LogArgument(_hlval, value)
+
+
+#: Autobahn's modules whose debug lines the gateway's protocols run through, and what formats their arguments.
+_DEBUG_LINE_MODULES = (autobahn_protocol, autobahn_twisted_websocket)
+_DEBUG_NAMES = {"hltype", "hlval"}
+
+
+def format_debug_lines_lazily() -> None:
+    """Have Autobahn's protocols (every one in the process) format a debug line's arguments only when it is logged.
+
+    In those modules ``hltype`` and ``hlval`` are called for debug lines
+    only; each call now makes a LogArgument, which formats as they would.
+    """
+    for module in _DEBUG_LINE_MODULES:
+        # Names the modules import from autobahn.util, not their own.
+        setattr(module, "hltype", _lazy_hltype)
+        setattr(module, "hlval", _lazy_hlval)
+
+
 #: What Autobahn's own onMessageEnd reads, and end_message reads the same way.
 _MESSAGE_END_NAMES = {"failedByMe", "message_data", "message_is_binary", "_onMessage"}
 
@@ -320,6 +375,11 @@ def check() -> None:
             or not _CALL_NAMES <= set(selector_reactor.addWriter.__code__.co_names)
             or "failure" not in selector_reactor._readOrWrite.__code__.co_names):
         problems.append("twisted asyncioreactor.callWithLogger, as its reactor's addReader and addWriter use it")
+    adapter = autobahn_twisted_websocket.WebSocketAdapterProtocol
+    if (any(not callable(getattr(module, name, None)) for module in _DEBUG_LINE_MODULES for name in _DEBUG_NAMES)
+            or not _DEBUG_NAMES <= set(adapter.connectionMade.__code__.co_names)
+            or "hltype" not in WebSocketServerProtocol._connectionMade.__code__.co_names):
+        problems.append("autobahn hltype, hlval in its websocket modules' debug lines")
     if not callable(getattr(autobahn_protocol, "create_xor_masker", None)):
         problems.append("autobahn websocket.protocol.create_xor_masker")
     if problems:

@@ -39,6 +39,7 @@ from resgate.context import GatewayContext
 from resgate.internals import (
     between_messages,
     end_message,
+    format_debug_lines_lazily,
     frame_bytes,
     open_upgraded,
     parse_extension_offers,
@@ -586,6 +587,7 @@ class ClientFactory(WebSocketServerFactory):
     def __init__(self, context: GatewayContext, *, compression: bool = False) -> None:
         super().__init__()
         unmask_small_frames_in_python()
+        format_debug_lines_lazily()
         self.context = context
         self.compression = compression
         self.protocols: set[ClientProtocol] = set()

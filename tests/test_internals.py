@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 
 import pytest
+from autobahn.twisted import websocket as autobahn_twisted_websocket
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.util import hltype, hlval
 from autobahn.websocket import protocol as autobahn_protocol
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from autobahn.websocket.xormasker import create_xor_masker
 from twisted.internet import abstract, tcp
+from twisted.logger import formatEvent
 
 from resgate import internals
 from resgate.ws import text_frame
@@ -25,6 +29,8 @@ def test_the_installed_versions_pass_the_check():
     (lambda mp: mp.setattr(WebSocketProtocol, "onMessageEnd", lambda self: None), "onMessageEnd"),
     (lambda mp: mp.setattr(WebSocketProtocol, "processData", lambda self: False), "current_frame"),
     (lambda mp: mp.setattr(WebSocketProtocol, "onFrameBegin", lambda self: None), "inside_message"),
+    (lambda mp: mp.delattr(autobahn_twisted_websocket, "hlval"), "hltype, hlval"),
+    (lambda mp: mp.setattr(WebSocketServerProtocol, "_connectionMade", lambda self: None), "hltype, hlval"),
 ])
 def test_a_changed_private_part_fails_in_one_line_naming_it(monkeypatch, break_it, named):
     break_it(monkeypatch)
@@ -77,3 +83,16 @@ def test_the_gateway_s_text_frames_are_autobahn_s(length):
     """ws.text_frame frames a reply as Autobahn's PreparedMessage would, at every length encoding."""
     payload = bytes(i % 251 for i in range(length))
     assert text_frame(payload) == internals.frame_bytes(PreparedMessage(payload, False, False, True))
+
+
+@pytest.mark.parametrize("format_value, value", [
+    (hltype, WebSocketServerProtocol.connectionMade), (hltype, WebSocketServerProtocol), (hltype, text_frame),
+    (hlval, "127.0.0.1:8080"), (hlval, 42), (hlval, None),
+])
+def test_a_debug_line_s_argument_formats_as_autobahn_s_own(format_value, value):
+    argument = internals.LogArgument(format_value, value)
+    expected = format_value(value)
+    assert (str(argument), repr(argument), f"{argument}", f"{argument:>3}") == (expected, expected, expected,
+                                                                              f"{expected:>3}")
+    assert formatEvent({"log_format": "{func} for {peer}", "func": argument, "peer": argument}) == (
+        f"{expected} for {expected}")

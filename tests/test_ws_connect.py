@@ -231,3 +231,36 @@ async def test_any_other_upgrade_head_takes_twisted_web_s_way(gateway, taken, pi
     await upgrade_in_pieces(gateway.port, pieces, answered=False)
     await eventually(lambda: len(taken["taken"]) == 1)
     assert taken["taken"] == [False]
+
+
+@pytest_twisted.ensureDeferred
+async def test_autobahns_debug_lines_read_as_autobahn_formats_them(gateway):
+    """With Autobahn's log at debug, its lines about a gateway connection show what hltype and hlval give.
+
+    The gateway has Autobahn format those arguments only for a line it logs
+    (internals.format_debug_lines_lazily); formatted, they must read the same.
+    """
+    import txaio
+    from autobahn.util import hltype, hlval
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    lines: list[str] = []
+
+    def observe(event: dict) -> None:
+        if str(event.get("log_namespace", "")).startswith("autobahn.twisted.websocket.WebSocketServerProtocol"):
+            lines.append(formatEvent(event))
+
+    level = txaio.get_global_log_level()
+    txaio.set_global_log_level("debug")
+    globalLogPublisher.addObserver(observe)
+    try:
+        client = await connect_ws(gateway.ws_url)
+        server = next(iter(gateway.clients.protocols))
+        client.sendClose()
+        await within(client.closed)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        txaio.set_global_log_level(level)
+    made = f'{hltype(server.connectionMade)} connection established for peer="{hlval(server.peer)}"'
+    assert made in lines
+    assert not [line for line in lines if "LogArgument" in line or "Unable to format" in line]
