@@ -237,8 +237,9 @@ _DEBUG_NAMES = {"hltype", "hlval"}
 def format_debug_lines_lazily() -> None:
     """Have Autobahn's protocols (every one in the process) format a debug line's arguments only when it is logged.
 
-    In those modules ``hltype`` and ``hlval`` are called for debug lines
-    only; each call now makes a LogArgument, which formats as they would.
+    In those modules ``hltype`` and ``hlval`` are called only to make the
+    arguments of log lines (debug lines, and one error line); each call now
+    makes a LogArgument, which formats as they would once a line is logged.
     """
     for module in _DEBUG_LINE_MODULES:
         # Names the modules import from autobahn.util, not their own.

@@ -172,7 +172,7 @@ def _status_line(code: int) -> bytes:
 class PlainRequest:
     """A GET or HEAD of the API answered without twisted.web's Request (``site.PlainGet``).
 
-    twisted.web's parse, Request and response writing are a fifth of a
+    twisted.web's parse, Request and response writing were a fifth of a
     cached GET. This is the part of a request the API uses, and it writes
     the bytes twisted.web would: the same status line, the headers in the
     order they were set and as ``Headers`` spells them, the body unless the

@@ -11,8 +11,9 @@ from autobahn.util import hltype, hlval
 from autobahn.websocket import protocol as autobahn_protocol
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from autobahn.websocket.xormasker import create_xor_masker
-from twisted.internet import abstract, tcp
+from twisted.internet import abstract, asyncioreactor, tcp
 from twisted.logger import formatEvent
+from twisted.web import http
 
 from resgate import internals
 from resgate.ws import text_frame
@@ -30,6 +31,9 @@ def test_the_installed_versions_pass_the_check():
     (lambda mp: mp.setattr(WebSocketProtocol, "processData", lambda self: False), "current_frame"),
     (lambda mp: mp.setattr(WebSocketProtocol, "onFrameBegin", lambda self: None), "inside_message"),
     (lambda mp: mp.delattr(autobahn_twisted_websocket, "hlval"), "hltype, hlval"),
+    (lambda mp: mp.setattr(http.HTTPChannel, "_optimisticEagerReadSize", None), "_optimisticEagerReadSize"),
+    (lambda mp: mp.setattr(http.HTTPChannel, "requestDone", lambda self, request: None), "_waitingForTransport"),
+    (lambda mp: mp.delattr(asyncioreactor, "callWithLogger"), "callWithLogger"),
     (lambda mp: mp.setattr(WebSocketServerProtocol, "_connectionMade", lambda self: None), "hltype, hlval"),
 ])
 def test_a_changed_private_part_fails_in_one_line_naming_it(monkeypatch, break_it, named):
