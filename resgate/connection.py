@@ -358,8 +358,12 @@ class Connection:
         ``bounded`` as for ``subscribe``: a reference the service's event adds
         to a resource is not, so that the client's copy follows the service's.
         """
+        known = rid in self.subs
         sub = self.subscribe(rid, direct=False, throttle=throttle, bounded=bounded)
-        sub.add_parent(parent)
+        if known:
+            sub.add_parent(parent)
+        else:
+            sub.parent = parent  # a new subscription's first parent (add_parent, inline)
         return sub
 
     def release_reference(self, sub: Subscription, parent: Subscription) -> None:

@@ -327,9 +327,16 @@ class Subscription:
 
     def _subscribe_refs(self, rids: tuple[str, ...]) -> bool:
         """Subscribe what the resource references; False if one is refused, which fails this subscription."""
+        # _add_reference, inline: a collection may reference thousands.
+        refs = self.refs
+        subscribe_reference = self.conn.subscribe_reference
+        throttle = self.throttle
         try:
             for rid in rids:
-                self._add_reference(rid)
+                if rid in refs:
+                    self._add_reference(rid)
+                else:
+                    refs[rid] = subscribe_reference(rid, self, throttle, True)
         except errors.ResError as e:
             refs, self.refs, self.ref_counts = self.refs, {}, ()
             for sub in refs.values():
@@ -392,9 +399,8 @@ class Subscription:
                     resources.models = {}
                 resources.models[sub.rid] = sub.model.legacy_json() if legacy else sub.model.json()
             sub.state = STATE_TO_SEND
-            children = sub.copy_refs()
-            if children:
-                stack.extend(reversed(children))
+            if sub.refs:  # most of a resource set references nothing: no call for those
+                stack.extend(reversed(sub.copy_refs()))
 
     def copy_refs(self) -> list[Subscription]:
         """The subscriptions the client's copy of this resource references."""
@@ -426,9 +432,8 @@ class Subscription:
                 continue
             sub.state = STATE_SENT
             released.append(sub)
-            children = sub.copy_refs()
-            if children:
-                stack.extend(reversed(children))
+            if sub.refs:
+                stack.extend(reversed(sub.copy_refs()))
 
     def unsend(self) -> None:
         """The client no longer holds this resource; something still keeps it alive.
@@ -767,4 +772,8 @@ def mark_sent(subs: list[Subscription]) -> list[Subscription]:
 
 def let_events_through(released: list[Subscription]) -> None:
     for sub in released:
-        sub._unqueue_events(QUEUE_LOADING)
+        if sub.queue_flags == QUEUE_LOADING and not sub.event_queue and not sub.reaccess_pending:
+            # _unqueue_events with nothing queued, inline: a resource set may be thousands.
+            sub.queue_flags = 0
+        else:
+            sub._unqueue_events(QUEUE_LOADING)

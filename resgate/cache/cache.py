@@ -412,7 +412,8 @@ class NameEntry:
         return rs
 
     def add_subscriber(self, sub: CacheSubscriber, throttle: Throttle | None, trace: RequestTrace | None) -> None:
-        rs = self.resource(sub.resource_query)
+        query = sub.resource_query
+        rs = self.base if not query and self.base is not None else self.resource(query)
         if rs.state != STATE_ERROR:
             rs.subs[sub] = None
         work = self.cache.work
@@ -595,12 +596,17 @@ class ResourceCache:
     def subscribe(self, sub: CacheSubscriber, throttle: Throttle | None = None,
                   trace: RequestTrace | None = None) -> None:
         """Load ``sub``'s resource for it; ``sub.loaded`` follows."""
-        try:
-            entry = self._name_entry(sub.resource_name)
-        except errors.ResError as e:
-            error = e  # ``e`` is unbound once the except block ends
-            self.work.enqueue(lambda: sub.loaded(None, error))
-            return
+        entry = self.names.get(sub.resource_name)
+        if entry is not None:
+            # _name_entry, inline: a client's subscribe may bring thousands of references.
+            entry.add_count()
+        else:
+            try:
+                entry = self._name_entry(sub.resource_name)
+            except errors.ResError as e:
+                error = e  # ``e`` is unbound once the except block ends
+                self.work.enqueue(lambda: sub.loaded(None, error))
+                return
         entry.add_subscriber(sub, throttle, trace)
 
     def access(self, sub: CacheSubscriber, token: Any, is_http: bool,
