@@ -355,7 +355,7 @@ const scenarios = {
   },
 
   // Subscribe a collection of 1,000 references: cold (new tags), then warm.
-  async refs({ url, tag, cold = 3, warm = 5 }) {
+  async refs({ url, tag, cold = 3, warm = 15 }) {
     async function timedSubscribe(rid) {
       const client = await resClient(url);
       const start = now();

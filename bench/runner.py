@@ -308,7 +308,7 @@ def ws_call(port: int, pid: int) -> Line:
 
 
 def refs_subscribe(port: int, pid: int) -> Line:
-    r = loadgen("refs", url=ws_url(port), tag=f"r{os.getpid()}", cold=3, warm=5)
+    r = loadgen("refs", url=ws_url(port), tag=f"r{os.getpid()}", cold=3, warm=15)
     wrong = [n for n in r["resources"] if n != 1001]
     check = f", WRONG RESOURCE COUNTS {wrong}" if wrong else ""
     gets = f", {count(1001 / (r['coldMedian'] / 1000))} gets/s cold" if r["coldMedian"] else ""
