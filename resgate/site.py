@@ -224,14 +224,17 @@ class PlainGet:
         persistent = connection is None or b"close" not in connection[0].lower().split(b" ")
         request = PlainRequest(channel, method, target, path, headers, http_date(), persistent)
         channel.answer_plain(request)
-        # As twisted.web's Request.render writes a body the resource returns.
-        body = self._api.render(request)
-        if body is not server.NOT_DONE_YET:
-            assert isinstance(body, bytes)  # a resource's render returns bytes or NOT_DONE_YET
-            if method == b"GET":
-                request.setHeader(b"content-length", b"%d" % len(body))
-            request.write(body)
-            request.finish()
+        try:
+            # As twisted.web's Request.render writes a body the resource returns.
+            body = self._api.render(request)
+            if body is not server.NOT_DONE_YET:
+                assert isinstance(body, bytes)  # a resource's render returns bytes or NOT_DONE_YET
+                if method == b"GET":
+                    request.setHeader(b"content-length", b"%d" % len(body))
+                request.write(body)
+                request.finish()
+        except BaseException:  # as GatewayRequest.process catches around render
+            request.processing_failed()
         return True
 
 

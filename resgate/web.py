@@ -155,6 +155,8 @@ class ApiHttpRequest(Protocol):
 # Read once: twisted.web.http is a module proxy (for its deprecated names),
 # so each attribute read there is a Python call.
 _NO_BODY_CODES = http.NO_BODY_CODES
+#: twisted.web's page for an exception in rendering, when the site shows no tracebacks.
+PROCESSING_FAILED = b"<html><head><title>Processing Failed</title></head><body><b>Processing Failed</b></body></html>"
 _RESPONSES = http.RESPONSES
 _status_lines: dict[int, bytes] = {}
 
@@ -182,7 +184,7 @@ class PlainRequest:
     """
 
     __slots__ = ("channel", "method", "uri", "path", "requestHeaders", "responseHeaders", "persistent",
-                 "defaultContentType", "on_client_gone", "_client", "_code", "_body", "_gone")
+                 "defaultContentType", "on_client_gone", "_client", "_code", "_body", "_gone", "_finished")
 
     #: A GET or HEAD has no body.
     content: IO[bytes] | None = None
@@ -207,6 +209,7 @@ class PlainRequest:
         self._code = 200
         self._body: list[bytes] = []
         self._gone = False
+        self._finished = False
 
     def getClientAddress(self) -> IAddress:
         return self._client
@@ -222,8 +225,9 @@ class PlainRequest:
             self._body.append(data)
 
     def finish(self) -> None:
-        if self._gone:
+        if self._gone or self._finished:
             return
+        self._finished = True
         head = [_status_line(self._code)]
         for name, values in self.responseHeaders.getAllRawHeaders():
             for value in values:
@@ -233,6 +237,22 @@ class PlainRequest:
         assert transport is not None  # connection_lost would have marked this gone
         transport.write(b"".join(head + self._body))
         self.channel.plain_request_done()
+
+    def processing_failed(self) -> None:
+        """Log the exception being handled and answer 500, as twisted.web's Request.processingFailed does.
+
+        The site shows no tracebacks (twisted.web's default), so the page is
+        the same short one; a request already answered stays as it was.
+        """
+        log.failure("Unhandled error answering {method} {uri}", method=self.method.decode("ascii"),
+                    uri=self.uri.decode("ascii"))
+        if self._gone or self._finished:
+            return
+        self.setResponseCode(500)
+        self.setHeader(b"content-type", b"text/html")
+        self.setHeader(b"content-length", b"%d" % len(PROCESSING_FAILED))
+        self.write(PROCESSING_FAILED)
+        self.finish()
 
     def connection_lost(self) -> None:
         """The client went away before the response was finished: nothing more is written."""

@@ -23,7 +23,7 @@ import pytest_twisted
 from twisted.internet import protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from resgate import site
+from resgate import site, web
 from resgate.web import BoundedLineChannel
 from tests.rig.aio import eventually, within
 from tests.rig.resources import get_result, respond_get
@@ -334,3 +334,24 @@ async def test_a_flood_of_requests_while_one_is_answered_stops_reading_until_it_
     assert not channel._held_paused
     client.transport.loseConnection()
     await eventually(lambda: client.gone)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_exception_in_rendering_is_answered_500_as_twisted_web_would(gateway, fake_service, monkeypatch,
+                                                                             logged_errors, logged_failures):
+    """A bug in the API's render gets twisted.web's 500 page both ways, logged, and the connection stays usable."""
+    serve(fake_service)
+
+    def broken(self, request):
+        raise RuntimeError("broken render")
+
+    monkeypatch.setattr(web.ApiResource, "render", broken)
+    answer, took = await compare(gateway, head(), monkeypatch)
+    assert took[0] is True
+    page = (b"HTTP/1.1 500 Internal Server Error\r\nDate: (now)\r\nContent-Type: text/html\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(web.PROCESSING_FAILED) + web.PROCESSING_FAILED)
+    assert answer == page * 2  # the request and the follow-up on the same connection
+    ours = "Unhandled error answering GET /api/test/model"
+    assert logged_failures.messages == [ours, ours, "", ""]  # twisted.web logs its failures without a message
+    logged_failures.messages.clear()
+    logged_errors.assert_logged(4)  # GatewayRequest logs as a resgate logger too
