@@ -76,5 +76,9 @@ class Bus(Protocol):
     def publish(self, subject: str, payload: bytes, reply: str | None = None) -> None:
         """Queue a message for the bus; raises ResError."""
 
+    def send_now(self) -> None:
+        """Send what is queued now rather than once the reactor's turn ends: before long work,
+        so that the services answer meanwhile."""
+
     def close(self) -> Deferred[None]:
         """Close; pending requests fail with system.internalError (disposing). Idempotent."""

@@ -415,6 +415,9 @@ class Connection:
     def request_access(self, sub: Subscription, callback: Callable[[Access, Any], None]) -> None:
         self.cache.access(sub, self.token, False, callback, self.request_trace)
 
+    def send_requests_now(self) -> None:
+        self.context.mq.send_now()
+
     def _collect(self, root: Subscription) -> None:
         """Release ``root`` and what only it kept; what the client no longer holds is unsent.
 

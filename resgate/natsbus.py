@@ -188,6 +188,22 @@ class _OrderedClient(nats.aio.client.Client):
         if self.routes.pop(sid, None) is not None and self.is_connected:
             self._queue(command.unsub_cmd(sid, 0))
 
+    def write_pending(self) -> None:
+        """Write the commands queued so far to the socket now, as the flusher task would once it runs.
+
+        Not while the socket's own buffer holds data: then the server is not
+        keeping up, and the flusher, which waits for that buffer to drain,
+        keeps the pending buffer and its bound in charge.
+        """
+        if not self._pending or not self.is_connected:
+            return
+        writer = getattr(self._transport, "_io_writer", None)  # nats-py's TCP (and TLS) transport
+        if writer is None or writer.transport.get_write_buffer_size():
+            return
+        writer.writelines(self._pending)
+        self._pending = []
+        self._pending_data_size = 0
+
     def _queue(self, cmd: bytes) -> None:
         # As nats-py's _send_command and _flush_pending do, minus the awaits:
         # the flusher task writes everything pending once kicked.
@@ -411,6 +427,11 @@ class NatsBus:
         nc.publish_now(subject, reply or "", payload)
         if self.trace:
             log.debug("<== {subject}: {payload}", subject=subject, payload=one_line(payload), resgate_trace=True)
+
+    def send_now(self) -> None:
+        """Write the queued PUB, SUB and UNSUB commands now, not when nats-py's flusher task next runs."""
+        if self._nc is not None:
+            self._nc.write_pending()
 
     def close(self) -> Deferred[None]:
         """Close the connection; pending requests fail with DISPOSING. Idempotent."""

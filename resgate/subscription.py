@@ -54,6 +54,9 @@ QUEUE_REACCESS = 2
 #: Events wait: an earlier event waits for the new references it brings.
 QUEUE_REFERENCES = 4
 
+#: References subscribed between two sends of what is queued for the services (``_subscribe_refs``).
+REFERENCES_PER_SEND = 128
+
 DISPOSED_SUBSCRIPTION = errors.ResError("system.disposedSubscription", "Resource subscription is disposed")
 
 
@@ -81,6 +84,8 @@ class SubscriptionOwner(Protocol):
     def unsubscribe_direct(self, sub: Subscription, count: int) -> None: ...
 
     def request_access(self, sub: Subscription, callback: Callable[[Access, Any], None]) -> None: ...
+
+    def send_requests_now(self) -> None: ...
 
 
 class Resources:
@@ -329,14 +334,22 @@ class Subscription:
         """Subscribe what the resource references; False if one is refused, which fails this subscription."""
         # _add_reference, inline: a collection may reference thousands.
         refs = self.refs
-        subscribe_reference = self.conn.subscribe_reference
+        conn = self.conn
+        subscribe_reference = conn.subscribe_reference
         throttle = self.throttle
+        many = len(rids) > REFERENCES_PER_SEND
         try:
-            for rid in rids:
-                if rid in refs:
-                    self._add_reference(rid)
-                else:
-                    refs[rid] = subscribe_reference(rid, self, throttle, True)
+            for start in range(0, len(rids), REFERENCES_PER_SEND):
+                if many:
+                    # Thousands of references take milliseconds to subscribe: what is
+                    # queued for the services by then (this subscribe's access request,
+                    # the gets for the references before) goes out now, not after.
+                    conn.send_requests_now()
+                for rid in rids[start:start + REFERENCES_PER_SEND]:
+                    if rid in refs:
+                        self._add_reference(rid)
+                    else:
+                        refs[rid] = subscribe_reference(rid, self, throttle, True)
         except errors.ResError as e:
             refs, self.refs, self.ref_counts = self.refs, {}, ()
             for sub in refs.values():

@@ -580,3 +580,55 @@ async def test_connect_fails_in_one_line_when_the_dispatch_hook_is_not_called(na
     assert not client.is_connected
     assert await failure_of(client.request("mq.any", b"{}")) == NOT_CONNECTED
     await within(client.close())
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_now_writes_what_is_queued_before_the_flusher_runs(nats_server, clients, svc):
+    subscription = await within(as_deferred(svc.subscribe("mq.now")))
+    await confirm_subscriptions(svc)
+    client = await clients(nats_server.url)
+    client.publish("mq.now", b"1")
+    client.publish("mq.now", b"2")
+    nc = client._nc
+    assert len(nc._pending) == 2  # nothing has yielded to the loop: nats-py's flusher has not run
+    client.send_now()
+    assert (nc._pending, nc._pending_data_size) == ([], 0)
+    first = await within(as_deferred(subscription.next_msg(timeout=WAIT_TIMEOUT)))
+    second = await within(as_deferred(subscription.next_msg(timeout=WAIT_TIMEOUT)))
+    assert (first.data, second.data) == (b"1", b"2")
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_now_leaves_a_backed_up_socket_to_the_flusher(nats_server, clients, svc, monkeypatch):
+    """While the socket's buffer holds data the flusher, which waits for it to drain, keeps the writing."""
+    subscription = await within(as_deferred(svc.subscribe("mq.now")))
+    await confirm_subscriptions(svc)
+    client = await clients(nats_server.url)
+    writer = client._nc._transport._io_writer
+
+    class BackedUp:
+        def get_write_buffer_size(self) -> int:
+            return 1
+
+    class Writer:
+        transport = BackedUp()
+
+        def writelines(self, data) -> None:
+            raise AssertionError("send_now wrote to a backed-up socket")
+
+    monkeypatch.setattr(client._nc._transport, "_io_writer", Writer())
+    client.publish("mq.now", b"1")
+    client.send_now()
+    assert len(client._nc._pending) == 1
+    monkeypatch.setattr(client._nc._transport, "_io_writer", writer)
+    message = await within(as_deferred(subscription.next_msg(timeout=WAIT_TIMEOUT)))
+    assert message.data == b"1"
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_now_without_a_connection_does_nothing(nats_server, clients):
+    client = await clients(nats_server.url)
+    await within(client.close())
+    client.send_now()
+    never = NatsBus("nats://127.0.0.1:1")
+    never.send_now()

@@ -281,3 +281,35 @@ async def test_a_chain_of_references_deeper_than_the_recursion_limit_is_sent_and
     change(fake_service, state, f"ref.chain.{CHAIN_LENGTH - 1}", {"end": False})
     assert await sync(client) == []
     await client.close()
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("references, sends", [(300, [1, 129, 257]), (128, [])], ids=["300", "128"])
+async def test_what_is_queued_goes_out_while_a_long_reference_list_is_subscribed(gateway, fake_service,
+                                                                                  monkeypatch, references, sends):
+    """Thousands of references take milliseconds to subscribe; the requests queued by then are sent on the way.
+
+    Before the first reference and after each 128 (subscriptions the
+    connection holds at each send: the list, then 128 more each time), cold
+    and warm alike; a list of 128 or fewer waits for the turn's end as
+    everything else does.
+    """
+    from resgate.connection import Connection
+
+    items = {f"ref.item.{i}": {"n": i} for i in range(references)}
+    state = {"ref.list": [ref(rid) for rid in items], **items}
+    serve(fake_service, state)
+    seen: list[int] = []
+    send = Connection.send_requests_now
+
+    def recorded(self) -> None:
+        seen.append(len(self.subs))
+        send(self)
+
+    monkeypatch.setattr(Connection, "send_requests_now", recorded)
+    for _ in ("cold", "warm"):
+        client = await client_for(gateway)
+        result = (await client.request("subscribe.ref.list"))["result"]
+        assert result == {"collections": {"ref.list": state["ref.list"]}, "models": items}
+        assert seen == sends
+        seen.clear()
