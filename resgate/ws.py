@@ -585,7 +585,9 @@ class ClientFactory(WebSocketServerFactory):
     protocol = ClientProtocol
 
     def __init__(self, context: GatewayContext, *, compression: bool = False) -> None:
-        super().__init__()
+        # No Server header in the 101 (Autobahn names itself and its version
+        # there), as in Resgate's and in the gateway's HTTP responses.
+        super().__init__(server=None)
         unmask_small_frames_in_python()
         format_debug_lines_lazily()
         self.context = context

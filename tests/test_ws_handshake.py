@@ -178,6 +178,9 @@ async def test_a_plain_upgrade_opens_as_autobahns_handshake_would(gateway, monke
     assert answer.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
     assert b"\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in answer  # RFC 6455's example
     assert ran == 0
+    # The headers of Resgate's 101: nothing naming the server or its version.
+    names = [line.split(b":")[0].lower() for line in answer.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]]
+    assert names == [b"upgrade", b"connection", b"sec-websocket-accept"]
 
 
 @pytest_twisted.ensureDeferred
