@@ -636,10 +636,8 @@ class ClientFactory(WebSocketServerFactory):
         settings = {name: staticmethod(value) if callable(value) else value
                     for name, value in ((name, getattr(self, name)) for name in WebSocketServerProtocol.CONFIG_ATTRS)}
         # What Autobahn's handshake checks beyond the head, and the head of its 101 (succeedHandshake).
-        lines = ["HTTP/1.1 101 Switching Protocols"]
-        if self.server:
-            lines.append(f"Server: {self.server}")
-        lines += ["Upgrade: WebSocket", "Connection: Upgrade"]
+        # No Server line: the factory has none (__init__).
+        lines = ["HTTP/1.1 101 Switching Protocols", "Upgrade: WebSocket", "Connection: Upgrade"]
         lines += [f"{name}: {value}" for name, value in self.headers.items()]
         settings["_upgrade_response_head"] = ("\r\n".join(lines) + "\r\n").encode()
         settings["plain_handshake"] = (
