@@ -334,16 +334,8 @@ class Connection:
             raise errors.DISPOSING.copy()
         sub = self.subs.get(rid)
         if sub is None:
-            if bounded and len(self.subs) >= self.context.config.max_resources:
-                self.resource_refusals += 1
-                raise RESOURCE_LIMIT_EXCEEDED.copy()
-            if throttle is None:
-                limit = self.context.config.reference_throttle
-                if limit > 0:
-                    throttle = Throttle(limit)
-            sub = Subscription(self, rid, throttle)
-            self.subs[rid] = sub
-            self.cache.subscribe(sub, throttle, self.request_trace)
+            sub = self._new_subscription(rid, throttle, bounded)
+            self.cache.subscribe(sub, sub.throttle, self.request_trace)
         if direct:
             if sub.direct >= SUBSCRIPTION_COUNT_LIMIT:
                 raise SUBSCRIPTION_LIMIT_EXCEEDED.copy()
@@ -351,19 +343,50 @@ class Connection:
             sub.pending += 1
         return sub
 
-    def subscribe_reference(self, rid: str, parent: Subscription, throttle: Throttle | None,
-                            bounded: bool) -> Subscription:
-        """``parent`` references ``rid``: the subscription it keeps alive.
+    def subscribe_references(self, rids: tuple[str, ...], parent: Subscription, throttle: Throttle | None,
+                             bounded: bool) -> None:
+        """``parent``'s resource references ``rids``: each one's subscription, which
+        ``parent`` keeps alive, is in ``parent.refs`` (a repeat is counted there).
 
-        ``bounded`` as for ``subscribe``: a reference the service's event adds
-        to a resource is not, so that the client's copy follows the service's.
+        Raises ResError (a refusal), with the references before the refused
+        one in ``parent.refs``. ``bounded`` as for ``subscribe``: a reference
+        the service's event adds to a resource is not, so that the client's
+        copy follows the service's. The new subscriptions go to the cache
+        together (``ResourceCache.subscribe_all``): a collection may reference
+        thousands.
         """
-        known = rid in self.subs
-        sub = self.subscribe(rid, direct=False, throttle=throttle, bounded=bounded)
-        if known:
-            sub.add_parent(parent)
-        else:
-            sub.parent = parent  # a new subscription's first parent (add_parent, inline)
+        if self.disposing:
+            raise errors.DISPOSING.copy()
+        subs = self.subs
+        refs = parent.refs
+        new: list[Subscription] = []
+        try:
+            for rid in rids:
+                if rid in refs:
+                    parent.count_reference(rid)
+                    continue
+                sub = subs.get(rid)
+                if sub is None:
+                    sub = self._new_subscription(rid, throttle, bounded)
+                    sub.parent = parent  # a new subscription's first parent (add_parent, inline)
+                    new.append(sub)
+                else:
+                    sub.add_parent(parent)
+                refs[rid] = sub
+        finally:
+            if new:
+                self.cache.subscribe_all(new, self.request_trace)
+
+    def _new_subscription(self, rid: str, throttle: Throttle | None, bounded: bool) -> Subscription:
+        """A new subscription of ``rid``, kept in ``subs``, its resource not yet asked of the cache."""
+        subs = self.subs
+        config = self.context.config
+        if bounded and len(subs) >= config.max_resources:
+            self.resource_refusals += 1
+            raise RESOURCE_LIMIT_EXCEEDED.copy()
+        if throttle is None and config.reference_throttle > 0:
+            throttle = Throttle(config.reference_throttle)
+        sub = subs[rid] = Subscription(self, rid, throttle)
         return sub
 
     def release_reference(self, sub: Subscription, parent: Subscription) -> None:

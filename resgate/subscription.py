@@ -76,8 +76,8 @@ class SubscriptionOwner(Protocol):
 
     def send_shared(self, message: SharedMessage) -> None: ...
 
-    def subscribe_reference(self, rid: str, parent: Subscription, throttle: Throttle | None,
-                            bounded: bool) -> Subscription: ...
+    def subscribe_references(self, rids: tuple[str, ...], parent: Subscription, throttle: Throttle | None,
+                             bounded: bool) -> None: ...
 
     def release_reference(self, sub: Subscription, parent: Subscription) -> None: ...
 
@@ -332,10 +332,7 @@ class Subscription:
 
     def _subscribe_refs(self, rids: tuple[str, ...]) -> bool:
         """Subscribe what the resource references; False if one is refused, which fails this subscription."""
-        # _add_reference, inline: a collection may reference thousands.
-        refs = self.refs
         conn = self.conn
-        subscribe_reference = conn.subscribe_reference
         throttle = self.throttle
         many = len(rids) > REFERENCES_PER_SEND
         try:
@@ -345,11 +342,7 @@ class Subscription:
                     # queued for the services by then (this subscribe's access request,
                     # the gets for the references before) goes out now, not after.
                     conn.send_requests_now()
-                for rid in rids[start:start + REFERENCES_PER_SEND]:
-                    if rid in refs:
-                        self._add_reference(rid)
-                    else:
-                        refs[rid] = subscribe_reference(rid, self, throttle, True)
+                conn.subscribe_references(rids[start:start + REFERENCES_PER_SEND], self, throttle, True)
         except errors.ResError as e:
             refs, self.refs, self.ref_counts = self.refs, {}, ()
             for sub in refs.values():
@@ -648,16 +641,19 @@ class Subscription:
     # -- references
 
     def _add_reference(self, rid: str, *, bounded: bool = True) -> Subscription:
-        sub = self.refs.get(rid)
-        if sub is None:
-            sub = self.refs[rid] = self.conn.subscribe_reference(rid, self, self.throttle, bounded)
-            return sub
+        if rid not in self.refs:
+            self.conn.subscribe_references((rid,), self, self.throttle, bounded)
+        else:
+            self.count_reference(rid)
+        return self.refs[rid]
+
+    def count_reference(self, rid: str) -> None:
+        """One more value references ``rid``, which is in ``refs`` already."""
         counts = self.ref_counts
         if isinstance(counts, dict):
             counts[rid] = counts.get(rid, 1) + 1
         else:
             self.ref_counts = {rid: 2}
-        return sub
 
     def _remove_reference(self, rid: str) -> None:
         counts = self.ref_counts
