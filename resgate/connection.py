@@ -359,6 +359,8 @@ class Connection:
             raise errors.DISPOSING.copy()
         subs = self.subs
         refs = parent.refs
+        config = self.context.config
+        cap = config.max_resources if bounded else None
         new: list[Subscription] = []
         try:
             for rid in rids:
@@ -367,7 +369,14 @@ class Connection:
                     continue
                 sub = subs.get(rid)
                 if sub is None:
-                    sub = self._new_subscription(rid, throttle, bounded)
+                    # _new_subscription, inline: a reference tree may be thousands.
+                    if cap is not None and len(subs) >= cap:
+                        self.resource_refusals += 1
+                        raise RESOURCE_LIMIT_EXCEEDED.copy()
+                    sub_throttle = throttle
+                    if sub_throttle is None and config.reference_throttle > 0:
+                        sub_throttle = Throttle(config.reference_throttle)
+                    sub = subs[rid] = Subscription(self, rid, sub_throttle)
                     sub.parent = parent  # a new subscription's first parent (add_parent, inline)
                     new.append(sub)
                 else:

@@ -146,20 +146,27 @@ class _ReadyWaiter:
         only the copy's: more than needed at worst, never less.
         """
         stack = list(subs)
+        seen = self.seen
         while stack:
             sub = stack.pop()
-            if sub in self.seen or sub.state == STATE_SENT:
+            state = sub.state
+            if state == STATE_SENT:
                 continue
-            self.seen.add(sub)
-            if sub.state == STATE_LOADING:
+            # Only what is waited for or walked on is remembered: a loaded
+            # resource that references nothing (most) adds nothing, however
+            # often it is reached.
+            if state == STATE_LOADING:
+                if sub in seen:
+                    continue
+                seen.add(sub)
                 self.loading += 1
                 waiters = sub.ready_waiters
                 if waiters:
                     waiters.append(self)
                 else:
                     sub.ready_waiters = [self]
-                continue
-            if sub.refs:
+            elif sub.refs and sub not in seen:
+                seen.add(sub)
                 stack.extend(sub.refs.values())
 
     def done(self) -> None:
