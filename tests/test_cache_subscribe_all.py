@@ -15,11 +15,16 @@ from typing import Any
 
 import orjson
 from twisted.internet import task
+from twisted.logger import globalLogPublisher
 
 from resgate import errors
 from resgate.cache.cache import CachedResource, ResourceCache
 from resgate.cache.throttle import Throttle
+from resgate.config import Config
+from resgate.connection import Connection
+from resgate.context import GatewayContext
 from resgate.workqueue import WorkQueue
+from tests.rig.logs import FailureLog
 from tests.rig.memorybus import MemoryBroker
 
 
@@ -114,9 +119,15 @@ def test_one_subscriber_that_fails_does_not_keep_the_others_from_loading() -> No
     cached(cache, ["test.m1", "test.m2", "test.m3"])
     told: list[tuple[str, Any]] = []
     subs = [Recorder("test.m1", told), Recorder("test.m2", told, fails=True), Recorder("test.m3", told)]
-    cache.run(lambda: cache.cache.subscribe_all(subs))
+    failures = FailureLog()
+    globalLogPublisher.addObserver(failures)
+    try:
+        cache.run(lambda: cache.cache.subscribe_all(subs))
+    finally:
+        globalLogPublisher.removeObserver(failures)
     assert [rid for rid, _ in told] == ["test.m1", "test.m2", "test.m3"]
-    # The failure was logged, and the queue went on: the next work runs.
+    assert failures.messages == ["Unexpected error in a subscriber's loaded resource"]
+    # The queue went on: the next work runs.
     after: list[str] = []
     cache.run(lambda: after.append("ran"))
     assert after == ["ran"]
@@ -143,3 +154,75 @@ def test_a_resource_id_the_cache_refuses_is_told_as_an_error() -> None:
     # A resource name NATS cannot carry as a subject: the cache cannot subscribe its events.
     cache.run(lambda: cache.cache.subscribe_all([Recorder("test.m1", told), Recorder("test. bad", told)]))
     assert sorted(told, key=repr) == [("test. bad", errors.CODE_INTERNAL_ERROR), ("test.m1", {"rid": "test.m1"})]
+
+
+class Gateway:
+    """Connections and the cache over the memory bus, with a service of two collections.
+
+    ``test.small`` references ``test.m0`` .. ``test.m99``; ``test.large``
+    references ``test.m0`` .. ``test.m299``: more than two batches, the
+    first of them cached once ``test.small`` is held.
+    """
+
+    def __init__(self, max_resources: int) -> None:
+        self.clock = task.Clock()
+        self.broker = MemoryBroker(self.clock)
+        bus = self.broker.bus(clock=self.clock)
+        bus.connect()
+        self.broker.subscribe("access.>", self._answer)
+        self.broker.subscribe("get.>", self._answer)
+        self.work = WorkQueue()
+        self.cache = ResourceCache(bus, self.work, reactor=self.clock)
+        self.context = GatewayContext(self.cache, Config(max_resources=max_resources))
+        self.clock.advance(0)
+
+    def _answer(self, subject: str, _payload: bytes, reply: str, _headers: Any) -> None:
+        kind, _, rid = subject.partition(".")
+        if kind == "access":
+            result: dict[str, Any] = {"get": True}
+        elif rid in ("test.small", "test.large"):
+            count = 100 if rid == "test.small" else 300
+            result = {"collection": [{"rid": f"test.m{i}"} for i in range(count)]}
+        else:
+            result = {"model": {"rid": rid}}
+        self.broker.publish(reply, orjson.dumps({"result": result}))
+
+    def subscribe(self, rid: str) -> tuple[Connection, Any, Any]:
+        """A new connection subscribing ``rid``: the connection, the result and the error."""
+        conn = Connection(self.context, lambda _data: None)
+        conn.set_version("1.2.3")
+        answers: list[tuple[Any, Any]] = []
+        self.work.enqueue(lambda: conn.subscribe_resource(rid, lambda result, error: answers.append((result, error))))
+        for _ in range(100):
+            self.clock.advance(0)
+            if answers and not self.broker.pending:
+                break
+        assert len(answers) == 1, answers
+        return conn, answers[0][0], answers[0][1]
+
+    def counts(self) -> dict[str, int]:
+        """How many subscriptions hold each cached name."""
+        return {name: entry.count for name, entry in self.cache.names.items()}
+
+
+def test_a_refusal_in_a_later_batch_releases_every_reference_before_it() -> None:
+    gateway = Gateway(max_resources=200)
+    small, result, error = gateway.subscribe("test.small")
+    assert error is None and len(result["models"]) == 100
+    held = gateway.counts()
+
+    # 1 + 300 resources against a cap of 200: refused at the 200th, in the
+    # second batch, with the first batch's (cached) loads still queued.
+    large, result, error = gateway.subscribe("test.large")
+    assert result is None and error.code == "system.resourceLimitExceeded"
+    gateway.clock.advance(0)
+    assert large.subs == {}
+    counts = gateway.counts()
+    # What only the refused subscribe held is held by nobody; the rest as before.
+    assert {name: n for name, n in counts.items() if n} == held
+    assert all(counts[f"test.m{i}"] == 0 for i in range(100, 199))
+
+    gateway.work.enqueue(small.dispose)
+    gateway.work.enqueue(large.dispose)
+    gateway.clock.advance(0)
+    assert set(gateway.counts().values()) == {0}
