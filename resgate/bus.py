@@ -80,5 +80,9 @@ class Bus(Protocol):
         """Send what is queued now rather than once the reactor's turn ends: before long work,
         so that the services answer meanwhile."""
 
+    def has_unread(self) -> bool:
+        """Whether messages already received wait to be handled after the one being handled:
+        what it makes the gateway write can wait to go out with theirs."""
+
     def close(self) -> Deferred[None]:
         """Close; pending requests fail with system.internalError (disposing). Idempotent."""

@@ -70,7 +70,7 @@ Route = Callable[[bytes, bytes, "bytes | None"], None]
 
 _HOOK_PARAMS = ("self", "sid", "subject", "reply", "data", "headers")
 _CLOSE_PARAMS = ("self", "status", "do_cbs")
-_CLIENT_STATE = ("_sid", "_pending", "_pending_data_size", "_max_pending_size", "_flush_queue")
+_CLIENT_STATE = ("_sid", "_pending", "_pending_data_size", "_max_pending_size", "_flush_queue", "_ps")
 
 
 #: How long the connect-time self-test waits for its message to come back through the inbox.
@@ -103,6 +103,7 @@ def check_nats_hook(client_class: type = nats.aio.client.Client) -> None:
         or tuple(inspect.signature(hook).parameters) != _HOOK_PARAMS
         or tuple(inspect.signature(close).parameters) != _CLOSE_PARAMS
         or not all(name in state for name in _CLIENT_STATE)
+        or not isinstance(getattr(state["_ps"], "buf", None), bytearray)
     ):
         raise ImportError(
             f"resgate.natsbus overrides nats-py's Client._process_msg{_HOOK_PARAMS[1:]} and "
@@ -427,6 +428,15 @@ class NatsBus:
         nc.publish_now(subject, reply or "", payload)
         if self.trace:
             log.debug("<== {subject}: {payload}", subject=subject, payload=one_line(payload), resgate_trace=True)
+
+    def has_unread(self) -> bool:
+        """Whether nats-py's parser holds more of what it read than the message being handled.
+
+        It hands over each message as soon as it is parsed, the rest of the
+        read still in its buffer: a burst of events read at once is there.
+        """
+        nc = self._nc
+        return nc is not None and bool(nc._ps.buf)
 
     def send_now(self) -> None:
         """Write the queued PUB, SUB and UNSUB commands now, not when nats-py's flusher task next runs."""

@@ -41,7 +41,7 @@ from resgate.site import DirectUpgrade, GatewayRoot, GatewaySite, PlainGet
 from resgate.status import GatewayStatus
 from resgate.statuspage import StatusPage
 from resgate.tracing import configured_tracing
-from resgate.transport import PortReactor, describe_address
+from resgate.transport import PortReactor, describe_address, set_unread_check
 from resgate.web import ApiResource, HttpBounds
 from resgate.workqueue import WorkQueue
 from resgate.ws import ClientFactory
@@ -274,6 +274,8 @@ class GatewayService(MultiService):
             self.mq, reactor, self._nats_lost, self._nats_restored,
             retry_delay=reconnect_backoff(config.reconnect_max_delay / 1000),
         ).setServiceParent(self)
+        # Corked writes wait for the end of the turn only while this bus has more read (resgate.transport).
+        set_unread_check(self.mq.has_unread)
         self.work = WorkQueue()
         self.cache = ResourceCache(self.mq, self.work, reactor=reactor, unsubscribe_delay=unsubscribe_delay,
                                    reset_throttle=config.reset_throttle)

@@ -13,6 +13,13 @@ is asked to watch the socket only when the kernel does not take it all.
 Ordering, buffering, producers and closing stay Twisted's own: the data sits
 in the transport's usual buffers and is sent by its own ``doWrite``.
 
+The end of the turn is worth waiting for only when more is coming in it: a
+burst of events read from NATS at once, each to the same clients, goes out
+in one ``send`` per client. When the bus has nothing more read
+(``Bus.has_unread``), the connections an event is written to go out
+``EARLY_FLUSH`` at a time while the rest are still being written, so the
+first clients do not wait for the last ones' turn.
+
 The ports can also share their address with other processes (``SO_REUSEPORT``,
 for ``--workers``) and count their connections against the connection caps
 (``resgate.admission``); all of it is chosen by handing the endpoint a
@@ -40,7 +47,7 @@ import asyncio
 import ipaddress
 import socket
 import struct
-from typing import Any
+from typing import Any, Callable
 
 from typing import TYPE_CHECKING
 
@@ -80,6 +87,23 @@ MAX_PROXY_V2_BLOCK = 2048
 
 #: Connections with corked writes, in the order they first wrote this turn.
 _corked: list[_CorkedWrites] = []
+#: How many corked connections are sent at once, before the turn ends, when
+#: nothing more is read (see the module's docstring).
+EARLY_FLUSH = 32
+
+
+def _nothing_unread() -> bool:
+    return False
+
+
+#: Whether messages already received wait to be handled (``set_unread_check``).
+_unread: Callable[[], bool] = _nothing_unread
+
+
+def set_unread_check(check: Callable[[], bool]) -> None:
+    """Have corked writes ask ``check`` (the gateway's ``Bus.has_unread``) whether more is coming this turn."""
+    global _unread
+    _unread = check
 
 
 def _flush() -> None:
@@ -164,6 +188,8 @@ class _CorkedWrites(_ServerBase):
                 return
         _corked.append(self)
         self._is_corked = True
+        if len(_corked) >= EARLY_FLUSH and not _unread():
+            _flush()
 
     def stopWriting(self) -> None:
         if self._is_watched:

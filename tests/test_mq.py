@@ -632,3 +632,17 @@ async def test_send_now_without_a_connection_does_nothing(nats_server, clients):
     client.send_now()
     never = NatsBus("nats://127.0.0.1:1")
     never.send_now()
+
+
+@pytest_twisted.ensureDeferred
+async def test_has_unread_while_the_rest_of_a_read_waits_in_the_parser(nats_server, clients):
+    """What nats-py's read loop does with one read of three messages: each handled while the rest wait."""
+    client = await clients(nats_server.url)
+    seen: list[tuple[bytes, bool]] = []
+    subscription = client.subscribe("mq.unread", lambda _subject, data: seen.append((data, client.has_unread())))
+    read = b"".join(b"MSG mq.unread %d 1\r\n%s\r\n" % (subscription._sid, data) for data in (b"a", b"b", b"c"))
+    await within(as_deferred(client._nc._ps.parse(read)))
+    assert seen == [(b"a", True), (b"b", True), (b"c", False)]
+    assert not client.has_unread()
+    await within(client.close())
+    assert not client.has_unread()

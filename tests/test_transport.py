@@ -16,6 +16,7 @@ import pytest_twisted
 from twisted.internet import defer, error, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, serverFromString
 
+from resgate import transport
 from resgate.transport import CorkedServer, PortReactor
 from tests.rig.aio import eventually, sleep, within
 
@@ -241,3 +242,46 @@ async def test_addresses_are_the_sockets():
         for _ in range(2):  # the second time from the kept ones
             assert transport.getHost() == client.transport.getPeer()
             assert transport.getPeer() == client.transport.getHost()
+
+
+@contextlib.asynccontextmanager
+async def connected_many(count: int):
+    """``count`` loopback clients and the server's transports of their connections, in connecting order."""
+    port, servers = await serve(lambda transport: None)
+    clients = []
+    try:
+        for _ in range(count):
+            clients.append(await connect(port))
+            await eventually(lambda: len(servers) == len(clients))
+        yield clients, [server.transport for server in servers]
+        for client in clients:
+            client.transport.loseConnection()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_with_nothing_unread_a_fan_out_goes_out_before_the_turn_ends(monkeypatch):
+    monkeypatch.setattr(transport, "_unread", lambda: False)
+    async with connected_many(transport.EARLY_FLUSH + 1) as (clients, transports):
+        for server_side in transports[:transport.EARLY_FLUSH - 1]:
+            server_side.write(b"event")
+        assert all(server_side._tempDataBuffer for server_side in transports[:transport.EARLY_FLUSH - 1])
+        # The EARLY_FLUSH-th corked connection sends them all, in this turn.
+        transports[transport.EARLY_FLUSH - 1].write(b"event")
+        assert not any(server_side._tempDataBuffer for server_side in transports[:transport.EARLY_FLUSH])
+        transports[-1].write(b"event")
+        assert transports[-1]._tempDataBuffer  # a new batch, corked again
+        await eventually(lambda: all(bytes(client.received) == b"event" for client in clients))
+
+
+@pytest_twisted.ensureDeferred
+async def test_while_more_is_unread_a_fan_out_waits_for_the_turn_to_end(monkeypatch):
+    monkeypatch.setattr(transport, "_unread", lambda: True)
+    async with connected_many(transport.EARLY_FLUSH + 1) as (clients, transports):
+        for server_side in transports:
+            server_side.write(b"event")
+        assert all(server_side._tempDataBuffer for server_side in transports)
+        for server_side in transports:
+            server_side.write(b" and the next")
+        await eventually(lambda: all(bytes(client.received) == b"event and the next" for client in clients))

@@ -348,6 +348,10 @@ class MemoryBus:
     def send_now(self) -> None:
         """Nothing waits here for a turn's end: what was published is with the broker already."""
 
+    def has_unread(self) -> bool:
+        """Whether the broker holds messages not delivered yet (for any of its connections)."""
+        return self.broker.pending > 0
+
     def close(self) -> Deferred[None]:
         if self._connected:
             self._drop(errors.DISPOSING)
