@@ -648,10 +648,7 @@ class Subscription:
     # -- references
 
     def _add_reference(self, rid: str, *, bounded: bool = True) -> Subscription:
-        if rid not in self.refs:
-            self.conn.subscribe_references((rid,), self, self.throttle, bounded)
-        else:
-            self.count_reference(rid)
+        self.conn.subscribe_references((rid,), self, self.throttle, bounded)
         return self.refs[rid]
 
     def count_reference(self, rid: str) -> None:

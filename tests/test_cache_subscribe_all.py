@@ -156,8 +156,8 @@ def test_a_resource_id_the_cache_refuses_is_told_as_an_error() -> None:
     assert sorted(told, key=repr) == [("test. bad", errors.CODE_INTERNAL_ERROR), ("test.m1", {"rid": "test.m1"})]
 
 
-class Gateway:
-    """Connections and the cache over the memory bus, with a service of two collections.
+class Gateway(Cache):
+    """Connections on the cache, with a service granting access and serving two collections.
 
     ``test.small`` references ``test.m0`` .. ``test.m99``; ``test.large``
     references ``test.m0`` .. ``test.m299``: more than two batches, the
@@ -165,16 +165,9 @@ class Gateway:
     """
 
     def __init__(self, max_resources: int) -> None:
-        self.clock = task.Clock()
-        self.broker = MemoryBroker(self.clock)
-        bus = self.broker.bus(clock=self.clock)
-        bus.connect()
+        super().__init__()
         self.broker.subscribe("access.>", self._answer)
-        self.broker.subscribe("get.>", self._answer)
-        self.work = WorkQueue()
-        self.cache = ResourceCache(bus, self.work, reactor=self.clock)
         self.context = GatewayContext(self.cache, Config(max_resources=max_resources))
-        self.clock.advance(0)
 
     def _answer(self, subject: str, _payload: bytes, reply: str, _headers: Any) -> None:
         kind, _, rid = subject.partition(".")
