@@ -38,6 +38,7 @@ from resgate.connection import Connection
 from resgate.context import GatewayContext
 from resgate.internals import (
     between_messages,
+    connect_plainly,
     end_message,
     format_debug_lines_lazily,
     frame_bytes,
@@ -175,7 +176,14 @@ class ClientProtocol(WebSocketServerProtocol):
     def connectionMade(self) -> None:
         # Shadows Autobahn's class-wide logger with the gateway's rate-limited one.
         self.log = self.factory.autobahn_log
-        super().connectionMade()
+        # Autobahn's connectionMade formats three debug lines and an option
+        # list it does not log: a tenth of connecting a client. Where the
+        # factory's options allow the plain handshake, the same state is set
+        # without them (tests/test_ws_handshake.py).
+        if self.plain_handshake:
+            connect_plainly(self)
+        else:
+            super().connectionMade()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)

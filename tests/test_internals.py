@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+from typing import Any
 
 import pytest
 from autobahn.twisted import websocket as autobahn_twisted_websocket
@@ -35,6 +37,9 @@ def test_the_installed_versions_pass_the_check():
     (lambda mp: mp.setattr(http.HTTPChannel, "requestDone", lambda self, request: None), "_waitingForTransport"),
     (lambda mp: mp.delattr(asyncioreactor, "callWithLogger"), "callWithLogger"),
     (lambda mp: mp.setattr(WebSocketServerProtocol, "_connectionMade", lambda self: None), "hltype, hlval"),
+    (lambda mp: mp.setattr(WebSocketProtocol, "_connectionMade", lambda self: setattr(self, "newState", None)),
+     "connectionMade's attributes"),
+    (lambda mp: mp.delattr(autobahn_twisted_websocket, "create_transport_details"), "create_transport_details"),
 ])
 def test_a_changed_private_part_fails_in_one_line_naming_it(monkeypatch, break_it, named):
     break_it(monkeypatch)
@@ -100,3 +105,63 @@ def test_a_debug_line_s_argument_formats_as_autobahn_s_own(format_value, value):
                                                                               f"{expected:>3}")
     assert formatEvent({"log_format": "{func} for {peer}", "func": argument, "peer": argument}) == (
         f"{expected} for {expected}")
+
+
+UPGRADE = (b"GET /ws?a=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+           b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Twice: 1\r\n"
+           b"x-twice:  2 \t\r\nCookie: a=b; c=\xe9\r\n\r\n")
+
+
+def parsed_by(parse, head: bytes) -> Any:
+    try:
+        return parse(head)
+    except ValueError:
+        return ValueError
+
+
+@pytest.mark.parametrize("head", [
+    UPGRADE,
+    b"GET / HTTP/1.1\r\n\r\n",
+    b"\r\n\r\n",
+    b" GET / HTTP/1.1 \r\nHost:x\r\nEmpty:\r\nSpaces:   \r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a:b:c\r\n\r\n",
+    b"GET / HTTP/1.1\r\n Folded: x\r\n\r\n",  # obs-fold
+    b"GET / HTTP/1.1\r\nNo colon\r\n\r\n",
+    b"GET / HTTP/1.1\r\nName : spaced\r\n\r\n",
+    b"GET / HTTP/1.1\r\nBare\nLF: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nBare\rCR: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nValue: x\x00y\r\n\r\n",
+    b"GET / HTTP/1.1\r\nValue: x\x7f\r\n\r\n",
+    b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /\t HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\n\xe9: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\n: x\r\n\r\n",
+], ids=lambda head: repr(head[:40]))
+def test_an_upgrade_head_parses_as_autobahn_parses_it(head):
+    assert parsed_by(internals.parse_upgrade_head, head) == parsed_by(autobahn_protocol.parseHttpHeader, head)
+
+
+def test_mangled_upgrade_heads_parse_as_autobahn_parses_them():
+    """Heads with bytes changed, inserted or deleted, many of them still plain: the same result or both refused."""
+    rng = random.Random(1)
+    alphabet = b"\r\n\t :\x00\x1f\x7f\x80\xffaZ,;"
+    plain = 0
+    for _ in range(20_000):
+        head = bytearray(UPGRADE)
+        for _ in range(rng.randint(1, 3)):
+            position = rng.randrange(len(head))
+            choice = rng.random()
+            if choice < 0.4:
+                head[position] = rng.choice(alphabet)
+            elif choice < 0.7:
+                head.insert(position, rng.choice(alphabet))
+            else:
+                del head[position]
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            continue
+        mangled = bytes(head[:end + 4])
+        plain += internals._PLAIN_HEAD.fullmatch(mangled) is not None
+        assert parsed_by(internals.parse_upgrade_head, mangled) == parsed_by(autobahn_protocol.parseHttpHeader,
+                                                                              mangled), mangled
+    assert 1000 < plain < 19_000  # both ways were taken

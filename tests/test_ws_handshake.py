@@ -5,9 +5,11 @@ without running them (``_open_plain_upgrade``) and leaves every other head to
 Autobahn. Each head below is sent twice over loopback to one gateway: once
 as the gateway takes it, once with the plain handshake off, so Autobahn's
 handshake answers. Both must write the same bytes and, for an upgrade,
-leave the server's protocol in the same state. For the plain heads, the test
-also checks that Autobahn's handshake did not run, so a fast path that stops
-being taken fails here too.
+leave the server's protocol in the same state. The plain handshake's options
+also ready each connection without Autobahn's connectionMade (connect_plainly),
+so the states compared are those two steps' together. For the plain heads,
+the test also checks that neither of Autobahn's steps ran, so a fast path
+that stops being taken fails here too.
 """
 
 from __future__ import annotations
@@ -125,20 +127,26 @@ def state_of(server: WebSocketServerProtocol) -> dict[str, Any]:
     return state
 
 
-async def exchange(gateway, data: bytes, *, plain: bool, monkeypatch) -> tuple[bytes, dict | None, int]:
-    """Send ``data``; the server's answer, its protocol's state if it opened, and Autobahn's handshakes run."""
+async def exchange(gateway, data: bytes, *, plain: bool, monkeypatch) -> tuple[bytes, dict | None, list[str]]:
+    """Send ``data``; the server's answer, its protocol's state if it opened, and which of Autobahn's steps ran."""
     from twisted.internet import reactor
 
     clients = gateway.clients
     ran = []
     autobahn_handshake = WebSocketServerProtocol.processHandshake
+    autobahn_connection_made = WebSocketServerProtocol.connectionMade
 
-    def counted(self) -> None:
-        ran.append(self)
+    def counted_handshake(self) -> None:
+        ran.append("processHandshake")
         autobahn_handshake(self)
 
+    def counted_connection_made(self) -> None:
+        ran.append("connectionMade")
+        autobahn_connection_made(self)
+
     with monkeypatch.context() as patch:
-        patch.setattr(WebSocketServerProtocol, "processHandshake", counted)
+        patch.setattr(WebSocketServerProtocol, "processHandshake", counted_handshake)
+        patch.setattr(WebSocketServerProtocol, "connectionMade", counted_connection_made)
         patch.setattr(clients.protocol, "plain_handshake", plain and clients.protocol.plain_handshake)
         before = set(clients.protocols)
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", gateway.port, timeout=WAIT_TIMEOUT)
@@ -158,14 +166,14 @@ async def exchange(gateway, data: bytes, *, plain: bool, monkeypatch) -> tuple[b
         state = state_of(opened[0]) if opened else None
         client.transport.loseConnection()
         await eventually(lambda: client.gone)
-    return client.received, state, len(ran)
+    return client.received, state, ran
 
 
-async def compare(gateway, data: bytes, monkeypatch) -> tuple[bytes, int]:
-    """Both handshakes' answers and states, asserted equal; the answer and how often Autobahn's ran for the gateway's."""
+async def compare(gateway, data: bytes, monkeypatch) -> tuple[bytes, list[str]]:
+    """Both handshakes' answers and states, asserted equal; the answer and which of Autobahn's steps ran for the gateway's."""
     ours, our_state, ran = await exchange(gateway, data, plain=True, monkeypatch=monkeypatch)
     autobahns, autobahn_state, autobahn_ran = await exchange(gateway, data, plain=False, monkeypatch=monkeypatch)
-    assert autobahn_ran == 1
+    assert autobahn_ran == ["connectionMade", "processHandshake"]
     assert ours == autobahns
     assert our_state == autobahn_state
     return ours, ran
@@ -177,7 +185,7 @@ async def test_a_plain_upgrade_opens_as_autobahns_handshake_would(gateway, monke
     answer, ran = await compare(gateway, PLAIN[name], monkeypatch)
     assert answer.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
     assert b"\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in answer  # RFC 6455's example
-    assert ran == 0
+    assert ran == []
     # The headers of Resgate's 101: nothing naming the server or its version.
     names = [line.split(b":")[0].lower() for line in answer.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]]
     assert names == [b"upgrade", b"connection", b"sec-websocket-accept"]
@@ -187,7 +195,7 @@ async def test_a_plain_upgrade_opens_as_autobahns_handshake_would(gateway, monke
 @pytest.mark.parametrize("name", sorted(AUTOBAHN))
 async def test_any_other_head_is_autobahns_to_answer(gateway, monkeypatch, name):
     _, ran = await compare(gateway, AUTOBAHN[name], monkeypatch)
-    assert ran == 1
+    assert ran == ["processHandshake"]
 
 
 @pytest_twisted.ensureDeferred
@@ -195,10 +203,10 @@ async def test_a_forbidden_origin_is_refused_by_autobahns_handshake(gateway_fact
     gateway = await gateway_factory(allow_origin="http://allowed.example")
     answer, ran = await compare(gateway, head("Origin: http://other.example"), monkeypatch)
     assert answer.startswith(b"HTTP/1.1 403 ")
-    assert ran == 1
+    assert ran == ["processHandshake"]
     answer, ran = await compare(gateway, head("Origin: http://ALLOWED.example"), monkeypatch)
     assert answer.startswith(b"HTTP/1.1 101 ")
-    assert ran == 0
+    assert ran == []
 
 
 @pytest_twisted.ensureDeferred
@@ -206,6 +214,6 @@ async def test_with_compression_an_offer_is_negotiated_by_autobahn(gateway_facto
     gateway = await gateway_factory(ws_compression=True)
     answer, ran = await compare(gateway, PLAIN["browser"], monkeypatch)
     assert b"\r\nSec-WebSocket-Extensions: permessage-deflate" in answer
-    assert ran == 1
+    assert ran == ["processHandshake"]
     _, ran = await compare(gateway, PLAIN["node ws"], monkeypatch)
-    assert ran == 0
+    assert ran == []
