@@ -21,6 +21,7 @@ and on the newest release. nats-py's private parts are checked in
 | ``WebSocketProtocol.message_data``, ``message_is_binary``, ``failedByMe`` | ws.ClientProtocol | ending a message without firing Autobahn's "message" signal |
 | ``WebSocketProtocol.data``, ``current_frame``, ``inside_message`` | ws.ClientProtocol | reading whole messages itself only while Autobahn holds no part of one |
 | ``HTTPChannel._networkProducer``, ``_waitingForTransport``, ``_optimisticEagerReadSize`` | web.BoundedLineChannel | holding a client's pipelined requests while a plain GET is answered, as twisted.web holds them |
+| ``LineReceiver._buffer`` of ``HTTPChannel`` | ws.UpgradeResource | whether a client sent bytes after its upgrade's head, before the answer |
 | ``twisted.internet.asyncioreactor.callWithLogger`` | process.install_reactor | calling a socket's reader or writer without a log context built per event |
 | ``autobahn.websocket.protocol.parseHttpHeader``, ``WebSocketProtocol._parseExtensionsHeader``, the attributes ``processHandshake`` and ``succeedHandshake`` set, ``_onOpen`` | ws.ClientProtocol | opening a plain upgrade to the state Autobahn's handshake leaves, without it |
 | the attributes Autobahn's three ``connectionMade`` steps set, ``autobahn.twisted.websocket.create_transport_details`` | ws.ClientProtocol | readying a connection for a plain upgrade without Autobahn's debug lines |
@@ -49,6 +50,7 @@ from autobahn.wamp.types import TransportDetails
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from twisted.internet import abstract, asyncioreactor, protocol, tcp
 from twisted.internet.interfaces import IPushProducer, IReactorFDSet
+from twisted.protocols import basic
 from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper as HAProxyProtocolWrapper
 from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory as HAProxyWrappingFactory
 from twisted.web import http
@@ -291,6 +293,15 @@ _OPEN_NAMES = {"websocket_protocol_in_use", "websocket_extensions_in_use", "http
 _PLAIN_HEAD = re.compile(rb"[^\x00-\x1f\x7f]*\r\n(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*\r\n")
 
 
+def has_unread_after_head(channel: http.HTTPChannel) -> bool:
+    """Whether bytes arrived after the head of the request ``channel`` is rendering, in the same read.
+
+    twisted.web renders a request without a body from within the read that
+    ended its head; the rest of that read waits in the channel's line buffer.
+    """
+    return bool(channel._buffer)
+
+
 def parse_upgrade_head(head: bytes) -> tuple[str, dict[str, str], dict[str, int]]:
     """Autobahn's strict parse of an upgrade's head: request line, headers (names in lower case), their counts.
 
@@ -492,6 +503,10 @@ def check() -> None:
     if (tuple(frozenset(step.__code__.co_names) for step in adapter_steps) != _CONNECT_NAMES
             or not callable(getattr(autobahn_twisted_websocket, "create_transport_details", None))):
         problems.append("autobahn connectionMade's attributes and create_transport_details")
+    if (not issubclass(http.HTTPChannel, basic.LineReceiver)
+            or "_buffer" not in basic.LineReceiver.dataReceived.__code__.co_names
+            or not isinstance(getattr(http.HTTPChannel(), "_buffer", None), bytes)):
+        problems.append("twisted LineReceiver._buffer, as HTTPChannel reads a request's head")
     if not callable(getattr(autobahn_protocol, "create_xor_masker", None)):
         problems.append("autobahn websocket.protocol.create_xor_masker")
     if problems:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Callable
 
-from autobahn.twisted.resource import WebSocketResource
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
@@ -44,7 +43,7 @@ from resgate.tracing import configured_tracing
 from resgate.transport import PortReactor, describe_address, set_unread_check
 from resgate.web import ApiResource, HttpBounds
 from resgate.workqueue import WorkQueue
-from resgate.ws import ClientFactory
+from resgate.ws import ClientFactory, UpgradeResource
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -288,7 +287,7 @@ class GatewayService(MultiService):
         self.metrics.cache_resources = lambda: len(self.cache.names)
         self.metrics.cache_subscriptions = lambda: sum(es.count for es in self.cache.names.values())
         api = ApiResource(self.context)
-        root = GatewayRoot(config.ws_path, WebSocketResource(self.clients), config.api_path, api)
+        root = GatewayRoot(config.ws_path, UpgradeResource(self.clients), config.api_path, api)
         http_bounds = HttpBounds.of(config)
         self.site = GatewaySite(root, http_bounds, direct_upgrade=DirectUpgrade(config.ws_path, self.clients),
                                 plain_get=PlainGet(config.ws_path, config.api_path, api))

@@ -21,6 +21,7 @@ import re
 from typing import Any, Callable, cast
 from urllib import parse
 
+from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
@@ -28,6 +29,7 @@ from twisted.internet.interfaces import IConsumer, IDelayedCall, ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import server
 
 from resgate import errors, rpc
 from resgate.apiencoding import CONTENT_TYPE, encode_error, rid_to_path
@@ -42,6 +44,7 @@ from resgate.internals import (
     end_message,
     format_debug_lines_lazily,
     frame_bytes,
+    has_unread_after_head,
     open_upgraded,
     parse_extension_offers,
     parse_upgrade_head,
@@ -661,3 +664,29 @@ class ClientFactory(WebSocketServerFactory):
             # sendClose refuses 1001 (an endpoint's code, not an application's);
             # the frame-level call sends it as RFC 6455 intends for a server going away.
             protocol.sendCloseFrame(code=1001, reasonUtf8=b"Server is shutting down")
+
+
+class UpgradeResource(WebSocketResource):
+    """The WebSocket path in twisted.web: Autobahn's resource, but a client that sent bytes after its upgrade's head is closed unanswered.
+
+    RFC 6455 has a client wait for the server's handshake before it sends
+    anything; Resgate closes, without a response, the connection of one
+    that did not. Autobahn's resource hands its protocol the head alone, so
+    those bytes were lost and the client waited for answers to requests
+    the gateway never read. Heads that arrive alone, the way clients send
+    them, are as before (site.DirectUpgrade leaves the others to this).
+    """
+
+    def __init__(self, factory: ClientFactory) -> None:
+        super().__init__(factory)
+        self._clients = factory
+
+    def render(self, request):
+        channel = request.channel
+        if channel.transport is not None and has_unread_after_head(channel):
+            if self._clients.context.debug:
+                log.debug("Upgrade from {peer} refused: data sent before the handshake's answer",
+                          peer=remote_addr(request.getClientAddress()))
+            channel.transport.loseConnection()
+            return server.NOT_DONE_YET
+        return super().render(request)

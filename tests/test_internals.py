@@ -14,6 +14,7 @@ from autobahn.websocket import protocol as autobahn_protocol
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from autobahn.websocket.xormasker import create_xor_masker
 from twisted.internet import abstract, asyncioreactor, tcp
+from twisted.protocols import basic
 from twisted.logger import formatEvent
 from twisted.web import http
 
@@ -40,6 +41,7 @@ def test_the_installed_versions_pass_the_check():
     (lambda mp: mp.setattr(WebSocketProtocol, "_connectionMade", lambda self: setattr(self, "newState", None)),
      "connectionMade's attributes"),
     (lambda mp: mp.delattr(autobahn_twisted_websocket, "create_transport_details"), "create_transport_details"),
+    (lambda mp: mp.setattr(basic.LineReceiver, "dataReceived", lambda self, data: None), "LineReceiver._buffer"),
 ])
 def test_a_changed_private_part_fails_in_one_line_naming_it(monkeypatch, break_it, named):
     break_it(monkeypatch)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketServerProtocol
-from twisted.internet import protocol
+from twisted.internet import protocol, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from tests.rig.aio import WAIT_TIMEOUT, eventually, within
@@ -217,3 +217,64 @@ async def test_with_compression_an_offer_is_negotiated_by_autobahn(gateway_facto
     assert ran == ["processHandshake"]
     _, ran = await compare(gateway, PLAIN["node ws"], monkeypatch)
     assert ran == []
+
+
+def masked_text_frame(payload: bytes) -> bytes:
+    """A client's text frame of up to 125 bytes, masked as RFC 6455 requires."""
+    mask = b"\x01\x02\x03\x04"
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+VERSION_REQUEST = masked_text_frame(b'{"id":1,"method":"version","params":{"protocol":"1.2.3"}}')
+
+
+async def sent_in_one_write(gateway, data: bytes) -> RawClient:
+    """A client that sent ``data`` in one write; once the gateway answered it (101 and the version reply) or closed."""
+    from twisted.internet import reactor
+
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", gateway.port, timeout=WAIT_TIMEOUT)
+    client = await within(connectProtocol(endpoint, RawClient(data)), WAIT_TIMEOUT)
+    await eventually(lambda: client.gone or b'"protocol":' in client.received)
+    return client
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("name", ["node ws", "browser", "subprotocol", "compression", "header auth"])
+async def test_a_client_that_sends_before_the_handshake_s_answer_is_closed_unanswered(gateway_factory, name):
+    """RFC 6455 has a client wait for the 101; Resgate closes one that did not, and so does the gateway."""
+    settings: dict[str, Any] = {"ws_compression": name == "compression"}
+    if name == "header auth":
+        settings["ws_header_auth"] = "auth.ws.login"
+    gateway = await gateway_factory(**settings)
+    upgrade = head("Sec-WebSocket-Protocol: res") if name == "subprotocol" else PLAIN.get(name, PLAIN["browser"])
+    client = await sent_in_one_write(gateway, upgrade + VERSION_REQUEST)
+    assert client.gone and client.received == b""
+    assert not gateway.clients.protocols
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_same_request_after_the_101_is_answered(gateway):
+    from twisted.internet import reactor
+
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", gateway.port, timeout=WAIT_TIMEOUT)
+    client = await within(connectProtocol(endpoint, RawClient(PLAIN["node ws"])), WAIT_TIMEOUT)
+    await eventually(lambda: client.gone or b"\r\n\r\n" in client.received)
+    client.transport.write(VERSION_REQUEST)
+    await eventually(lambda: client.gone or b'"protocol":' in client.received)
+    assert client.received.startswith(b"HTTP/1.1 101 ") and b'"protocol":"1.2.3"' in client.received
+    client.transport.loseConnection()
+    await eventually(lambda: client.gone)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_head_in_two_reads_with_a_frame_after_it_is_closed_unanswered(gateway):
+    """The end of the head and the frame in one read, its start in an earlier one (twisted.web's way, not the direct one)."""
+    from twisted.internet import reactor
+
+    upgrade = PLAIN["node ws"]
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", gateway.port, timeout=WAIT_TIMEOUT)
+    client = await within(connectProtocol(endpoint, RawClient(upgrade[:20])), WAIT_TIMEOUT)
+    await task.deferLater(reactor, 0.05)  # most likely read apart; either way the answer is the same
+    client.transport.write(upgrade[20:] + VERSION_REQUEST)
+    await eventually(lambda: client.gone or bool(client.received))
+    assert client.gone and client.received == b""
