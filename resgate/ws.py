@@ -673,8 +673,9 @@ class UpgradeResource(WebSocketResource):
     anything; Resgate closes, without a response, the connection of one
     that did not. Autobahn's resource hands its protocol the head alone, so
     those bytes were lost and the client waited for answers to requests
-    the gateway never read. Heads that arrive alone, the way clients send
-    them, are as before (site.DirectUpgrade leaves the others to this).
+    the gateway never read. A head that arrives alone, as clients send it,
+    is upgraded as before: site.DirectUpgrade takes only such heads and
+    leaves any other to twisted.web and this resource.
     """
 
     def __init__(self, factory: ClientFactory) -> None:
