@@ -673,9 +673,11 @@ class UpgradeResource(WebSocketResource):
     anything; Resgate closes, without a response, the connection of one
     that did not. Autobahn's resource hands its protocol the head alone, so
     those bytes were lost and the client waited for answers to requests
-    the gateway never read. A head that arrives alone, as clients send it,
-    is upgraded as before: site.DirectUpgrade takes only such heads and
-    leaves any other to twisted.web and this resource.
+    the gateway never read. A request that asks for no WebSocket upgrade
+    gets Autobahn's answer, pipelined bytes or not. A head that arrives
+    alone, as clients send it, is upgraded as before: site.DirectUpgrade
+    takes only such heads and leaves any other to twisted.web and this
+    resource.
     """
 
     def __init__(self, factory: ClientFactory) -> None:
@@ -684,7 +686,9 @@ class UpgradeResource(WebSocketResource):
 
     def render(self, request):
         channel = request.channel
-        if channel.transport is not None and has_unread_after_head(channel):
+        upgrade = request.getHeader("upgrade") or ""
+        if (channel.transport is not None and "websocket" in upgrade.lower()
+                and has_unread_after_head(channel)):
             if self._clients.context.debug:
                 log.debug("Upgrade from {peer} refused: data sent before the handshake's answer",
                           peer=remote_addr(request.getClientAddress()))

@@ -278,3 +278,17 @@ async def test_a_head_in_two_reads_with_a_frame_after_it_is_closed_unanswered(ga
     client.transport.write(upgrade[20:] + VERSION_REQUEST)
     await eventually(lambda: client.gone or bool(client.received))
     assert client.gone and client.received == b""
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_get_of_the_websocket_path_without_an_upgrade_is_answered_with_bytes_after_it_too(gateway):
+    """Not an upgrade: Autobahn answers it as it answers the same GET alone."""
+    plain_get = raw_head("GET / HTTP/1.1", "Host: 127.0.0.1")
+    answers = []
+    for data in (plain_get, plain_get + plain_get):
+        client = await sent_in_one_write(gateway, data)
+        await eventually(lambda: client.gone or b"</html>" in client.received)
+        answers.append(client.received.split(b"\r\n", 1)[0])
+        client.transport.loseConnection()
+        await eventually(lambda: client.gone)
+    assert answers[0] == answers[1] and answers[0].startswith(b"HTTP/1.1 ")
