@@ -29,7 +29,7 @@ from twisted.internet.interfaces import IConsumer, IDelayedCall, ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import server
+from twisted.web import http, server
 
 from resgate import errors, rpc
 from resgate.apiencoding import CONTENT_TYPE, encode_error, rid_to_path
@@ -130,6 +130,42 @@ class AutobahnLog:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._autobahn_log, name)
+
+
+def has_token(value: str | None, token: str) -> bool:
+    """Whether a comma-separated header value names ``token`` (case-insensitive)."""
+    return value is not None and any(part.strip().lower() == token for part in value.split(","))
+
+
+def refusal_status(code: int, request_line: str | None, headers: dict[str, str] | None) -> int:
+    """The status Resgate refuses this upgrade with, given the one Autobahn's check chose.
+
+    gorilla/websocket, in Resgate, checks the Connection and Upgrade tokens
+    first (400), then the method (405); every other failure of the head is a
+    400. Only the gateway's own refusals, a forbidden origin (403, as
+    gorilla's) and no NATS (503, ours), keep their status.
+    """
+    if request_line is None or headers is None:
+        return 400
+    if not (has_token(headers.get("connection"), "upgrade") and has_token(headers.get("upgrade"), "websocket")):
+        return 400
+    if request_line.split(" ", 1)[0] != "GET":
+        return 405
+    return code if code in (403, 503) else 400
+
+
+def refusal_response(status: int, head_only: bool) -> bytes:
+    """An upgrade's refusal as Resgate writes it: the reason phrase as a plain-text body, the version it speaks."""
+    reason = reason_phrase(status)
+    body = reason.encode() + b"\n"
+    head = (f"HTTP/1.1 {status} {reason}\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n"
+            "Sec-Websocket-Version: 13\r\n"
+            "X-Content-Type-Options: nosniff\r\n"
+            f"Date: {http.datetimeToString().decode()}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    return head if head_only else head + body
 
 
 def canonical_header_name(name: str) -> str:
@@ -339,10 +375,15 @@ class ClientProtocol(WebSocketServerProtocol):
         self._refusal = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
 
     def sendHttpErrorResponse(self, code, reason, responseHeaders=None) -> None:
+        # Autobahn's refusal is a status line with its check's reason and no
+        # body; a client of Resgate gets gorilla's (refusal_response). The
+        # reason is still in Autobahn's log line (failHandshake).
         if self._refusal is not None:
             self.sendData(self._refusal)
             return
-        super().sendHttpErrorResponse(code, reason, responseHeaders)
+        request_line = getattr(self, "http_status_line", None)
+        status = refusal_status(code, request_line, getattr(self, "http_headers", None))
+        self.sendData(refusal_response(status, head_only=request_line is not None and request_line.startswith("HEAD ")))
 
     def _describe_upgrade(self) -> dict[str, Any]:
         """What auth requests tell of the upgrade: its headers (Autobahn's, as ``onConnect`` got them), host, ..."""
@@ -619,6 +660,11 @@ class ClientFactory(WebSocketServerFactory):
             # setProtocolOptions sets Autobahn's own null check, off unless
             # given: hence one call, and "null" left to the gateway.
             allowNullOrigin=True,
+            # As Resgate: only RFC 6455's version (Autobahn also speaks the
+            # drafts' 8), and any other request to the WebSocket path is
+            # refused as an upgrade (400), not answered with Autobahn's page.
+            versions=[13],
+            webStatus=False,
             # twisted.web hands Autobahn the upgrade request whole (read within
             # the HTTP bounds), so without header auth the handshake ends in the
             # call that starts it: Autobahn's open-handshake timer, armed and
