@@ -71,7 +71,7 @@ http_date = _HttpDate()
 
 
 class GatewayRequest(BoundedBodyRequest):
-    """A request to the gateway; ``*`` as target is a bad request, as in Resgate.
+    """A request to the gateway; ``*`` as target (but for OPTIONS), or a missing or repeated Host, is a bad request, as in Resgate.
 
     Rendered by the site's root resource, which routes by the whole path
     (GatewayRoot): twisted.web's resource-tree walk and its unescaping of
@@ -84,14 +84,43 @@ class GatewayRequest(BoundedBodyRequest):
         self.site = self.channel.site  # type: ignore[attr-defined]
         self.setHeader(b"date", http_date())
         if self.path == b"*":
-            self.setResponseCode(400)
-            self.setHeader(b"connection", b"close")
-            self.finish()
+            # As net/http: OPTIONS * asks what the server supports at all
+            # (200, nothing); any other method cannot apply to it.
+            if self.method == b"OPTIONS":
+                self.setHeader(b"content-length", b"0")
+                self.finish()
+            else:
+                self._refuse(b"Bad Request", b"", b"")
+            return
+        hosts = self.requestHeaders.getRawHeaders(b"host")
+        if hosts is None and self.clientproto == b"HTTP/1.1" or hosts is not None and len(hosts) > 1:
+            self._refuse_host(missing=hosts is None)
             return
         try:
             self.render(self.site.resource)
         except BaseException:
             self.processingFailed(Failure())
+
+    def _refuse_host(self, missing: bool) -> None:
+        """An HTTP/1.1 request without Host, or any with two: 400, as RFC 9112 asks and Go's net/http answers.
+
+        Resgate never sees such a request: net/http answers it, on every
+        path, the WebSocket path included, with this reason and text.
+        """
+        reason = b"Bad Request: missing required Host header" if missing else b"Bad Request"
+        self._refuse(reason, b"text/plain; charset=utf-8", b"400 " + reason)
+
+    def _refuse(self, reason: bytes, content_type: bytes, body: bytes) -> None:
+        """A 400 before any resource is asked, and the connection closed after it, as net/http does."""
+        self.setResponseCode(400, reason)
+        if content_type:
+            self.setHeader(b"content-type", content_type)
+        self.setHeader(b"content-length", b"%d" % len(body))
+        self.setHeader(b"connection", b"close")
+        self.channel.persistent = False  # what is pipelined after it is dropped
+        if body and self.method != b"HEAD":
+            self.write(body)
+        self.finish()
 
 
 #: A header name: an HTTP token (RFC 9110).
@@ -138,7 +167,8 @@ class DirectUpgrade:
     whose second parse would see exactly what the first gave is taken: the
     whole head in the connection's first read and nothing after it, a plain
     head (``_plain_head``) with ``GET`` of the WebSocket path, each header
-    name once (WebSocketResource joins a repeated one into one line).
+    name once (WebSocketResource joins a repeated one into one line), Host
+    among them (GatewayRequest refuses a head without).
     Anything else takes twisted.web's way, as before.
     """
 
@@ -156,7 +186,8 @@ class DirectUpgrade:
         request_line, headers = head
         if request_line[1].partition(b"?")[0] != self._prefix[4:]:
             return False
-        if len({name for name, _ in headers}) != len(headers):
+        names = {name for name, _ in headers}
+        if len(names) != len(headers) or b"host" not in names:
             return False
         transport = channel.transport
         assert transport is not None  # data comes only over a connection
@@ -189,7 +220,7 @@ class PlainGet:
     plain head (``_plain_head``) that is the whole of a read on an idle
     connection, ``GET`` or ``HEAD`` of a path under the API path (not the
     WebSocket path), with a printable target, at most
-    ``HTTPChannel.maxHeaders`` headers, no NUL in a value and no ``Expect``;
+    ``HTTPChannel.maxHeaders`` headers, one Host, no NUL in a value and no ``Expect``;
     the API renders a ``web.PlainRequest`` for it. Anything else takes
     twisted.web's way, and what arrives while a request is answered is
     held, as twisted.web holds it, and read once it is. Both ways write the
@@ -219,6 +250,9 @@ class PlainGet:
             if b"\x00" in value or name == b"expect":
                 return False
             headers.addRawHeader(name, value)
+        hosts = headers.getRawHeaders(b"host")
+        if hosts is None or len(hosts) > 1:  # refused by GatewayRequest
+            return False
         # As HTTPChannel.checkPersistence reads an HTTP/1.1 request's Connection header.
         connection = headers.getRawHeaders(b"connection")
         persistent = connection is None or b"close" not in connection[0].lower().split(b" ")

@@ -25,7 +25,10 @@ to Go's net/http); the behaviours are the gateway's own:
 * malformed JSON, bad percent escapes: 400 and 404;
 * a chain of references deeper than any recursion: still encoded;
 * a client that leaves mid-request: its connection is released at once
-  and no request is made for it afterwards.
+  and no request is made for it afterwards;
+* an HTTP/1.1 request without Host, or any request with two: Go's net/http
+  400, on every path, before Resgate sees it; HTTP/1.0 needs no Host;
+  ``*`` as target: 200 for OPTIONS, else 400, as net/http.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from resgate.web import MAX_BODY_SIZE
 from tests.rig.aio import eventually, within
-from tests.rig.api import assert_error, raw_request, send, upgrade_request
+from tests.rig.api import assert_error, parse_response, raw_request, send, upgrade_request
 from tests.rig.resources import ERR_NOT_FOUND, ERR_SUBJECT_TOO_LONG, get_result, respond_get
 
 pytestmark = pytest.mark.usefixtures("logged_errors")
@@ -314,6 +317,87 @@ async def test_headers_over_total_size_are_bad_request(gateway, bystander):
     response = await raw_request(gateway.port, raw("GET", b"/api/test/model", headers=headers))
     assert response.status == 400
     await bystander.finish()
+
+
+MISSING_HOST = "Bad Request: missing required Host header"
+UPGRADE_WITHOUT_HOST = upgrade_request().replace(b"Host: 127.0.0.1\r\n", b"")
+#: Requests Go's net/http refuses before Resgate's handlers, and the reason it gives (seen from Go Resgate 1.8.0).
+HOST_REFUSALS = {
+    "GET without Host": (b"GET /api/test/model HTTP/1.1\r\n\r\n", MISSING_HOST),
+    "HEAD without Host": (b"HEAD /api/test/model HTTP/1.1\r\nAccept: */*\r\n\r\n", MISSING_HOST),
+    "POST without Host": (b"POST /api/test/model/method HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", MISSING_HOST),
+    "upgrade without Host": (UPGRADE_WITHOUT_HOST, MISSING_HOST),
+    "GET with two Hosts": (raw("GET", b"/api/test/model", headers=(b"Host: other",)), "Bad Request"),
+    "HTTP/1.0 GET with two Hosts": (b"GET /api/test/model HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", "Bad Request"),
+    "upgrade with two Hosts": (upgrade_request(headers={"Host": "other"}), "Bad Request"),
+    "a bad path without Host": (b"GET /nowhere HTTP/1.1\r\n\r\n", MISSING_HOST),
+}
+
+
+class UntilClosed(protocol.Protocol):
+    """Writes ``data`` once connected; keeps what the server sends until the server closes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.received, self.closed = data, b"", defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.data)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason=None) -> None:
+        self.closed.callback(self.received)
+
+
+async def answer_before_close(port: int, data: bytes) -> bytes:
+    """All the gateway writes for ``data`` before it closes the connection (bounded: it must close)."""
+    from twisted.internet import reactor
+
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    client = await within(endpoint.connect(protocol.Factory.forProtocol(lambda: UntilClosed(data))))
+    return await within(client.closed)
+
+
+PIPELINED_GET = b"GET /api/test/model HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+@pytest.mark.parametrize("name", sorted(HOST_REFUSALS))
+@pytest_twisted.ensureDeferred
+async def test_a_missing_or_repeated_host_is_refused_as_go_s_net_http_does(gateway, bystander, name):
+    data, reason = HOST_REFUSALS[name]
+    await bystander.start()
+    # The connection closes after the refusal; a request pipelined after it is not read.
+    response = parse_response(await answer_before_close(gateway.port, data + PIPELINED_GET))
+    body = b"" if data.startswith(b"HEAD ") else b"400 " + reason.encode()
+    assert (response.status, response.reason, response.body) == (400, reason, body)
+    assert response.header("Content-Type") == "text/plain; charset=utf-8"
+    assert response.header("Connection") == "close"
+    assert not gateway.clients.protocols
+    await bystander.finish()  # no request reached the service for it
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_asterisk_target_is_for_options_only(gateway, bystander):
+    """net/http answers OPTIONS * itself (200, no body, kept open); any other method gets 400 and a close."""
+    await bystander.start()
+    answer = await answer_before_close(
+        gateway.port, b"OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + PIPELINED_GET)
+    options, bad = answer.split(b"\r\n\r\n", 1)
+    assert options.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nContent-Length: 0" in options
+    assert bad.startswith(b"HTTP/1.1 400 Bad Request\r\n") and bad.endswith(b"\r\nConnection: close\r\n\r\n")
+    assert b"\r\nContent-Length: 0\r\n" in bad
+    await bystander.finish()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_http_1_0_request_needs_no_host(gateway, fake_service):
+    response = defer.ensureDeferred(raw_request(gateway.port, b"GET /api/test/model HTTP/1.0\r\n\r\n"))
+    requests = await fake_service.take("access.test.model", "get.test.model")
+    requests["access.test.model"].respond_result({"get": True})
+    respond_get(requests["get.test.model"])
+    response = await response
+    assert (response.status, json.loads(response.body)) == (200, MODEL)
 
 
 @pytest.mark.parametrize("method, path", [("GET", "test/{}"), ("POST", "test/{}/method"), ("POST", "test/{}")])

@@ -42,7 +42,6 @@ def head(*lines: bytes, target: bytes = b"/api/test/model", method: bytes = b"GE
 #: Heads the gateway answers itself.
 PLAIN = {
     "wrk": head(),
-    "no header at all": b"GET /api/test/model HTTP/1.1\r\n\r\n",
     "browser": head(b"Connection: keep-alive", b"Accept: application/json, text/plain, */*",
                     b"User-Agent: Mozilla/5.0 (X11; Linux x86_64)", b"Origin: http://localhost:8080",
                     b"Referer: http://localhost:8080/", b"Accept-Encoding: gzip, deflate, br",
@@ -81,6 +80,8 @@ PLAIN = {
 #: Heads PlainGet leaves to twisted.web (or to Autobahn: the WebSocket path), each for one reason.
 OTHERS = {
     "HTTP/1.0": b"GET /api/test/model HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+    "no Host": b"GET /api/test/model HTTP/1.1\r\n\r\n",
+    "two Hosts": head(HOST),
     "bare LF": head(b"X-A: 1\nX-B: 2"),
     "bare CR in a value": head(b"X-A: 1\r2"),
     "Content-Length": head(b"Content-Length: 0"),

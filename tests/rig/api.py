@@ -92,6 +92,7 @@ class RawResponse:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    reason: str = ""
 
     def header(self, name: str) -> str | None:
         values = self.all(name)
@@ -144,12 +145,13 @@ def parse_response(raw: bytes) -> RawResponse:
     lines = head.decode("latin-1").split("\r\n")
     if not lines[0].startswith("HTTP/1."):
         raise AssertionError(f"not an HTTP response: {raw[:200]!r}")
-    status = int(lines[0].split(" ")[1])
+    _, status_code, reason = (lines[0].split(" ", 2) + [""])[:3]
+    status = int(status_code)
     headers = []
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers.append((name.strip(), value.strip()))
-    return RawResponse(status, headers, body)
+    return RawResponse(status, headers, body, reason)
 
 
 class RawHttpClient(protocol.Protocol):
