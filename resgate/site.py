@@ -93,7 +93,7 @@ class GatewayRequest(BoundedBodyRequest):
                 self._refuse(b"Bad Request", b"", b"")
             return
         hosts = self.requestHeaders.getRawHeaders(b"host")
-        if hosts is None and self.clientproto == b"HTTP/1.1" or hosts is not None and len(hosts) > 1:
+        if (hosts is None and self.clientproto == b"HTTP/1.1") or (hosts is not None and len(hosts) > 1):
             self._refuse_host(missing=hosts is None)
             return
         try:

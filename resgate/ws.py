@@ -279,8 +279,7 @@ class ClientProtocol(WebSocketServerProtocol):
                 return False
         key = key.strip()
         if (_WS_KEY.fullmatch(key) is None
-                or all(token.strip().lower() != "websocket" for token in upgrade.split(","))
-                or all(token.strip().lower() != "upgrade" for token in connection.split(","))):
+                or not has_token(upgrade, "websocket") or not has_token(connection, "upgrade")):
             return False
         origin = headers.get("origin")
         if origin is not None:

@@ -42,7 +42,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from resgate.web import MAX_BODY_SIZE
 from tests.rig.aio import eventually, within
-from tests.rig.api import assert_error, parse_response, raw_request, send, upgrade_request
+from tests.rig.api import answer_before_close, assert_error, parse_response, raw_request, send, upgrade_request
 from tests.rig.resources import ERR_NOT_FOUND, ERR_SUBJECT_TOO_LONG, get_result, respond_get
 
 pytestmark = pytest.mark.usefixtures("logged_errors")
@@ -332,31 +332,6 @@ HOST_REFUSALS = {
     "upgrade with two Hosts": (upgrade_request(headers={"Host": "other"}), "Bad Request"),
     "a bad path without Host": (b"GET /nowhere HTTP/1.1\r\n\r\n", MISSING_HOST),
 }
-
-
-class UntilClosed(protocol.Protocol):
-    """Writes ``data`` once connected; keeps what the server sends until the server closes."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.received, self.closed = data, b"", defer.Deferred()
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.data)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def connectionLost(self, reason=None) -> None:
-        self.closed.callback(self.received)
-
-
-async def answer_before_close(port: int, data: bytes) -> bytes:
-    """All the gateway writes for ``data`` before it closes the connection (bounded: it must close)."""
-    from twisted.internet import reactor
-
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
-    client = await within(endpoint.connect(protocol.Factory.forProtocol(lambda: UntilClosed(data))))
-    return await within(client.closed)
 
 
 PIPELINED_GET = b"GET /api/test/model HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"

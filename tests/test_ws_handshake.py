@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketServerProtocol
-from twisted.internet import protocol, task
+from twisted.internet import task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from tests.rig.aio import WAIT_TIMEOUT, eventually, within
+from tests.rig.api import RawClient
 
 pytestmark = pytest.mark.usefixtures("logged_errors", "logged_failures")
 
@@ -87,24 +88,6 @@ AUTOBAHN = {
     "bad deflate parameter": head("Sec-WebSocket-Extensions: permessage-deflate; nonsense=1"),
     "repeated origin": head("Origin: http://a.example", "Origin: http://b.example"),
 }
-
-
-class RawClient(protocol.Protocol):
-    """Writes ``data`` once connected; keeps what the server sends."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.received = b""
-        self.gone = False
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.data)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def connectionLost(self, reason: Any = None) -> None:
-        self.gone = True
 
 
 def state_of(server: WebSocketServerProtocol) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import treq
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from tests.rig.aio import WAIT_TIMEOUT, sleep, within
+from tests.rig.aio import WAIT_TIMEOUT, eventually, sleep, within
 from tests.rig.http import HttpResponse
 from tests.rig.resources import ERR_NOT_FOUND, get_result, respond_get
 
@@ -123,6 +123,34 @@ class _Collect(protocol.Protocol):
 
     def connectionLost(self, reason) -> None:
         self.done.callback(self.data)
+
+
+class RawClient(protocol.Protocol):
+    """Writes ``data`` once connected; keeps what the server sends."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.received = b""
+        self.gone = False
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.data)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.gone = True
+
+
+async def answer_before_close(port: int, data: bytes, timeout: float = WAIT_TIMEOUT) -> bytes:
+    """All the gateway writes for ``data`` until it closes the connection (which it must, within ``timeout``)."""
+    from twisted.internet import reactor
+
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=timeout)
+    client = await within(connectProtocol(endpoint, RawClient(data)), timeout)
+    await eventually(lambda: client.gone, timeout)
+    return client.received
 
 
 async def raw_request(port: int, data: bytes, timeout: float = WAIT_TIMEOUT) -> RawResponse:
