@@ -1,6 +1,6 @@
-// The load generator's RES clients without `ws` (Node's own modules only,
-// so a test runs them without bench/node_modules): the RES side every client
-// shares, and RawClient, its WebSocket on a bare TCP socket.
+// The load generator's RES client (Node's own modules only, so a test runs
+// it without bench/node_modules): the RES side, and RawClient, which carries
+// it over a WebSocket on a bare TCP socket.
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 
@@ -43,12 +43,11 @@ export class ResClient {
 
 // A RES client on a bare TCP socket, speaking just the WebSocket the bench
 // needs (RFC 6455: the opening handshake with its accept key checked; text
-// frames, masked on the way out; close and ping), for the lines that hold
-// thousands of connections a process. Against `ws` (bench/README.md,
-// 2026-12-07 23:xx) the load generator spent about a third less CPU a
-// connection and a quarter less on an event: with `ws` the ten load
-// generators of the 50,000 connections took more of the machine than the
-// gateway they measure.
+// frames, masked on the way out; fragments, close and ping). Against Node's
+// `ws` (bench/README.md, 2026-12-07 23:xx) a load generator spent about a
+// third less CPU on a connection and a quarter less on an event; with `ws`
+// the ten load generators of the 50,000 connections took more of the
+// machine than the gateway they measure.
 const READ_BUFFER = Buffer.allocUnsafe(65536);
 
 export class RawClient extends ResClient {

@@ -1,4 +1,4 @@
-// The benchmark's load generator: RES clients over WebSocket (Node `ws`).
+// The benchmark's load generator: RES clients over WebSocket (clients.mjs).
 //
 //   node loadgen.mjs SCENARIO '{"url": "ws://127.0.0.1:PORT/", ...options}'
 //
@@ -9,59 +9,28 @@
 // same clock the fake service stamps events with.
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import WebSocket from 'ws';
-import { RawClient, ResClient } from './clients.mjs';
+import { RawClient } from './clients.mjs';
 
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const MODEL = 'bench.model';
 const LIMIT_SECONDS = 110; // the runner gives up at 120; option limitSeconds overrides
 
-// A RES client over Node's `ws`.
-class Client extends ResClient {
-  constructor(ws) {
-    super();
-    this.ws = ws;
-    ws.on('message', (data) => this.received(data));
-  }
-
-  static open(url, options = {}) {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { perMessageDeflate: false, ...options });
-      ws.once('open', () => resolve(new Client(ws)));
-      ws.once('error', reject);
-    });
-  }
-
-  send(text) {
-    this.ws.send(text);
-  }
-
-  // Reset, not closed: a closed socket stays in TIME_WAIT for a minute, and
-  // the next scenario's clients, bound to the same source addresses, then
-  // spend the load generator's CPU searching for free ports.
-  close() {
-    const socket = this.ws._socket;
-    if (socket) socket.resetAndDestroy();
-    else this.ws.terminate();
-  }
-}
-
 // A client that agreed on the protocol version, as ResClient does.
-async function resClient(url, options, kind = Client) {
-  const client = await kind.open(url, options);
+async function resClient(url, options) {
+  const client = await RawClient.open(url, options);
   await client.call('version', { protocol: '1.2.3' });
   return client;
 }
 
 // `count` clients, each connected and set up by `setup`, `concurrency` at a time.
-async function openMany(url, count, concurrency, setup, options, kind = Client) {
+async function openMany(url, count, concurrency, setup, options) {
   const clients = new Array(count);
   let next = 0;
   async function worker() {
     while (next < count) {
       const i = next++;
-      const client = await resClient(url, options, kind);
+      const client = await resClient(url, options);
       if (setup) await setup(client, i);
       clients[i] = client;
     }
@@ -70,20 +39,10 @@ async function openMany(url, count, concurrency, setup, options, kind = Client) 
   return clients;
 }
 
-// Resolves true when `done()` holds, false at the deadline.
-async function until(done, timeoutMs) {
-  const deadline = now() + timeoutMs;
-  while (!done()) {
-    if (now() > deadline) return false;
-    await sleep(1);
-  }
-  return true;
-}
-
 // `expected` arrivals: `arrive()` counts one; `all(timeoutMs)` resolves true
 // at the last, false at the deadline. Woken by the arrivals themselves, not
-// by a timer every millisecond: ten load generators polling so took a tenth
-// of a core from the 50,000 connections' event.
+// by polling every millisecond, which costs each load generator CPU the
+// gateway could have.
 function arrivals(expected) {
   let count = 0;
   let finish = null;
@@ -198,19 +157,18 @@ function newTracker(event = () => {}) {
 const scenarios = {
   // Ceiling: round trips through a trivial echo server, many in flight.
   async echo({ url, clients = 64, inflight = 32, seconds = 3 }) {
-    const sockets = await Promise.all(Array.from({ length: clients }, () => Client.open(url)));
+    const sockets = await Promise.all(Array.from({ length: clients }, () => RawClient.open(url)));
     const message = JSON.stringify({ event: `${MODEL}.change`, data: { values: { seq: 1, t: now() } } });
     let received = 0;
     let stop = false;
     const cpu = cpuMeter(null);
     const start = now();
     for (const client of sockets) {
-      client.ws.removeAllListeners('message');
-      client.ws.on('message', () => {
+      client.received = () => { // each echo is counted and sent back, not read as RES
         received++;
-        if (!stop) client.ws.send(message);
-      });
-      for (let i = 0; i < inflight; i++) client.ws.send(message);
+        if (!stop) client.send(message);
+      };
+      for (let i = 0; i < inflight; i++) client.send(message);
     }
     await sleep(seconds * 1000);
     stop = true;
@@ -225,15 +183,17 @@ const scenarios = {
   async fanout({ url, clients = 200, count = 2000, timeout = 60 }) {
     let first = null;
     let lastArrival = 0;
+    const arrived = arrivals(clients * count);
     const tracker = newTracker((values) => {
       if (first === null) first = values.t;
       lastArrival = now();
+      arrived.arrive();
     });
-    const sockets = await Promise.all(Array.from({ length: clients }, () => Client.open(url)));
+    const sockets = await Promise.all(Array.from({ length: clients }, () => RawClient.open(url)));
     sockets.forEach((c) => follow(c, tracker, 0));
     const cpu = cpuMeter(null);
-    sockets[0].ws.send(JSON.stringify({ burst: count }));
-    const complete = await until(() => tracker.received >= clients * count, timeout * 1000);
+    sockets[0].send(JSON.stringify({ burst: count }));
+    const complete = await arrived.all(timeout * 1000);
     const usage = cpu();
     sockets.forEach((c) => c.close());
     const ms = lastArrival - first;
@@ -244,17 +204,19 @@ const scenarios = {
   async burst({ url, pid, clients = 200, count = 2000, timeout = 60 }) {
     let first = null;
     let lastArrival = 0;
-    const latencies = new Float64Array(clients * count);
+    const expected = clients * count;
+    const latencies = new Float64Array(expected);
+    const arrived = arrivals(expected);
     const tracker = newTracker((values) => {
       if (first === null) first = values.t;
       lastArrival = now();
       latencies[tracker.received - 1] = lastArrival - values.t;
+      arrived.arrive();
     });
     const sockets = await openMany(url, clients, 50, (c) => subscribeModel(c, tracker));
-    const expected = clients * count;
     const cpu = cpuMeter(pid);
     await sockets[0].call(`call.${MODEL}.burst`, { count });
-    const complete = await until(() => tracker.received >= expected, timeout * 1000);
+    const complete = await arrived.all(timeout * 1000);
     const usage = cpu();
     sockets.forEach((c) => c.close());
     const ms = lastArrival - first;
@@ -268,15 +230,17 @@ const scenarios = {
 
   // 200 clients on one model; `count` events at `rate` per second; latency.
   async paced({ url, pid, clients = 200, count = 300, rate = 100, timeout = 30 }) {
-    const latencies = new Float64Array(clients * count);
+    const expected = clients * count;
+    const latencies = new Float64Array(expected);
+    const arrived = arrivals(expected);
     const tracker = newTracker((values) => {
       latencies[tracker.received - 1] = now() - values.t;
+      arrived.arrive();
     });
     const sockets = await openMany(url, clients, 50, (c) => subscribeModel(c, tracker));
-    const expected = clients * count;
     const cpu = cpuMeter(pid);
     await sockets[0].call(`call.${MODEL}.paced`, { count, rate });
-    const complete = await until(() => tracker.received >= expected, timeout * 1000);
+    const complete = await arrived.all(timeout * 1000);
     const usage = cpu();
     sockets.forEach((c) => c.close());
     const sorted = latencies.subarray(0, Math.min(tracker.received, expected)).sort();
@@ -332,13 +296,13 @@ const scenarios = {
       arrived.arrive();
     });
     const options = localAddress ? { localAddress } : {};
-    const first = warm ? await resClient(url, options, RawClient) : null;
+    const first = warm ? await resClient(url, options) : null;
     if (first) await subscribeModel(first, tracker);
     say({ ready: true });
     await lines.next('connect');
     const connectCpu = cpuMeter(pid);
     const connectStart = now();
-    const sockets = await openMany(url, clients, concurrency, (c) => subscribeModel(c, tracker), options, RawClient);
+    const sockets = await openMany(url, clients, concurrency, (c) => subscribeModel(c, tracker), options);
     say({ connected: sockets.length, connectMs: now() - connectStart, connectCpu: connectCpu() });
     const command = await lines.next('fire', 'wait');
     const cpu = cpuMeter(pid);
