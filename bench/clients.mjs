@@ -159,7 +159,10 @@ export class RawClient extends ResClient {
     this.sendFrame(0x81, Buffer.from(text));
   }
 
-  close() { // reset, as Client's
+  // Reset, not closed: a closed socket stays in TIME_WAIT for a minute, and
+  // the next scenario's clients, bound to the same source addresses, then
+  // cost the kernel a search for a free port each.
+  close() {
     this.socket.resetAndDestroy();
   }
 }
