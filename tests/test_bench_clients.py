@@ -82,10 +82,11 @@ async def test_a_res_client_round_trip_through_the_gateway(gateway, fake_service
 
 
 class Answering(protocol.Protocol):
-    """A WebSocket server by hand: the handshake answered as ``accept`` says, the client's frames kept."""
+    """A WebSocket server by hand: the handshake answered as ``answer`` says (the right accept key, a
+    wrong one, 400, or a close before any answer), the client's frames kept."""
 
-    def __init__(self, accept: str, pieces: list[bytes]) -> None:
-        self.accept = accept
+    def __init__(self, answer: str, pieces: list[bytes]) -> None:
+        self.answer = answer
         self.pieces = pieces
         self.buffer = b""
         self.opened = False
@@ -93,7 +94,7 @@ class Answering(protocol.Protocol):
 
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)
-        if self.accept == "close":
+        if self.answer == "close":
             self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
@@ -106,9 +107,9 @@ class Answering(protocol.Protocol):
             self.opened = True
             key = re.search(rb"(?im)^sec-websocket-key: *(\S+)", head).group(1)
             accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
-            if self.accept == "wrong":
+            if self.answer == "wrong":
                 accept = base64.b64encode(hashlib.sha1(b"another key" + GUID).digest())
-            status = b"400 Bad Request" if self.accept == "400" else b"101 Switching Protocols"
+            status = b"400 Bad Request" if self.answer == "400" else b"101 Switching Protocols"
             self.transport.write(b"HTTP/1.1 " + status + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                  b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
         while len(self.buffer) >= 6:  # the client's frames: short and masked
@@ -128,11 +129,11 @@ def frame(first: int, payload: bytes) -> bytes:
     return struct.pack("!BB", first, len(payload)) + payload
 
 
-async def against(accept: str, pieces: list[bytes] = ()) -> tuple[list[dict], Answering | None]:
+async def against(answer: str, pieces: list[bytes] = ()) -> tuple[list[dict], Answering | None]:
     """RawClient's lines against an ``Answering`` server, and that server (None if never connected)."""
     servers: list[Answering] = []
     factory = protocol.Factory()
-    factory.buildProtocol = lambda addr: servers.append(Answering(accept, list(pieces))) or servers[-1]
+    factory.buildProtocol = lambda addr: servers.append(Answering(answer, list(pieces))) or servers[-1]
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     try:
         lines = await run_client(f"ws://127.0.0.1:{port.getHost().port}/")
@@ -158,12 +159,12 @@ async def test_fragments_in_pieces_are_joined_and_a_ping_answered():
     assert [payload for first, payload in server.frames if first == 0x8A] == [b"ping!", b"again"]
 
 
-@pytest.mark.parametrize("accept, error", [
+@pytest.mark.parametrize("answer, error", [
     ("wrong", "handshake refused: HTTP/1.1 101 Switching Protocols"),
     ("400", "handshake refused: HTTP/1.1 400 Bad Request"),
     ("close", "closed during the handshake"),
 ])
 @pytest_twisted.ensureDeferred
-async def test_a_bad_handshake_is_refused(accept, error):
-    lines, _ = await against(accept)
+async def test_a_bad_handshake_is_refused(answer, error):
+    lines, _ = await against(answer)
     assert lines == [{"error": error}]
