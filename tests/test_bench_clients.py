@@ -129,17 +129,29 @@ def frame(first: int, payload: bytes) -> bytes:
     return struct.pack("!BB", first, len(payload)) + payload
 
 
+class Serving(protocol.Factory):
+    """Makes an ``Answering`` server for each connection, and keeps them."""
+
+    def __init__(self, answer: str, pieces: list[bytes]) -> None:
+        self.answer = answer
+        self.pieces = pieces
+        self.servers: list[Answering] = []
+
+    def buildProtocol(self, addr) -> Answering:
+        server = Answering(self.answer, list(self.pieces))
+        self.servers.append(server)
+        return server
+
+
 async def against(answer: str, pieces: list[bytes] = ()) -> tuple[list[dict], Answering | None]:
     """RawClient's lines against an ``Answering`` server, and that server (None if never connected)."""
-    servers: list[Answering] = []
-    factory = protocol.Factory()
-    factory.buildProtocol = lambda addr: servers.append(Answering(answer, list(pieces))) or servers[-1]
+    factory = Serving(answer, list(pieces))
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     try:
         lines = await run_client(f"ws://127.0.0.1:{port.getHost().port}/")
     finally:
         await port.stopListening()
-    return lines, (servers[0] if servers else None)
+    return lines, (factory.servers[0] if factory.servers else None)
 
 
 @pytest_twisted.ensureDeferred
