@@ -245,13 +245,15 @@ class PlainGet:
                 or _TARGET.fullmatch(target) is None or len(lines) > channel.maxHeaders):
             return False
         headers = Headers()
+        hosts = 0
         for name, value in lines:
             value = value.strip(b" \t")
             if b"\x00" in value or name == b"expect":
                 return False
+            if name == b"host":
+                hosts += 1
             headers.addRawHeader(name, value)
-        hosts = headers.getRawHeaders(b"host")
-        if hosts is None or len(hosts) > 1:  # refused by GatewayRequest
+        if hosts != 1:  # refused by GatewayRequest
             return False
         # As HTTPChannel.checkPersistence reads an HTTP/1.1 request's Connection header.
         connection = headers.getRawHeaders(b"connection")
