@@ -101,11 +101,15 @@ function vmRssKiB(pid) {
   return Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)[1]);
 }
 
-// CPU use over a window, in % of one core: the gateway (from /proc), this
-// process, and the whole machine (all processes, up to 100% x cores).
+// The service's and nats-server's pids, from the runner (option `neighbours`).
+let neighbours = {};
+
+// CPU use over a window, in % of one core: the gateway and its neighbours
+// (from /proc), this process, and the whole machine (all processes, up to
+// 100% x cores).
 function cpuMeter(pid) {
-  const procTicks = () => {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const procTicks = (one) => {
+    const stat = readFileSync(`/proc/${one}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return Number(fields[11]) + Number(fields[12]); // utime + stime, 1/100 s
   };
@@ -114,19 +118,22 @@ function cpuMeter(pid) {
     const total = ticks.reduce((a, b) => a + b, 0);
     return { busy: total - ticks[3] - ticks[4], total };
   };
+  const watched = Object.entries(pid ? { gateway: pid, ...neighbours } : neighbours);
   const start = now();
-  const gateway0 = pid ? procTicks() : 0;
+  const ticks0 = watched.map(([, one]) => procTicks(one));
   const machine0 = machine();
   const own0 = process.cpuUsage();
   return () => {
     const seconds = (now() - start) / 1000;
     const own = process.cpuUsage(own0);
     const m = machine();
-    return {
-      gateway: pid ? (procTicks() - gateway0) / seconds : null,
+    const usage = {
+      gateway: null,
       loadgen: (own.user + own.system) / 1e4 / seconds,
       machine: ((m.busy - machine0.busy) / (m.total - machine0.total)) * 100 * cpus().length,
     };
+    watched.forEach(([name, one], i) => { usage[name] = (procTicks(one) - ticks0[i]) / seconds; });
+    return usage;
   };
 }
 
@@ -315,7 +322,7 @@ const scenarios = {
   },
 
   // Subscribe a collection of 1,000 references: cold (new tags), then warm.
-  async refs({ url, tag, cold = 3, warm = 15 }) {
+  async refs({ url, pid, tag, cold = 3, warm = 15 }) {
     async function timedSubscribe(rid) {
       const client = await resClient(url);
       const start = now();
@@ -325,6 +332,7 @@ const scenarios = {
       return { client, ms, resources };
     }
     const holders = [];
+    const coldCpu = cpuMeter(pid);
     const coldMs = [];
     const warmMs = [];
     const resources = [];
@@ -334,6 +342,7 @@ const scenarios = {
       coldMs.push(r.ms);
       resources.push(r.resources);
     }
+    const coldUsage = coldCpu();
     for (let i = 0; i < warm; i++) {
       const r = await timedSubscribe(`bench.refs.${tag}-0`);
       r.client.close();
@@ -342,7 +351,7 @@ const scenarios = {
     }
     holders.forEach((c) => c.close());
     const median = (xs) => Float64Array.from(xs).sort()[Math.floor(xs.length / 2)];
-    return { coldMs, warmMs, coldMedian: median(coldMs), warmMedian: median(warmMs), resources };
+    return { coldMs, warmMs, coldMedian: median(coldMs), warmMedian: median(warmMs), resources, coldCpu: coldUsage };
   },
 };
 
@@ -353,6 +362,7 @@ if (!scenario) {
   process.exit(2);
 }
 const options = JSON.parse(json || '{}');
+neighbours = options.neighbours ?? {};
 const limitSeconds = options.limitSeconds ?? LIMIT_SECONDS;
 setTimeout(() => {
   console.error(`${name}: no result after ${limitSeconds} s (a response or event never came)`);

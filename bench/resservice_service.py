@@ -4,7 +4,7 @@
 
 Run by ``python -m bench --service resservice``, so the gateway's figures
 show what one resservice process answers (calls/s in ``ws_call``, gets/s in
-``refs_1000`` cold) next to the hand-written nats-py service.
+``refs_1000`` cold) next to the hand-written fake service (bench/service.py).
 """
 
 from __future__ import annotations

@@ -156,8 +156,13 @@ def gateway(nats_url: str, profile: str | None = None, workers: int = 1):
         process.cleanup()
 
 
+#: The pids of the processes every gateway shares, whose CPU each line reports: the service and nats-server.
+NEIGHBOURS: dict[str, int] = {}
+
+
 def loadgen(scenario: str, timeout: float = 120, **options) -> dict:
     """Run one load generator scenario; its JSON result."""
+    options["neighbours"] = NEIGHBOURS
     done = subprocess.run(["node", "loadgen.mjs", scenario, json.dumps(options)], cwd=BENCH_DIR,
                           capture_output=True, timeout=timeout)
     if done.returncode != 0:
@@ -170,6 +175,7 @@ def cpu(usage: dict) -> str:
     parts = []
     if usage.get("gateway") is not None:
         parts.append(f"gateway {usage['gateway']:.0f}%")
+    parts.extend(f"{name} {usage[name]:.0f}%" for name in NEIGHBOURS if usage.get(name) is not None)
     parts.append(f"loadgen {usage['loadgen']:.0f}%")
     parts.append(f"machine {usage['machine']:.0f}/{100 * os.cpu_count()}%")
     return "cpu " + ", ".join(parts)
@@ -199,31 +205,32 @@ def worker_pids(pid: int) -> list[int]:
 
 @contextlib.contextmanager
 def measure_cpu(pid: int):
-    """CPU of the gateway (all its processes with --workers), of child processes
-    that end meanwhile (the load generator) and of the machine, over the block:
-    fills the yielded dict."""
+    """CPU of the gateway (all its processes with --workers), of its
+    neighbours, of child processes that end meanwhile (the load generator)
+    and of the machine, over the block: fills the yielded dict."""
     pids = [pid, *worker_pids(pid)]
+    hz = os.sysconf("SC_CLK_TCK")
 
-    def ticks() -> tuple[float, float, float, float]:
-        gateway = 0
-        for one in pids:
-            with open(f"/proc/{one}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-            gateway += int(fields[11]) + int(fields[12])
+    def process_seconds(one: int) -> float:
+        with open(f"/proc/{one}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / hz
+
+    def ticks() -> dict[str, float]:
         with open("/proc/stat") as f:
             machine = [int(x) for x in f.readline().split()[1:]]
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        hz = os.sysconf("SC_CLK_TCK")
-        return (gateway / hz, children.ru_utime + children.ru_stime,
-                (sum(machine) - machine[3] - machine[4]) / hz, time.monotonic())
+        return {"gateway": sum(process_seconds(one) for one in pids),
+                **{name: process_seconds(one) for name, one in NEIGHBOURS.items()},
+                "loadgen": children.ru_utime + children.ru_stime,
+                "machine": (sum(machine) - machine[3] - machine[4]) / hz, "time": time.monotonic()}
 
     usage: dict = {}
     before = ticks()
     yield usage
     after = ticks()
-    elapsed = after[3] - before[3]
-    usage["gateway"], usage["loadgen"], usage["machine"] = (
-        (after[i] - before[i]) / elapsed * 100 for i in range(3))
+    elapsed = after.pop("time") - before["time"]
+    usage.update((name, (value - before[name]) / elapsed * 100) for name, value in after.items())
 
 
 # -- ceilings
@@ -308,12 +315,12 @@ def ws_call(port: int, pid: int) -> Line:
 
 
 def refs_subscribe(port: int, pid: int) -> Line:
-    r = loadgen("refs", url=ws_url(port), tag=f"r{os.getpid()}", cold=3, warm=15)
+    r = loadgen("refs", url=ws_url(port), pid=pid, tag=f"r{os.getpid()}", cold=3, warm=15)
     wrong = [n for n in r["resources"] if n != 1001]
     check = f", WRONG RESOURCE COUNTS {wrong}" if wrong else ""
     gets = f", {count(1001 / (r['coldMedian'] / 1000))} gets/s cold" if r["coldMedian"] else ""
     return Line(f"cold {r['coldMedian']:.1f} ms{gets}, warm {r['warmMedian']:.2f} ms (medians; cold "
-                f"{', '.join(f'{x:.1f}' for x in r['coldMs'])}; warm {', '.join(f'{x:.2f}' for x in r['warmMs'])}){check}",
+                f"{', '.join(f'{x:.1f}' for x in r['coldMs'])}; warm {', '.join(f'{x:.2f}' for x in r['warmMs'])}){check}; cold: {cpu(r['coldCpu'])}",
                 {"cold ms": (r["coldMedian"], False), "warm ms": (r["warmMedian"], False)})
 
 
@@ -348,7 +355,7 @@ def hold_connections(port: int, pid: int, clients: int, log_dir: str) -> Line:
         for i, share in enumerate(shares):
             options = {"url": ws_url(port), "pid": pid, "clients": share, "concurrency": 100,
                        "localAddress": f"127.0.0.{2 + i}", "warm": i == 0, "timeout": 60,
-                       "limitSeconds": 400}
+                       "limitSeconds": 400, "neighbours": NEIGHBOURS}
             generators.append(stack.enter_context(child(
                 ["node", "loadgen.mjs", "hold", json.dumps(options)], log_dir, f"hold-{i}",
                 cwd=BENCH_DIR, stdin=subprocess.PIPE)))
@@ -466,7 +473,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="rounds of each line (with --against: each a fresh process of each side, "
                              "theirs then ours); default 3 with --against, else 1")
     parser.add_argument("--service", choices=sorted(SERVICES), default="fake",
-                        help="the RES service behind the gateway: the hand-written nats-py one (fake) "
+                        help="the RES service behind the gateway: the hand-written one (fake) "
                              "or the same resources on resservice (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="run the gateway as N worker processes behind one port (--workers)")
@@ -522,6 +529,7 @@ def main(argv: list[str] | None = None) -> None:
         with child([sys.executable, "-m", SERVICES[args.service], "--nats", nats.url], log_dir, "service") as service:
             if read_line(service) != "ready":
                 raise RuntimeError(f"the {args.service} service did not start")
+            NEIGHBOURS.update(service=service.pid, nats=nats.process.pid)
             against = f"; against: {args.against}" if args.against else ""
             print(f"# resgate bench {time.strftime('%Y-%m-%d %H:%M')}; {args.service} service; {os.cpu_count()} cores; "
                   f"machine busy {busy:.0f}/{100 * os.cpu_count()}% before start; {args.rounds} round(s){against}",
