@@ -113,6 +113,18 @@ def test_a_stream_in_pieces_is_answered_as_the_whole():
     loop.close()
 
 
+def test_a_burst_stamps_every_event_later_than_the_last():
+    # The gateway leaves a value that did not change out of a change event:
+    # two events with one t would give a client an event without its time.
+    protocol, transport, _, loop = service()
+    protocol.data_received(message(b"call.bench.model.burst", b"3", b"_INBOX.f", b'{"params":{"count":2000}}'))
+    events = [json.loads(payload)["values"] for subject, payload in answers(transport.written[0])
+              if subject == b"event.bench.model.change"]
+    assert len(events) == 2000
+    assert all(later["t"] > earlier["t"] for earlier, later in zip(events, events[1:]))
+    loop.close()
+
+
 def test_a_collection_of_a_thousand_references():
     protocol, transport, _, loop = service()
     protocol.data_received(b"MSG get.bench.refs.r1-0 2 _INBOX.x 0\r\n\r\n")
