@@ -12,6 +12,7 @@ and on the newest release. nats-py's private parts are checked in
 | --- | --- | --- |
 | ``FileDescriptor._tempDataBuffer`` | transport.CorkedServer | whether a corked write left bytes unsent |
 | ``FileDescriptor._tempDataLen``, ``_writeDisconnected`` | transport.CorkedServer | buffering a client write in one call instead of five |
+| ``FileDescriptor.dataBuffer``, ``offset``, ``SEND_LIMIT`` and the state ``doWrite`` reads once its buffer is empty | transport.CorkedServer | an early flush's sends done outside ``doWrite``, shared with the sender thread |
 | ``tcp.Port._type`` | transport.PortReactor | a TLS port logs itself as TLS, as the reactor's own does |
 | ``PreparedMessage.payloadHybi`` | ws.ClientProtocol | writing a frame prepared once to many transports |
 | ``twisted.protocols.haproxy._wrapper`` | transport.PortReactor | the factory ``haproxy:`` endpoints wrap, to log refused headers and to read the header before TLS |
@@ -87,6 +88,42 @@ def buffer_write(transport: abstract.FileDescriptor, data: bytes) -> None:
         transport.producerPaused = True
         cast(IPushProducer, producer).pauseProducing()  # a streaming producer pushes
     transport.startWriting()
+
+
+#: What Twisted's FileDescriptor.doWrite reads and sets, and take_unsent and record_sent the same way.
+_DO_WRITE_NAMES = {"dataBuffer", "offset", "_tempDataBuffer", "_tempDataLen", "SEND_LIMIT", "producer",
+                   "streamingProducer", "producerPaused", "disconnecting", "_writeDisconnecting"}
+
+
+def take_unsent(transport: abstract.FileDescriptor) -> bytes | None:
+    """What the transport holds, for one plain ``send`` of it, as ``doWrite`` would send it.
+
+    The bytes move to ``dataBuffer``, where ``doWrite`` keeps what it sends;
+    None (nothing moved) unless that buffer is empty and they fit one send.
+    """
+    if transport.dataBuffer or transport._tempDataLen > transport.SEND_LIMIT or not transport._tempDataBuffer:
+        return None
+    data = transport.dataBuffer = b"".join(transport._tempDataBuffer)
+    transport.offset = 0
+    transport._tempDataBuffer = []
+    transport._tempDataLen = 0
+    return data
+
+
+def record_sent(transport: abstract.FileDescriptor, count: int) -> bool:
+    """Count ``count`` bytes of ``dataBuffer`` sent, as ``doWrite`` does; whether ``doWrite`` has more to do.
+
+    It has when bytes are left or were written meanwhile, and when an emptied
+    buffer has a producer to resume or a close to finish.
+    """
+    transport.offset += count
+    if transport.offset != len(transport.dataBuffer) or transport._tempDataLen:
+        return True
+    transport.dataBuffer = b""
+    transport.offset = 0
+    producer_waits = transport.producer is not None and (
+        not transport.streamingProducer or transport.producerPaused)
+    return bool(producer_waits or transport.disconnecting or transport._writeDisconnecting)
 
 
 def mark_tls(port: tcp.Port) -> None:
@@ -466,6 +503,10 @@ def check() -> None:
     if (vars(descriptor).get("_tempDataLen") != 0
             or not _WRITE_NAMES <= set(abstract.FileDescriptor.write.__code__.co_names)):
         problems.append("twisted FileDescriptor.write's _tempDataLen, _writeDisconnected")
+    if (not _DO_WRITE_NAMES <= set(abstract.FileDescriptor.doWrite.__code__.co_names)
+            or abstract.FileDescriptor.dataBuffer != b"" or abstract.FileDescriptor.offset != 0
+            or not isinstance(getattr(abstract.FileDescriptor, "SEND_LIMIT", None), int)):
+        problems.append("twisted FileDescriptor.doWrite's dataBuffer, offset, SEND_LIMIT")
     if getattr(tcp.Port, "_type", None) != "TCP":
         problems.append("twisted tcp.Port._type")
     if PreparedMessage(b"x", False, False, True).__dict__.get("payloadHybi") != b"\x81\x01x":

@@ -18,7 +18,15 @@ burst of events read from NATS at once, each to the same clients, goes out
 in one ``send`` per client. When the bus has nothing more read
 (``Bus.has_unread``), the connections an event is written to go out
 ``EARLY_FLUSH`` at a time while the rest are still being written, so the
-first clients do not wait for the last ones' turn.
+first clients do not wait for the last ones' turn. The sends of such an
+early flush are shared with the sender thread: both take the next plain
+send from one queue, each ``send`` releases the GIL, and the reactor thread
+waits for the sender's last one before it goes on, so that thread touches
+only the sockets it was handed and only while the flush lasts. On loopback
+most of a delivery's cost is the ``send`` (the receiver's side of TCP runs
+in the sender's system call); sharing them lets one event's fan-out use both
+cores. A send that fails, takes only part, or leaves a producer or a close
+waiting is finished by Twisted's own ``doWrite``.
 
 The ports can also share their address with other processes (``SO_REUSEPORT``,
 for ``--workers``) and count their connections against the connection caps
@@ -44,9 +52,12 @@ resgate.endpoints) refuses clients below that TLS version.
 from __future__ import annotations
 
 import asyncio
+import collections
 import ipaddress
+import queue
 import socket
 import struct
+import threading
 from typing import Any, Callable
 
 from typing import TYPE_CHECKING
@@ -67,6 +78,8 @@ from resgate.internals import (
     has_unsent_data,
     mark_tls,
     proxy_header_read,
+    record_sent,
+    take_unsent,
 )
 
 log = Logger()
@@ -112,6 +125,84 @@ def _flush() -> None:
     batch, _corked = _corked, []
     for transport in batch:
         transport.flush()
+
+
+def _flush_early() -> None:
+    """Send what the corked connections wrote so far, sharing the sends with the sender thread."""
+    global _corked
+    batch, _corked = _corked, []
+    _send_shared(batch)
+
+
+class _Sends:
+    """One early flush's plain sends, taken from one queue by the reactor thread and the sender thread.
+
+    ``results`` gets (transport, bytes sent), None for a send that failed;
+    ``working`` is held while the sender thread works, so the reactor thread
+    knows when the sender's last send is over.
+    """
+
+    __slots__ = ("queue", "results", "working")
+
+    def __init__(self, items: list) -> None:
+        self.queue = collections.deque(items)
+        self.results: list = []
+        self.working = threading.Lock()
+
+    def work(self) -> None:
+        """Send until the queue is empty."""
+        pop = self.queue.popleft
+        append = self.results.append
+        while True:
+            try:
+                transport, sock, data = pop()
+            except IndexError:
+                return
+            try:
+                append((transport, sock.send(data)))
+            except (BlockingIOError, InterruptedError):
+                append((transport, 0))
+            except OSError:
+                append((transport, None))
+
+    def help(self) -> None:
+        """The sender thread's share of the work."""
+        with self.working:
+            self.work()
+
+
+_sender_jobs: queue.SimpleQueue | None = None
+
+
+def _sender() -> None:
+    """The sender thread: the batches the reactor thread offers, as long as the process lives."""
+    assert _sender_jobs is not None
+    while True:
+        _sender_jobs.get().help()
+
+
+def _send_shared(batch: list[_CorkedWrites]) -> None:
+    """Send the batch's plain writes with the sender thread's help; the rest Twisted's way."""
+    global _sender_jobs
+    items = []
+    for transport in batch:
+        data = transport.take_plain_send()
+        if data is None:
+            transport.flush()
+        else:
+            items.append((transport, transport.getHandle(), data))
+    if not items:
+        return
+    sends = _Sends(items)
+    if _sender_jobs is None:
+        _sender_jobs = queue.SimpleQueue()
+        threading.Thread(target=_sender, name="resgate-sender", daemon=True).start()
+    _sender_jobs.put(sends)
+    sends.work()
+    with sends.working:  # the sender thread's last send, if it is in one
+        pass
+    for transport, sent in sends.results:
+        transport.sent(sent)
 
 
 # The mixin is always combined with a tcp.Server; mypy checks it as one.
@@ -189,7 +280,7 @@ class _CorkedWrites(_ServerBase):
         _corked.append(self)
         self._is_corked = True
         if len(_corked) >= EARLY_FLUSH and not _unread():
-            _flush()
+            _flush_early()
 
     def stopWriting(self) -> None:
         if self._is_watched:
@@ -199,6 +290,22 @@ class _CorkedWrites(_ServerBase):
     def _watch(self) -> None:
         self._is_watched = True
         super().startWriting()
+
+    def take_plain_send(self) -> bytes | None:
+        """What one plain ``send`` should write now (``internals.take_unsent``); None if not plain."""
+        self._is_corked = False
+        if self._is_watched or not self.connected or self.TLS:
+            return None
+        return take_unsent(self)
+
+    def sent(self, count: int | None) -> None:
+        """The rest of a write after ``take_plain_send``'s bytes were sent: ``count`` of them, None if it failed."""
+        if count is not None and not record_sent(self, count):
+            return
+        # A failure, a partial send, data written meanwhile, or a producer or
+        # close waiting for the empty buffer: Twisted's own doWrite from here
+        # (a failed send fails again there and ends the connection its way).
+        self.flush()
 
     def flush(self) -> None:
         """Write now what the kernel takes; leave the rest to the reactor."""

@@ -82,6 +82,8 @@ def test_small_frames_get_the_plain_masker_and_large_ones_autobahn_s(monkeypatch
 @pytest.mark.parametrize("break_it", [
     lambda mp: mp.setattr(abstract.FileDescriptor, "__init__", lambda self, reactor=None: None),
     lambda mp: mp.setattr(abstract.FileDescriptor, "write", lambda self, data: None),
+    lambda mp: mp.setattr(abstract.FileDescriptor, "doWrite", lambda self: None),
+    lambda mp: mp.delattr(abstract.FileDescriptor, "SEND_LIMIT"),
 ])
 def test_a_changed_write_fails_the_check(monkeypatch, break_it):
     break_it(monkeypatch)

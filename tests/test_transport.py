@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import queue
 import socket
 import struct
+import threading
 
 import pytest
 import pytest_twisted
@@ -285,3 +287,99 @@ async def test_while_more_is_unread_a_fan_out_waits_for_the_turn_to_end(monkeypa
         for server_side in transports:
             server_side.write(b" and the next")
         await eventually(lambda: all(bytes(client.received) == b"event and the next" for client in clients))
+
+
+# -- an early flush's sends, shared with the sender thread
+
+
+@pytest_twisted.ensureDeferred
+async def test_early_flushes_share_their_sends_and_every_connection_keeps_its_order(monkeypatch):
+    monkeypatch.setattr(transport, "_unread", lambda: False)
+    count = transport.EARLY_FLUSH * 3 + 5
+    parts = chunks(count * 4, 256)
+    async with connected_many(count) as (clients, transports):
+        for round_ in range(4):  # each round's writes go out in early flushes of EARLY_FLUSH
+            for i, server_side in enumerate(transports):
+                server_side.write(parts[round_ * count + i])
+            if round_ == 1:
+                await sleep(0)
+        assert any(thread.name == "resgate-sender" for thread in threading.enumerate())
+        expected = [b"".join(parts[round_ * count + i] for round_ in range(4)) for i in range(count)]
+        await eventually(lambda: [bytes(client.received) for client in clients] == expected, 10)
+        assert not any(server_side in reactor.getWriters() for server_side in transports)
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_a_shared_send_leaves_is_sent_by_the_reactor_in_order(monkeypatch):
+    monkeypatch.setattr(transport, "_unread", lambda: False)
+    big = chunks(1, 100_000)[0]  # below SEND_LIMIT, past the small buffers below
+    async with connected_many(transport.EARLY_FLUSH) as (clients, transports):
+        slow = transports[0]
+        slow.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        clients[0].transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        clients[0].transport.pauseProducing()
+        slow.write(big)
+        for server_side in transports[1:]:
+            server_side.write(b"event")
+        assert not any(server_side._tempDataBuffer for server_side in transports)  # the early flush ran
+        assert slow in reactor.getWriters()  # the kernel took part of it: the reactor has the rest
+        slow.write(b" and after")
+        await eventually(lambda: all(bytes(client.received) == b"event" for client in clients[1:]))
+        clients[0].transport.resumeProducing()
+        await eventually(lambda: bytes(clients[0].received) == big + b" and after", 10)
+        await eventually(lambda: slow not in reactor.getWriters())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reset_connection_in_a_shared_send_ends_only_it(monkeypatch):
+    monkeypatch.setattr(transport, "_unread", lambda: False)
+    async with connected_many(transport.EARLY_FLUSH) as (clients, transports):
+        lost = defer.Deferred()
+        reset = transports[5]
+        reset.stopReading()  # only a write can find out
+        reset.protocol.connectionLost = lambda reason: lost.callback(reason.value)
+        clients[5].transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        clients[5].transport.abortConnection()
+        await sleep(0.1)
+        for _ in range(2):  # the first send may still be taken; the next one fails
+            for server_side in transports:
+                server_side.write(b"event")
+            await sleep(0.05)
+        assert isinstance(await within(lost), error.ConnectionLost)
+        assert not reset.connected
+        others = clients[:5] + clients[6:]
+        await eventually(lambda: all(bytes(client.received) == b"eventevent" for client in others))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_shared_send_resumes_a_paused_producer_and_ends_a_closing_connection(monkeypatch):
+    monkeypatch.setattr(transport, "_unread", lambda: False)
+    async with connected_many(transport.EARLY_FLUSH) as (clients, transports):
+        producer = Producer()
+        transports[0].registerProducer(producer, True)
+        transports[0].write(b"x" * (transports[0].bufferSize + 1))
+        assert producer.calls == ["pause"]
+        transports[1].write(b"last words")
+        transports[1].loseConnection()
+        for server_side in transports[2:]:
+            server_side.write(b"event")
+        await eventually(lambda: producer.calls == ["pause", "resume"])
+        assert await within(clients[1].closed) == b"last words"
+        await eventually(lambda: len(clients[0].received) == transports[0].bufferSize + 1)
+        transports[0].unregisterProducer()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_early_flush_hands_its_sends_to_the_sender_thread(monkeypatch):
+    monkeypatch.setattr(transport, "_unread", lambda: False)
+    handed = queue.SimpleQueue()
+    monkeypatch.setattr(transport, "_sender_jobs", handed)  # the sender thread does not take it
+    async with connected_many(transport.EARLY_FLUSH) as (clients, transports):
+        for server_side in transports:
+            server_side.write(b"event")
+        sends = handed.get_nowait()
+        assert handed.empty() and not sends.queue  # offered, and all sent by the reactor thread alone
+        assert sorted(map(id, (t for t, _sent in sends.results))) == sorted(map(id, transports))
+        sends.help()  # a sender thread late for it finds nothing left
+        assert len(sends.results) == len(transports)
+        await eventually(lambda: all(bytes(client.received) == b"event" for client in clients))

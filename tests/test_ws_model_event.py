@@ -241,3 +241,21 @@ async def test_a_subscriber_that_fails_on_an_event_keeps_it_from_no_other(gatewa
     assert await clients[2].next_message() == expected
     await logged_errors.expect(1)
     await assert_quiet(clients[1])
+
+
+@pytest_twisted.ensureDeferred
+async def test_change_events_reach_many_subscribers_each_in_order(gateway, fake_service):
+    # Enough clients that an event's writes go out in early flushes, whose
+    # sends the reactor thread shares with the sender thread (transport.py).
+    from resgate import transport
+
+    clients = [await connect_client(gateway) for _ in range(transport.EARLY_FLUSH * 3 + 1)]
+    await subscribe_to(clients[0], fake_service, "test.model")
+    for client in clients[1:]:
+        pending = client.request("subscribe.test.model")
+        (await fake_service.take("access.test.model"))["access.test.model"].respond_result({"get": True})
+        assert "result" in await pending
+    for n in range(5):  # one at a time: with more read and unhandled, the gateway waits for the turn's end
+        fake_service.event("test.model", "change", {"values": {"int": n}})
+        for client in clients:
+            assert await client.next_message() == event("test.model.change", {"values": {"int": n}})
