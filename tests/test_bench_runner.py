@@ -35,6 +35,13 @@ def test_rounds_default_to_three_against_another_gateway_and_one_alone():
         runner.parse_args(["--rounds", "0"])
 
 
+def test_rounds_alternate_which_side_runs_first():
+    sides = ["theirs", "ours"]
+    assert [runner.round_order(sides, round_) for round_ in (1, 2, 3)] == [
+        ["theirs", "ours"], ["ours", "theirs"], ["theirs", "ours"]]
+    assert runner.round_order(["ours"], 2) == ["ours"]
+
+
 def test_the_fifty_thousand_line_runs_only_when_named():
     assert "idle_50000_workers3" not in runner.parse_args([]).only
     assert "idle_19000" in runner.parse_args([]).only
