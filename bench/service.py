@@ -44,8 +44,8 @@ ACCESS = b'{"result":{"get":true,"call":"*"}}'
 NOT_FOUND = b'{"error":{"code":"system.notFound","message":"Not found"}}'
 INVALID_PARAMS = b'{"error":{"code":"system.invalidParams","message":"Invalid parameters"}}'
 MODEL = b"bench.model"
-#: What the service subscribes to, by subscription id.
-SUBSCRIPTIONS = {b"1": b"access.>", b"2": b"get.>", b"3": b"call.>"}
+#: What the service subscribes to; a request is told apart by its subject's first token.
+SUBSCRIPTIONS = (b"access.>", b"get.>", b"call.>")
 CONNECT = (b'CONNECT {"verbose":false,"pedantic":false,"lang":"python","version":"bench",'
            b'"protocol":1,"headers":false,"no_responders":false}\r\n')
 #: The longest protocol line taken without its end (a MSG line is a subject, a sid and a reply).
@@ -75,7 +75,7 @@ class Service(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        subscribes = b"".join(b"SUB %s %s\r\n" % (subject, sid) for sid, subject in SUBSCRIPTIONS.items())
+        subscribes = b"".join(b"SUB %s %d\r\n" % (subject, sid) for sid, subject in enumerate(SUBSCRIPTIONS, 1))
         transport.write(CONNECT + subscribes + b"PING\r\n")
 
     def connection_lost(self, exc) -> None:
@@ -111,7 +111,7 @@ class Service(asyncio.Protocol):
                     break  # the payload has not all arrived
                 reply = fields[3] if len(fields) == 5 else None
                 if reply is not None:
-                    self.answer(fields[2], fields[1], reply, unread[start:stop], out)
+                    self.answer(fields[1], reply, unread[start:stop], out)
                 position = stop + 2
                 continue
             if line == b"PING":
@@ -128,13 +128,14 @@ class Service(asyncio.Protocol):
         if out:
             self.transport.write(b"".join(out))
 
-    def answer(self, sid: bytes, subject: bytes, reply: bytes, payload: bytes, out: list[bytes]) -> None:
-        if sid == b"1":
+    def answer(self, subject: bytes, reply: bytes, payload: bytes, out: list[bytes]) -> None:
+        kind, _, target = subject.partition(b".")
+        if kind == b"access":
             out.append(publish(reply, ACCESS))
-        elif sid == b"2":
-            out.append(publish(reply, self.get(subject[4:])))
-        elif sid == b"3":
-            self.call(subject[5:], reply, payload, out)
+        elif kind == b"get":
+            out.append(publish(reply, self.get(target)))
+        elif kind == b"call":
+            self.call(target, reply, payload, out)
 
     def get(self, rid: bytes) -> bytes:
         if rid == MODEL:
