@@ -174,11 +174,10 @@ class _Sends:
 _sender_jobs: queue.SimpleQueue | None = None
 
 
-def _sender() -> None:
-    """The sender thread: the batches the reactor thread offers, as long as the process lives."""
-    assert _sender_jobs is not None
+def _sender(jobs: queue.SimpleQueue) -> None:
+    """The sender thread: the batches the reactor thread offers on ``jobs``, as long as the process lives."""
     while True:
-        _sender_jobs.get().help()
+        jobs.get().help()
 
 
 def _send_shared(batch: list[_CorkedWrites]) -> None:
@@ -196,7 +195,7 @@ def _send_shared(batch: list[_CorkedWrites]) -> None:
     sends = _Sends(items)
     if _sender_jobs is None:
         _sender_jobs = queue.SimpleQueue()
-        threading.Thread(target=_sender, name="resgate-sender", daemon=True).start()
+        threading.Thread(target=_sender, args=(_sender_jobs,), name="resgate-sender", daemon=True).start()
     _sender_jobs.put(sends)
     sends.work()
     with sends.working:  # the sender thread's last send, if it is in one
