@@ -125,10 +125,11 @@ class _OrderedClient(nats.aio.client.Client):
     SUB queued before a request's PUB reaches the server first.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, read_handled: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.routes: dict[int, Route] = {}
         self.dispatched = 0
+        self.read_handled = read_handled
 
     async def _process_msg(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
@@ -144,6 +145,11 @@ class _OrderedClient(nats.aio.client.Client):
         except Exception:
             # An exception here would end nats-py's read loop for good.
             log.failure("NATS message handler failed for {subject}", subject=subject.decode(errors="replace"))
+        if self.read_handled is not None and not self._ps.buf:
+            try:
+                self.read_handled()
+            except Exception:
+                log.failure("Sending what a NATS read's messages wrote")
 
     async def _close(self, status: int, do_cbs: bool = True) -> None:
         # When the connection is lost, nats-py's read loop calls _close, and
@@ -283,7 +289,10 @@ class NatsBus:
         request_timeout: float = REQUEST_TIMEOUT,
         reactor: IReactorTime | None = None,
         trace: bool = False,
+        read_handled: Callable[[], None] | None = None,
     ) -> None:
+        """``read_handled`` runs each time the last whole message of a read was handled
+        (``has_unread`` false): what those messages made the gateway write can go out then."""
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -292,6 +301,7 @@ class NatsBus:
         self.request_timeout = request_timeout
         self.trace = trace
         self.on_lost: Callable[[str], None] | None = None
+        self._read_handled = read_handled
         self._creds = creds
         self._cert = cert
         self._key = key
@@ -452,7 +462,7 @@ class NatsBus:
         return Deferred.fromFuture(asyncio.ensure_future(nc.close()))
 
     async def _connect(self) -> None:
-        nc = _OrderedClient()
+        nc = _OrderedClient(self._read_handled)
         last_error: BaseException | None = None
 
         async def on_error(error: Exception) -> None:

@@ -40,7 +40,7 @@ from resgate.site import DirectUpgrade, GatewayRoot, GatewaySite, PlainGet
 from resgate.status import GatewayStatus
 from resgate.statuspage import StatusPage
 from resgate.tracing import configured_tracing
-from resgate.transport import PortReactor, describe_address, set_unread_check
+from resgate.transport import PortReactor, describe_address, send_corked, set_unread_check
 from resgate.web import ApiResource, HttpBounds
 from resgate.workqueue import WorkQueue
 from resgate.ws import ClientFactory, UpgradeResource
@@ -268,6 +268,7 @@ class GatewayService(MultiService):
             request_timeout=config.request_timeout / 1000,
             reactor=reactor,
             trace=config.trace,
+            read_handled=send_corked,
         )
         MessagingService(
             self.mq, reactor, self._nats_lost, self._nats_restored,

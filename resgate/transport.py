@@ -26,7 +26,10 @@ only the sockets it was handed and only while the flush lasts. On loopback
 most of a delivery's cost is the ``send`` (the receiver's side of TCP runs
 in the sender's system call); sharing them lets one event's fan-out use both
 cores. A send that fails, takes only part, or leaves a producer or a close
-waiting is finished by Twisted's own ``doWrite``.
+waiting is finished by Twisted's own ``doWrite``. Once the bus has handled
+the last whole message it read, what the messages wrote goes out at once
+(``send_corked``): under uvloop the turn ends only after every other socket
+ready in the same poll was handled.
 
 The ports can also share their address with other processes (``SO_REUSEPORT``,
 for ``--workers``) and count their connections against the connection caps
@@ -132,6 +135,22 @@ def _flush_early() -> None:
     global _corked
     batch, _corked = _corked, []
     _send_shared(batch)
+
+
+def send_corked() -> None:
+    """Send now what the corked connections wrote so far, not once the loop turn ends.
+
+    The bus calls it when it has handled all it read: under uvloop the turn
+    ends only after every other socket ready in the same poll (a thousand
+    clients closing, say) was handled, and what is written waits for all of it.
+    """
+    global _corked
+    batch, _corked = _corked, []
+    if len(batch) >= EARLY_FLUSH:
+        _send_shared(batch)
+    else:
+        for transport in batch:
+            transport.flush()
 
 
 class _Sends:

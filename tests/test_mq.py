@@ -646,3 +646,41 @@ async def test_has_unread_while_the_rest_of_a_read_waits_in_the_parser(nats_serv
     assert not client.has_unread()
     await within(client.close())
     assert not client.has_unread()
+
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_handled_runs_once_the_last_message_of_a_read_was_handled(nats_server, clients):
+    """What nats-py's read loop does with one read of three messages, then with the same in two reads."""
+    seen: list[bytes] = []
+    client = await clients(nats_server.url, read_handled=lambda: seen.append(b"handled"))
+    subscription = client.subscribe("mq.handled", lambda _subject, data: seen.append(data))
+    read = b"".join(b"MSG mq.handled %d 1\r\n%s\r\n" % (subscription._sid, data) for data in (b"a", b"b", b"c"))
+    seen.clear()  # the bus's own reads so far (its self-test at connect)
+    await within(as_deferred(client._nc._ps.parse(read)))
+    assert seen == [b"a", b"b", b"c", b"handled"]
+    seen.clear()
+    await within(as_deferred(client._nc._ps.parse(read[:-4])))  # c's payload still to come
+    assert seen == [b"a", b"b"]
+    await within(as_deferred(client._nc._ps.parse(read[-4:])))
+    assert seen == [b"a", b"b", b"c", b"handled"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_read_handled_is_logged_and_the_messages_go_on(nats_server, clients):
+    def fail() -> None:
+        raise RuntimeError("read_handled broke")
+
+    seen: list[bytes] = []
+    client = await clients(nats_server.url, read_handled=fail)
+    subscription = client.subscribe("mq.handled", lambda _subject, data: seen.append(data))
+    errors_logged = ErrorLog()
+    globalLogPublisher.addObserver(errors_logged)
+    try:
+        for data in (b"a", b"b"):
+            await within(as_deferred(client._nc._ps.parse(b"MSG mq.handled %d 1\r\n%s\r\n" % (subscription._sid, data))))
+        assert seen == [b"a", b"b"]
+        assert len(errors_logged.messages) == 2
+        assert all("Sending what a NATS read's messages wrote" in m for m in errors_logged.messages)
+    finally:
+        globalLogPublisher.removeObserver(errors_logged)

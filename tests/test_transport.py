@@ -278,6 +278,22 @@ async def test_with_nothing_unread_a_fan_out_goes_out_before_the_turn_ends(monke
 
 
 @pytest_twisted.ensureDeferred
+async def test_send_corked_sends_a_few_connections_before_the_turn_ends(monkeypatch):
+    monkeypatch.setattr(transport, "_unread", lambda: True)  # no early flush on its own
+    async with connected_many(3) as (clients, transports):
+        for server_side in transports:
+            server_side.write(b"event")
+        assert all(server_side._tempDataBuffer for server_side in transports)
+        transport.send_corked()
+        assert not any(server_side._tempDataBuffer for server_side in transports)
+        assert not transport._corked
+        transports[0].write(b" and the next")  # corked again, for the turn's end
+        assert transports[0]._tempDataBuffer
+        await eventually(lambda: [bytes(client.received) for client in clients]
+                         == [b"event and the next", b"event", b"event"])
+
+
+@pytest_twisted.ensureDeferred
 async def test_while_more_is_unread_a_fan_out_waits_for_the_turn_to_end(monkeypatch):
     monkeypatch.setattr(transport, "_unread", lambda: True)
     async with connected_many(transport.EARLY_FLUSH + 1) as (clients, transports):
@@ -369,14 +385,18 @@ async def test_a_shared_send_resumes_a_paused_producer_and_ends_a_closing_connec
         transports[0].unregisterProducer()
 
 
+@pytest.mark.parametrize("unread", [False, True], ids=["early flush", "send_corked"])
 @pytest_twisted.ensureDeferred
-async def test_an_early_flush_hands_its_sends_to_the_sender_thread(monkeypatch):
-    monkeypatch.setattr(transport, "_unread", lambda: False)
+async def test_a_shared_flush_hands_its_sends_to_the_sender_thread(monkeypatch, unread):
+    monkeypatch.setattr(transport, "_unread", lambda: unread)
     handed = queue.SimpleQueue()
     monkeypatch.setattr(transport, "_sender_jobs", handed)  # the sender thread does not take it
     async with connected_many(transport.EARLY_FLUSH) as (clients, transports):
         for server_side in transports:
             server_side.write(b"event")
+        if unread:  # no early flush while more is unread: the bus sends them once it handled its read
+            assert handed.empty()
+            transport.send_corked()
         sends = handed.get_nowait()
         assert handed.empty() and not sends.queue  # offered, and all sent by the reactor thread alone
         assert sorted(map(id, (t for t, _sent in sends.results))) == sorted(map(id, transports))

@@ -24,6 +24,7 @@ import pytest
 import pytest_twisted
 
 from resgate.subscription import Subscription
+from tests.rig.aio import eventually
 from tests.rig.resources import (
     CUSTOM_EVENT,
     assert_quiet,
@@ -259,3 +260,31 @@ async def test_change_events_reach_many_subscribers_each_in_order(gateway, fake_
         fake_service.event("test.model", "change", {"values": {"int": n}})
         for client in clients:
             assert await client.next_message() == event("test.model.change", {"values": {"int": n}})
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_event_goes_out_once_the_read_that_brought_it_was_handled(gateway, fake_service, monkeypatch):
+    # Under uvloop the loop turn ends only after every other socket ready in
+    # the same poll was handled; the bus sends what the event wrote as soon as
+    # it has handled its read (transport.send_corked), before the turn's end.
+    from resgate import transport
+
+    clients = [await connect_client(gateway) for _ in range(3)]
+    await subscribe_to(clients[0], fake_service, "test.model")
+    for client in clients[1:]:
+        pending = client.request("subscribe.test.model")
+        (await fake_service.take("access.test.model"))["access.test.model"].respond_result({"get": True})
+        assert "result" in await pending
+    left_for_the_turn_end: list[int] = []
+    flush = transport._flush
+
+    def turn_end() -> None:
+        left_for_the_turn_end.append(len(transport._corked))
+        flush()
+
+    monkeypatch.setattr(transport, "_flush", turn_end)
+    fake_service.event("test.model", "change", {"values": {"int": 7}})
+    for client in clients:
+        assert await client.next_message() == event("test.model.change", {"values": {"int": 7}})
+    await eventually(lambda: left_for_the_turn_end)
+    assert set(left_for_the_turn_end) == {0}
