@@ -145,6 +145,8 @@ def send_corked() -> None:
     clients closing, say) was handled, and what is written waits for all of it.
     """
     global _corked
+    if not _corked:  # a read whose messages wrote nothing
+        return
     batch, _corked = _corked, []
     if len(batch) >= EARLY_FLUSH:
         _send_shared(batch)
