@@ -471,7 +471,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "{host}, {port}), in alternating rounds, and print both figures and their ratios")
     parser.add_argument("--rounds", type=int, default=None, metavar="N",
                         help="rounds of each line (with --against: each a fresh process of each side, "
-                             "theirs then ours); default 3 with --against, else 1")
+                             "in alternating order); default 3 with --against, else 1")
     parser.add_argument("--service", choices=sorted(SERVICES), default="fake",
                         help="the RES service behind the gateway: the hand-written one (fake) "
                              "or the same resources on resservice (default: %(default)s)")

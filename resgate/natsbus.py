@@ -145,11 +145,15 @@ class _OrderedClient(nats.aio.client.Client):
         except Exception:
             # An exception here would end nats-py's read loop for good.
             log.failure("NATS message handler failed for {subject}", subject=subject.decode(errors="replace"))
-        if self.read_handled is not None and not self._ps.buf:
+        if self.read_handled is not None and not self.has_unread():
             try:
                 self.read_handled()
             except Exception:
                 log.failure("Sending what a NATS read's messages wrote")
+
+    def has_unread(self) -> bool:
+        """Whether the parser holds more of what was read than the message being handled."""
+        return bool(self._ps.buf)
 
     async def _close(self, status: int, do_cbs: bool = True) -> None:
         # When the connection is lost, nats-py's read loop calls _close, and
@@ -446,7 +450,7 @@ class NatsBus:
         read still in its buffer: a burst of events read at once is there.
         """
         nc = self._nc
-        return nc is not None and bool(nc._ps.buf)
+        return nc is not None and nc.has_unread()
 
     def send_now(self) -> None:
         """Write the queued PUB, SUB and UNSUB commands now, not when nats-py's flusher task next runs."""

@@ -130,13 +130,6 @@ def _flush() -> None:
         transport.flush()
 
 
-def _flush_early() -> None:
-    """Send what the corked connections wrote so far, sharing the sends with the sender thread."""
-    global _corked
-    batch, _corked = _corked, []
-    _send_shared(batch)
-
-
 def send_corked() -> None:
     """Send now what the corked connections wrote so far, not once the loop turn ends.
 
@@ -300,7 +293,7 @@ class _CorkedWrites(_ServerBase):
         _corked.append(self)
         self._is_corked = True
         if len(_corked) >= EARLY_FLUSH and not _unread():
-            _flush_early()
+            send_corked()  # shared with the sender thread
 
     def stopWriting(self) -> None:
         if self._is_watched:
